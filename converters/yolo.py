@@ -1,0 +1,106 @@
+"""Ultralytics YOLO (v8 / 11, detect and segment) checkpoint -> exportable torch module.
+
+Needs the `ultralytics` package only to rebuild the pickled layer classes (AGPL-3.0,
+optional extra `edgevision[yolo]`). The checkpoint is loaded with converters.checkpoint,
+never with Ultralytics' own loader, which unpickles with weights_only=False.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgevision._lazy import lazy_import
+from edgevision.errors import EdgeVisionError
+from edgevision.manifest import Manifest, Preprocess
+
+from .checkpoint import load_checkpoint
+from .nms import DetectPostprocess
+
+torch = lazy_import("torch")
+
+
+@dataclass
+class YoloSource:
+    """A loaded YOLO model ready for export. model(images) -> (preds[B, 4+C+M, N], protos?)."""
+
+    model: Any
+    task: str
+    class_names: tuple[str, ...]
+    num_masks: int
+    strides: tuple[int, ...]
+
+
+def is_yolo_checkpoint(ckpt: Any) -> bool:
+    model = ckpt.get("ema") or ckpt.get("model") if isinstance(ckpt, dict) else None
+    return model is not None and type(model).__module__.startswith("ultralytics.")
+
+
+def load_yolo(path: str | Path, trust: bool = False) -> YoloSource:
+    """Load an Ultralytics checkpoint and put its head in export mode (decoded boxes, no NMS)."""
+    ckpt = load_checkpoint(path, trust=trust)
+    if not is_yolo_checkpoint(ckpt):
+        kind = type(ckpt).__name__
+        raise EdgeVisionError(f"{path} is not an Ultralytics YOLO checkpoint (found a {kind}); see `edgevision convert --help`")
+    model = (ckpt.get("ema") or ckpt["model"]).float()
+    task = getattr(model, "task", None) or ckpt.get("train_args", {}).get("task", "detect")
+    head = model.model[-1]
+    head_name = type(head).__name__
+    if head_name not in ("Detect", "Segment"):
+        raise EdgeVisionError(f"{path} is a YOLO {head_name} model; edgevision converts Detect and Segment heads")
+    task = "segment" if head_name == "Segment" else "detect"
+    if getattr(head, "end2end", False):
+        raise EdgeVisionError(f"{path} has an end-to-end (NMS-free) head, which this converter does not handle yet")
+
+    model = model.fuse(verbose=False) if "verbose" in model.fuse.__code__.co_varnames else model.fuse()
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for m in model.modules():
+        if hasattr(m, "inplace"):
+            m.inplace = False  # in-place ops confuse the tracer
+        if type(m).__name__ in ("Detect", "Segment"):
+            m.export, m.format, m.dynamic, m.shape = True, "onnx", False, None
+            if hasattr(m, "xyxy"):
+                m.xyxy = False  # keep cx,cy,w,h: our post-processing converts
+        if type(m).__name__ == "C2f":
+            m.forward = m.forward_split  # Split instead of chunk: a cleaner graph
+    names = model.names
+    class_names = tuple(names[i] for i in sorted(names)) if isinstance(names, dict) else tuple(names)
+    return YoloSource(
+        model=model,
+        task=task,
+        class_names=class_names,
+        num_masks=int(getattr(head, "nm", 0)) if task == "segment" else 0,
+        strides=tuple(int(s) for s in model.stride.tolist()),
+    )
+
+
+class YoloWithPostprocess(torch.nn.Module):  # type: ignore[misc]
+    """images float32[B, 3, H, W] (+ thresholds) -> edgevision's fixed detection outputs."""
+
+    def __init__(self, src: YoloSource, post: DetectPostprocess) -> None:
+        super().__init__()
+        self.model, self.post, self.seg = src.model, post, src.task == "segment"
+
+    def forward(self, images: Any, conf: Any, iou: Any) -> tuple[Any, ...]:
+        out = self.model(images)
+        if self.seg:
+            preds, protos = out[0], out[1]
+            return (*self.post(preds, conf, iou), protos)
+        preds = out[0] if isinstance(out, (tuple, list)) else out
+        return self.post(preds, conf, iou)
+
+
+def yolo_manifest(src: YoloSource, imgsz: tuple[int, int], max_det: int, proto_shape: Any, **extra: Any) -> Manifest:
+    """The manifest of a converted YOLO: Ultralytics' letterbox (pad 114, RGB, /255)."""
+    return Manifest(
+        task=src.task,
+        class_names=src.class_names,
+        input_hw=imgsz,
+        max_det=max_det,
+        preprocess=Preprocess(resize="letterbox", pad_value=114, color="RGB", scale=1 / 255.0),
+        proto_shape=tuple(proto_shape) if proto_shape is not None else None,
+        family="ultralytics-yolo",
+        extra=extra,
+    )

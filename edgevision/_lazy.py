@@ -1,0 +1,45 @@
+"""One place that imports optional heavy dependencies, lazily.
+
+The runtime needs numpy alone at import time; onnxruntime, OpenCV, TensorRT and
+cuda-python are imported on first use. A missing one raises EdgeVisionError naming
+the pip extra that provides it. Nothing is ever installed at run time.
+"""
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from .errors import EdgeVisionError
+
+# module -> (pip extra or package, what it is for)
+_EXTRAS: dict[str, tuple[str, str]] = {
+    "onnxruntime": ("edgevision[ort]", "running ONNX models on ONNX Runtime"),
+    "cv2": ("edgevision[video]", "reading and writing video and images"),
+    "onnx": ("edgevision[convert]", "reading and editing ONNX graphs"),
+    "torch": ("edgevision[convert]", "converting PyTorch models"),
+    "ultralytics": ("edgevision[yolo]", "loading Ultralytics YOLO checkpoints"),
+    "tensorrt": ("tensorrt (JetPack ships it; desktop: pip install tensorrt)", "building and running TensorRT engines"),
+    "tensorrt_rtx": ("tensorrt-rtx-cu12", "building TensorRT-RTX engines"),
+    "cuda": ("edgevision[trt] (cuda-python)", "CUDA memory and streams"),
+}
+
+
+def lazy_import(name: str) -> ModuleType:
+    """Import `name` or raise EdgeVisionError saying which extra to install."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        top = name.split(".")[0]
+        extra, why = _EXTRAS.get(top, (top, "this feature"))
+        raise EdgeVisionError(
+            f"{top} is needed for {why} but cannot be imported ({exc}). Install it with: pip install '{extra}'"
+        ) from exc
+
+
+def available(name: str) -> bool:
+    """True when `name` imports here (used to list backends, never to install)."""
+    try:
+        importlib.import_module(name)
+    except Exception:  # noqa: BLE001 - a broken install counts as unavailable
+        return False
+    return True

@@ -1,0 +1,77 @@
+"""ONNX Runtime backend: the CPU default, and CUDA/TensorRT providers where they really load."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._lazy import lazy_import
+from ..errors import EdgeVisionError
+from ..manifest import METADATA_KEY, Manifest
+
+# Best first. A provider counts only if the session really uses it after creation:
+# onnxruntime-gpu lists CUDA/TensorRT on machines where they then fail to load.
+PREFERRED = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+
+
+def read_manifest(session: Any, path: Path) -> Manifest:
+    meta = session.get_modelmeta().custom_metadata_map
+    if METADATA_KEY not in meta:
+        raise EdgeVisionError(
+            f"{path} has no edgevision manifest in its metadata; convert it first: edgevision convert {path}"
+        )
+    return Manifest.from_json(meta[METADATA_KEY])
+
+
+class OnnxRuntimeBackend:
+    """An InferenceSession over a converted ONNX file.
+
+    threads: intra-op threads (default: ONNX Runtime's choice, all physical cores).
+    """
+
+    name = "onnxruntime"
+
+    def __init__(self, path: str | Path, providers: list[str] | None = None, threads: int | None = None) -> None:
+        ort = lazy_import("onnxruntime")
+        self.path = Path(path)
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            opts.intra_op_num_threads = threads
+        opts.log_severity_level = 3
+        wanted = providers or [p for p in PREFERRED if p in ort.get_available_providers()]
+        try:
+            self.session = ort.InferenceSession(os.fspath(self.path), sess_options=opts, providers=wanted)
+        except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types per failure
+            raise EdgeVisionError(f"ONNX Runtime cannot load {self.path}: {str(exc).strip()[:500]}") from exc
+        self.providers = tuple(self.session.get_providers())
+        self.manifest = read_manifest(self.session, self.path)
+        self.input_names = tuple(i.name for i in self.session.get_inputs())
+        self.output_names = tuple(o.name for o in self.session.get_outputs())
+
+    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        try:
+            outs = self.session.run(self.output_names, feeds)
+        except Exception as exc:  # noqa: BLE001
+            shapes = {k: tuple(v.shape) for k, v in feeds.items()}
+            raise EdgeVisionError(f"ONNX Runtime failed on inputs {shapes}: {str(exc).strip()[:300]}") from exc
+        return dict(zip(self.output_names, outs))
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "backend": self.name,
+            "providers": list(self.providers),
+            "inputs": {i.name: [i.type, i.shape] for i in self.session.get_inputs()},
+            "outputs": {o.name: [o.type, o.shape] for o in self.session.get_outputs()},
+        }
+
+    def close(self) -> None:
+        self.session = None
+
+    def __enter__(self) -> OnnxRuntimeBackend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

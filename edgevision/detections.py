@@ -1,0 +1,77 @@
+"""The one result type: detections of one frame as numpy arrays."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .errors import EdgeVisionError
+
+
+@dataclass
+class Detections:
+    """Detections of one image, in that image's pixel coordinates.
+
+    xyxy: float32[N, 4], x1 y1 x2 y2 in source-frame pixels.
+    confidence: float32[N].
+    class_id: int32[N].
+    masks: bool[N, H, W] at frame resolution, or None for detectors.
+    class_names: names indexed by class_id (shared, not copied, between frames).
+
+    Index with an int array, a slice or a bool[N] mask: `dets[dets.confidence > 0.5]`.
+    """
+
+    xyxy: np.ndarray
+    confidence: np.ndarray
+    class_id: np.ndarray
+    masks: np.ndarray | None = None
+    class_names: tuple[str, ...] = field(default=(), repr=False)
+
+    def __post_init__(self) -> None:
+        self.xyxy = np.asarray(self.xyxy, dtype=np.float32).reshape(-1, 4)
+        self.confidence = np.asarray(self.confidence, dtype=np.float32).reshape(-1)
+        self.class_id = np.asarray(self.class_id, dtype=np.int32).reshape(-1)
+        n = len(self.xyxy)
+        if len(self.confidence) != n or len(self.class_id) != n:
+            raise EdgeVisionError(
+                f"Detections arrays disagree in length: xyxy {n}, confidence {len(self.confidence)}, "
+                f"class_id {len(self.class_id)}"
+            )
+        if self.masks is not None:
+            self.masks = np.asarray(self.masks, dtype=bool)
+            if self.masks.ndim != 3 or len(self.masks) != n:
+                raise EdgeVisionError(f"masks must be bool[{n}, H, W], got shape {self.masks.shape}")
+
+    @classmethod
+    def empty(cls, class_names: tuple[str, ...] = ()) -> Detections:
+        return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int32), None, class_names)
+
+    def __len__(self) -> int:
+        return len(self.xyxy)
+
+    def __getitem__(self, index: Any) -> Detections:
+        if isinstance(index, (int, np.integer)):
+            index = [int(index)]
+        return Detections(
+            self.xyxy[index],
+            self.confidence[index],
+            self.class_id[index],
+            None if self.masks is None else self.masks[index],
+            self.class_names,
+        )
+
+    @property
+    def class_name(self) -> list[str]:
+        """Name of each detection's class ('class N' when the model has no name for it)."""
+        names = self.class_names
+        return [names[c] if 0 <= c < len(names) else f"class {c}" for c in self.class_id.tolist()]
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """JSON-ready list: [{"xyxy": [...], "confidence": f, "class_id": i, "class_name": s}]."""
+        return [
+            {"xyxy": [round(v, 2) for v in box], "confidence": round(conf, 4), "class_id": cid, "class_name": name}
+            for box, conf, cid, name in zip(
+                self.xyxy.tolist(), self.confidence.tolist(), self.class_id.tolist(), self.class_name
+            )
+        ]

@@ -1,0 +1,131 @@
+"""`edgevision.load(path)`: an artifact you call on frames to get Detections."""
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .backends import open_backend
+from .backends.base import Backend
+from .detections import Detections
+from .errors import EdgeVisionError, closest
+from .manifest import IN_CONF, IN_IMAGES, IN_IOU, Manifest
+from .postprocess import to_detections
+from .preprocess import Letterbox, letterbox_image, to_tensor
+
+
+class Model:
+    """A loaded detector or segmenter.
+
+    model(frame) -> Detections for one uint8[H, W, 3] BGR frame; model.predict(frames)
+    runs a batch through the graph's dynamic batch axis. conf / iou feed the graph's
+    threshold inputs; classes keeps only those class ids (or names).
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        conf: float | None = None,
+        iou: float | None = None,
+        classes: Sequence[int | str] | None = None,
+        masks: bool = True,
+    ) -> None:
+        self.backend = backend
+        self.manifest: Manifest = backend.manifest
+        m = self.manifest
+        self.conf = float(m.conf_threshold if conf is None else conf)
+        self.iou = float(m.iou_threshold if iou is None else iou)
+        for label, v in (("conf", self.conf), ("iou", self.iou)):
+            if not 0.0 <= v <= 1.0:
+                raise EdgeVisionError(f"--{label} must be between 0 and 1, got {v}")
+        self.class_filter = self._class_ids(classes)
+        self.with_masks = masks
+        self._thresholds = {
+            IN_CONF: np.array([self.conf], np.float32),
+            IN_IOU: np.array([self.iou], np.float32),
+        }
+        self._thresholds = {k: v for k, v in self._thresholds.items() if k in backend.input_names}
+
+    def _class_ids(self, classes: Sequence[int | str] | None) -> np.ndarray | None:
+        if not classes:
+            return None
+        names = self.manifest.class_names
+        ids = []
+        for c in classes:
+            if isinstance(c, str) and not c.isdigit():
+                if c not in names:
+                    raise EdgeVisionError(f"unknown class {c!r}{closest(c, names)}; this model has {len(names)} classes")
+                ids.append(names.index(c))
+            else:
+                ids.append(int(c))
+                if not 0 <= ids[-1] < len(names):
+                    raise EdgeVisionError(f"class id {ids[-1]} is out of range: this model has classes 0..{len(names) - 1}")
+        return np.asarray(sorted(set(ids)), np.int32)
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.manifest.class_names
+
+    def preprocess(self, frames: Sequence[np.ndarray]) -> tuple[np.ndarray, list[Letterbox]]:
+        """uint8 BGR frames -> (float32[B, 3, H, W], geometry per frame)."""
+        m = self.manifest
+        if len(frames) > 1 and not m.dynamic_batch:
+            raise EdgeVisionError("this artifact was built for batch 1; feed frames one at a time")
+        batch = np.empty((len(frames), 3, *m.input_hw), np.float32)
+        geos = []
+        for i, frame in enumerate(frames):
+            canvas, geo = letterbox_image(frame, m.input_hw, m.preprocess)
+            to_tensor(canvas, m.preprocess, out=batch[i])
+            geos.append(geo)
+        return batch, geos
+
+    def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """float32[B, 3, H, W] -> raw graph outputs."""
+        return self.backend.infer({IN_IMAGES: batch, **self._thresholds})
+
+    def postprocess(self, outputs: dict[str, np.ndarray], geos: Sequence[Letterbox]) -> list[Detections]:
+        dets = [to_detections(outputs, i, g, self.manifest, self.with_masks) for i, g in enumerate(geos)]
+        if self.class_filter is not None:
+            dets = [d[np.isin(d.class_id, self.class_filter)] for d in dets]
+        return dets
+
+    def predict_timed(self, frames: Sequence[np.ndarray]) -> tuple[list[Detections], dict[str, float]]:
+        """predict() plus milliseconds spent in each stage: preprocess, infer, postprocess."""
+        t0 = time.perf_counter()
+        batch, geos = self.preprocess(frames)
+        t1 = time.perf_counter()
+        outputs = self.infer(batch)
+        t2 = time.perf_counter()
+        dets = self.postprocess(outputs, geos)
+        t3 = time.perf_counter()
+        return dets, {"preprocess": (t1 - t0) * 1e3, "infer": (t2 - t1) * 1e3, "postprocess": (t3 - t2) * 1e3}
+
+    def predict(self, frames: Sequence[np.ndarray]) -> list[Detections]:
+        return self.predict_timed(frames)[0]
+
+    def __call__(self, frame: np.ndarray) -> Detections:
+        return self.predict([frame])[0]
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def __enter__(self) -> Model:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def load(path: str | Path, backend: str | None = None, **options: Any) -> Model:
+    """Load a converted artifact (.onnx, or an engine with its sidecar) for inference.
+
+    backend: "onnxruntime" (and more as installed); default: the best usable one.
+    options: conf, iou, classes, masks go to Model; the rest to the backend.
+    """
+    model_keys = {"conf", "iou", "classes", "masks"}
+    model_opts = {k: v for k, v in options.items() if k in model_keys}
+    backend_opts = {k: v for k, v in options.items() if k not in model_keys}
+    return Model(open_backend(path, backend, **backend_opts), **model_opts)
