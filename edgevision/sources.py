@@ -1,0 +1,227 @@
+"""Frame sources chosen by URI: files, images, folders, globs, V4L2, RTSP and CSI cameras.
+
+    video.mp4 | image.jpg | folder/ | "frames/*.png"     files (nothing is dropped)
+    /dev/video0 | v4l2://0 | 0                           USB / V4L2 camera (live)
+    rtsp://host/stream                                   network stream (live)
+    csi://0                                              Jetson CSI camera via nvarguscamerasrc (live)
+"""
+from __future__ import annotations
+
+import glob
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._lazy import lazy_import
+from .errors import EdgeVisionError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".h264", ".h265"}
+
+
+@dataclass
+class Frame:
+    """One decoded frame. image: uint8[H, W, 3] BGR. index counts from 0 per source."""
+
+    image: np.ndarray
+    index: int
+    timestamp: float = field(default_factory=time.monotonic)
+    name: str = ""
+
+
+class SourceLost(EdgeVisionError):
+    """A live source stopped delivering frames (camera unplugged, stream dropped)."""
+
+
+class Source:
+    """Base class: iterate to get Frames; `live` sources may drop frames, files never do."""
+
+    live: bool = False
+    uri: str = ""
+    fps: float = 0.0
+    size: tuple[int, int] = (0, 0)  # (W, H), 0 when unknown
+    frame_count: int = 0  # 0 when unknown or endless
+
+    def read(self) -> Frame | None:
+        """The next frame, or None at the end of a finite source."""
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator[Frame]:
+        while (frame := self.read()) is not None:
+            yield frame
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> Source:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class ImageSource(Source):
+    """A list of image files, read in order."""
+
+    def __init__(self, paths: list[Path], uri: str) -> None:
+        if not paths:
+            raise EdgeVisionError(f"no images found at {uri}")
+        self.paths, self.uri, self.frame_count, self._i = paths, uri, len(paths), 0
+
+    def read(self) -> Frame | None:
+        cv2 = lazy_import("cv2")
+        while self._i < len(self.paths):
+            path = self.paths[self._i]
+            self._i += 1
+            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if image is not None:
+                return Frame(image, self._i - 1, name=path.name)
+        return None
+
+
+class CaptureSource(Source):
+    """Anything cv2.VideoCapture opens: files, V4L2 devices, RTSP, GStreamer pipelines.
+
+    A live source that returns no frame for `timeout_s` raises SourceLost; a file simply ends.
+    """
+
+    def __init__(self, target: Any, uri: str, live: bool, api: int | None = None, timeout_s: float = 5.0) -> None:
+        cv2 = lazy_import("cv2")
+        self.uri, self.live, self.timeout_s = uri, live, timeout_s
+        self.cap = cv2.VideoCapture(target, api) if api is not None else cv2.VideoCapture(target)
+        if not self.cap.isOpened():
+            raise EdgeVisionError(f"cannot open source {uri!r}" + _open_hint(uri))
+        self.fps = float(self.cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        self.size = (int(self.cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(self.cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+        self.frame_count = 0 if live else max(int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT)), 0)
+        self._i = 0
+
+    def read(self) -> Frame | None:
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            ok, image = self.cap.read()
+            if ok and image is not None:
+                self._i += 1
+                return Frame(image, self._i - 1)
+            if not self.live:
+                return None
+            if time.monotonic() > deadline:
+                raise SourceLost(f"source {self.uri!r} stopped delivering frames after {self._i} frames")
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        self.cap.release()
+
+
+def _open_hint(uri: str) -> str:
+    if uri.startswith(("/dev/video", "v4l2://")) or uri.isdigit():
+        cams = sorted(glob.glob("/dev/video*"))
+        return f": no such camera (cameras here: {', '.join(cams) or 'none'})"
+    if uri.startswith("rtsp://"):
+        return ": the stream is unreachable or refused the connection"
+    if not Path(uri).exists():
+        return ": no such file"
+    return ": the file is not a video OpenCV can decode (corrupt, or an unsupported codec)"
+
+
+def csi_pipeline(sensor_id: int, width: int = 1280, height: int = 720, fps: int = 30, flip: int = 0) -> str:
+    """The GStreamer pipeline for a Jetson CSI camera (nvarguscamerasrc), ending in BGR appsink."""
+    return (
+        f"nvarguscamerasrc sensor-id={sensor_id} ! video/x-raw(memory:NVMM), width={width}, height={height}, "
+        f"framerate={fps}/1, format=NV12 ! nvvidconv flip-method={flip} ! video/x-raw, format=BGRx ! "
+        "videoconvert ! video/x-raw, format=BGR ! appsink drop=true max-buffers=1 sync=false"
+    )
+
+
+def gstreamer_available() -> bool:
+    cv2 = lazy_import("cv2")
+    return bool(re.search(r"GStreamer:\s+YES", cv2.getBuildInformation()))
+
+
+def _image_paths(pattern: str) -> list[Path]:
+    return sorted(Path(p) for p in glob.glob(pattern) if Path(p).suffix.lower() in IMAGE_SUFFIXES)
+
+
+def open_source(uri: str | int, timeout_s: float = 5.0) -> Source:
+    """Open a source by URI (see the module docstring)."""
+    cv2 = lazy_import("cv2")
+    uri = str(uri)
+    if uri.startswith("csi://"):
+        if not gstreamer_available():
+            raise EdgeVisionError(
+                "csi:// needs OpenCV built with GStreamer (JetPack's system OpenCV has it; "
+                "the pip opencv-python wheels do not). On a Jetson: use the system python3-opencv."
+            )
+        return CaptureSource(csi_pipeline(int(uri[6:] or 0)), uri, True, cv2.CAP_GSTREAMER, timeout_s)
+    if uri.startswith(("rtsp://", "rtsps://", "http://", "https://")):
+        return CaptureSource(uri, uri, True, cv2.CAP_FFMPEG, timeout_s)
+    m = re.fullmatch(r"(?:v4l2://|/dev/video)?(\d+)", uri)
+    if m:
+        dev = f"/dev/video{m.group(1)}"
+        if not Path(dev).exists():
+            raise EdgeVisionError(f"cannot open source {uri!r}" + _open_hint(uri))
+        return CaptureSource(int(m.group(1)), uri, True, cv2.CAP_V4L2, timeout_s)
+    path = Path(uri)
+    if path.is_dir():
+        return ImageSource(_image_paths(str(path / "*")), uri)
+    if any(ch in uri for ch in "*?["):
+        return ImageSource(_image_paths(uri), uri)
+    if not path.exists():
+        raise EdgeVisionError(f"source not found: {uri}")
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return ImageSource([path], uri)
+    return CaptureSource(str(path), uri, False, timeout_s=timeout_s)
+
+
+def sample_frames(uri: str | Path, count: int, skip: set[int] | None = None) -> tuple[list[np.ndarray], list[int]]:
+    """Up to `count` frames spread evenly across a finite source (video, folder, glob).
+
+    skip: frame indices not to take (keeps validation frames apart from calibration ones).
+    Returns (frames, their indices).
+    """
+    src = open_source(str(uri))
+    try:
+        if src.live:
+            raise EdgeVisionError(f"{uri} is a live source; sample frames from a file, folder or glob")
+        total = src.frame_count
+        if total <= 0:  # unknown length: read everything once
+            frames = [f.image for f in src]
+            total = len(frames)
+            picks = _spread(total, count, skip)
+            return [frames[i] for i in picks], picks
+        picks = _spread(total, count, skip)
+        wanted = set(picks)
+        out, got = [], []
+        # Sequential grab()/retrieve(): frame-accurate on every codec, unlike seeking.
+        for i in range(max(picks) + 1 if picks else 0):
+            if isinstance(src, CaptureSource):
+                if not src.cap.grab():
+                    break
+                if i in wanted:
+                    ok, image = src.cap.retrieve()
+                    if ok:
+                        out.append(image)
+                        got.append(i)
+            elif i in wanted:
+                frame = src.read()
+                if frame is not None:
+                    out.append(frame.image)
+                    got.append(i)
+            else:
+                src._i += 1  # type: ignore[attr-defined]
+        return out, got
+    finally:
+        src.close()
+
+
+def _spread(total: int, count: int, skip: set[int] | None) -> list[int]:
+    pool = [i for i in range(total) if not skip or i not in skip]
+    if count >= len(pool):
+        return pool
+    step = len(pool) / count
+    return [pool[int(k * step)] for k in range(count)]

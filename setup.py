@@ -1,0 +1,25 @@
+"""edgevision: an edge deployment SDK for PyTorch detectors and segmenters."""
+from setuptools import find_packages, setup
+
+EXTRAS = {
+    # runtime on a device: pick what the device has
+    "ort": ["onnxruntime>=1.17"],
+    "video": ["opencv-python-headless>=4.8"],
+    "trt": ["cuda-python>=12.0"],  # TensorRT itself comes from JetPack / NVIDIA's index
+    # build side
+    "convert": ["torch>=2.4", "torchvision>=0.19", "onnx>=1.16", "onnxsim>=0.4", "onnxruntime>=1.17"],
+    "yolo": ["ultralytics>=8.3"],  # AGPL-3.0: only to unpickle Ultralytics checkpoints
+    "dev": ["pytest>=8", "mypy>=1.10"],
+}
+EXTRAS["all"] = sorted({r for reqs in EXTRAS.values() for r in reqs})
+
+setup(
+    name="edgevision",
+    version="0.1.0",
+    description="Take a trained PyTorch detector or segmenter to a camera on the edge: ONNX, TensorRT, real-time video.",
+    python_requires=">=3.10",
+    packages=find_packages(include=["edgevision", "edgevision.*", "converters", "converters.*"]),
+    install_requires=["numpy>=1.23"],
+    extras_require=EXTRAS,
+    entry_points={"console_scripts": ["edgevision=edgevision.cli:main"]},
+)
