@@ -1,0 +1,74 @@
+"""`edgevision run ARTIFACT --source SRC`: detections on a video, camera, stream or images."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ..errors import EdgeVisionError
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("artifact", help="converted .onnx (or engine) file, or a convert output folder")
+    p.add_argument("--source", required=True,
+                   help="video file, image, folder, glob, /dev/videoN, v4l2://N, rtsp://..., csi://N")
+    p.add_argument("--save", metavar="VIDEO", help="write the annotated video (.mp4 / .avi)")
+    p.add_argument("--jsonl", metavar="FILE", help="write one JSON object per frame")
+    p.add_argument("--show", action="store_true", help="show a window (q / Esc stops)")
+    p.add_argument("--serve", metavar="HOST:PORT", help="live web preview, e.g. 127.0.0.1:8080")
+    p.add_argument("--conf", type=float, default=None, help="confidence threshold (default: the artifact's)")
+    p.add_argument("--iou", type=float, default=None, help="NMS IoU threshold (default: the artifact's)")
+    p.add_argument("--classes", default=None, help="keep only these classes: ids or names, comma separated")
+    p.add_argument("--max-frames", type=int, default=None, help="stop after N frames")
+    p.add_argument("--backend", default=None, help="onnxruntime, tensorrt, ... (default: the best usable)")
+    p.add_argument("--stats-json", metavar="FILE", help="write the run statistics as JSON")
+    p.add_argument("--quiet", action="store_true", help="no per-frame progress line")
+
+
+def main(args: argparse.Namespace) -> int:
+    from .. import load
+    from ..pipeline import Pipeline
+
+    artifact = Path(args.artifact)
+    try:
+        from ..artifacts import resolve_artifact  # picks the accepted, fastest precision in a folder
+        artifact = resolve_artifact(artifact, args.backend or "onnxruntime")
+    except ImportError:
+        pass
+    classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
+    sinks: list[str] = []
+    if args.save:
+        sinks.append(args.save)
+    if args.jsonl:
+        sinks.append(args.jsonl)
+    if args.show:
+        sinks.append("display://0")
+    if args.serve:
+        sinks.append(f"http://{args.serve}")
+        print(f"live preview: http://{args.serve}/", file=sys.stderr)
+    model = load(artifact, backend=args.backend, conf=args.conf, iou=args.iou, classes=classes,
+                 masks=bool(args.save or args.show or args.serve))
+    pipeline = Pipeline(model, args.source, sinks, max_frames=args.max_frames)
+    interrupted = False
+    try:
+        for result in pipeline:
+            if not args.quiet and sys.stderr.isatty():
+                print(f"\rframe {result.frame.index}: {len(result.detections)} detections, "
+                      f"{result.timings['infer']:.1f} ms inference", end="", file=sys.stderr)
+    except KeyboardInterrupt:
+        interrupted = True
+    if not args.quiet and sys.stderr.isatty():
+        print(file=sys.stderr)
+    stats = pipeline.stats
+    print(stats.summary())
+    if args.stats_json:
+        Path(args.stats_json).write_text(json.dumps(stats.to_dict(), indent=2))
+    for label, path in (("video", args.save), ("jsonl", args.jsonl)):
+        if path:
+            print(f"{label:<6}{path}")
+    if interrupted:
+        raise EdgeVisionError(f"interrupted after {stats.frames} frames; outputs written so far are kept")
+    if pipeline.error is not None:
+        raise EdgeVisionError(f"{pipeline.error}; the run ended cleanly and outputs written so far are kept")
+    return 0

@@ -1,0 +1,72 @@
+"""Per-stage latency statistics: every frame carries its timings; the run reports p50/p99."""
+from __future__ import annotations
+
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class RunStats:
+    """Collects per-frame stage timings (milliseconds) and detections per class."""
+
+    stage_ms: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    per_class: Counter[str] = field(default_factory=Counter)
+    frames: int = 0
+    dropped: int = 0
+    started: float = field(default_factory=time.perf_counter)
+    ended: float = 0.0
+
+    def add(self, timings: dict[str, float], class_names: list[str]) -> None:
+        self.frames += 1
+        for stage, ms in timings.items():
+            self.stage_ms[stage].append(ms)
+        self.per_class.update(class_names)
+
+    def finish(self) -> None:
+        self.ended = time.perf_counter()
+
+    @property
+    def seconds(self) -> float:
+        return (self.ended or time.perf_counter()) - self.started
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    def percentiles(self) -> dict[str, dict[str, float]]:
+        return {
+            stage: {
+                "p50": float(np.percentile(v, 50)),
+                "p99": float(np.percentile(v, 99)),
+                "mean": float(np.mean(v)),
+            }
+            for stage, v in self.stage_ms.items()
+            if v
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "frames": self.frames,
+            "dropped": self.dropped,
+            "seconds": round(self.seconds, 3),
+            "fps": round(self.fps, 2),
+            "stages_ms": {s: {k: round(x, 3) for k, x in d.items()} for s, d in self.percentiles().items()},
+            "detections_per_class": dict(self.per_class.most_common()),
+        }
+
+    def summary(self) -> str:
+        lines = [f"{self.frames} frames in {self.seconds:.1f} s: {self.fps:.1f} FPS"
+                 + (f", {self.dropped} stale frames dropped" if self.dropped else "")]
+        lines.append(f"{'stage':<12} {'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8}")
+        for stage, d in self.percentiles().items():
+            lines.append(f"{stage:<12} {d['p50']:>8.2f} {d['p99']:>8.2f} {d['mean']:>8.2f}")
+        if self.per_class:
+            per = ", ".join(f"{name} {n}" for name, n in self.per_class.most_common())
+            lines.append(f"detections: {per}")
+        else:
+            lines.append("detections: none")
+        return "\n".join(lines)
