@@ -99,18 +99,21 @@ class Pipeline:
             self._put(self._in, _END, force=True)
 
     def _put(self, q: queue.Queue[Any], item: Any, force: bool = False) -> None:
+        """Blocking put that gives up once the run is stopping; `force` (the end marker)
+        then makes room instead, because nobody may be left to consume the queue."""
         while True:
             try:
                 q.put(item, timeout=0.1)
                 return
             except queue.Full:
-                if self._stop.is_set() and not force:
+                if not self._stop.is_set():
+                    continue
+                if not force:
                     return
-                if force:  # make room for the end marker
-                    try:
-                        q.get_nowait()
-                    except queue.Empty:
-                        pass
+                try:
+                    q.get_nowait()
+                except queue.Empty:
+                    pass
 
     def _write(self) -> None:
         try:
