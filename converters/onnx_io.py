@@ -28,7 +28,7 @@ def read_manifest(path: str | Path) -> Manifest:
     for p in model.metadata_props:
         if p.key == METADATA_KEY:
             return Manifest.from_json(p.value)
-    raise EdgeVisionError(f"{path} has no edgevision manifest; convert it first: edgevision convert {path}")
+    raise EdgeVisionError(f"{path} has no edgevision manifest: it was not made by `edgevision convert`; convert the source checkpoint")
 
 
 def check_model(path: str | Path) -> None:

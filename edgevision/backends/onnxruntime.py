@@ -20,7 +20,8 @@ def read_manifest(session: Any, path: Path) -> Manifest:
     meta = session.get_modelmeta().custom_metadata_map
     if METADATA_KEY not in meta:
         raise EdgeVisionError(
-            f"{path} has no edgevision manifest in its metadata; convert it first: edgevision convert {path}"
+            f"{path} has no edgevision manifest in its metadata: it was not made by `edgevision convert`; "
+            "convert the source checkpoint: edgevision convert MODEL.pt"
         )
     return Manifest.from_json(meta[METADATA_KEY])
 
