@@ -27,31 +27,36 @@ def instance_masks(
     h, w = geo.frame_hw
     m, hp, wp = protos.shape
     out = np.zeros((len(coeffs), h, w), dtype=bool)
-    if not len(coeffs):
-        return out
-    logits = (coeffs @ protos.reshape(m, -1)).reshape(-1, hp, wp)
     sx, sy = wp / input_hw[1], hp / input_hw[0]  # prototype pixels per input pixel
+    ax, ay = geo.gain * sx, geo.gain * sy  # prototype pixels per frame pixel
     for i, (x1, y1, x2, y2) in enumerate(xyxy.tolist()):
-        fx1, fy1 = int(np.floor(x1)), int(np.floor(y1))
-        fx2, fy2 = int(np.ceil(x2)), int(np.ceil(y2))
+        fx1, fy1 = max(int(np.floor(x1)), 0), max(int(np.floor(y1)), 0)
+        fx2, fy2 = min(int(np.ceil(x2)), w), min(int(np.ceil(y2)), h)
         if fx2 <= fx1 or fy2 <= fy1:
             continue
+        # Prototype window under the box (+1 px for the bilinear taps): the mask is only
+        # ever needed inside its box, so only that window is multiplied out.
+        px1 = min(max(int(np.floor(x1 * ax + geo.left * sx - 1)), 0), wp - 1)
+        py1 = min(max(int(np.floor(y1 * ay + geo.top * sy - 1)), 0), hp - 1)
+        px2 = min(max(int(np.ceil(x2 * ax + geo.left * sx + 1)), px1 + 1), wp)
+        py2 = min(max(int(np.ceil(y2 * ay + geo.top * sy + 1)), py1 + 1), hp)
+        window = protos[:, py1:py2, px1:px2]
+        logits = (coeffs[i] @ window.reshape(m, -1)).reshape(py2 - py1, px2 - px1)
         # frame pixel centre (x + 0.5) -> input (.. * gain + left) -> prototype sample position (- 0.5)
-        ax, ay = geo.gain * sx, geo.gain * sy
         warp = np.array(
             [
-                [ax, 0, (fx1 + 0.5) * ax + geo.left * sx - 0.5],
-                [0, ay, (fy1 + 0.5) * ay + geo.top * sy - 0.5],
+                [ax, 0, (fx1 + 0.5) * ax + geo.left * sx - 0.5 - px1],
+                [0, ay, (fy1 + 0.5) * ay + geo.top * sy - 0.5 - py1],
             ],
             dtype=np.float64,
         )
         patch = cv2.warpAffine(
-            logits[i], warp, (fx2 - fx1, fy2 - fy1), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+            logits, warp, (fx2 - fx1, fy2 - fy1), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
             borderMode=cv2.BORDER_REPLICATE,
         )
-        # crop to the box itself (sub-pixel edges rounded inward like Ultralytics' crop_mask)
-        ys = np.arange(fy1, fy2)[:, None] + 0.5
-        xs = np.arange(fx1, fx2)[None, :] + 0.5
+        # crop to the box itself: pixel centres inside the (sub-pixel) box edges
+        ys = (np.arange(fy1, fy2) + 0.5)[:, None]
+        xs = (np.arange(fx1, fx2) + 0.5)[None, :]
         inside = (xs >= x1) & (xs < x2) & (ys >= y1) & (ys < y2)
         out[i, fy1:fy2, fx1:fx2] = (patch > 0) & inside
     return out
