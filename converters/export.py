@@ -34,7 +34,7 @@ class ExportOptions:
 
     imgsz: tuple[int, int] = (640, 640)
     max_det: int = 300
-    pre_nms_topk: int = 1000
+    pre_nms_topk: int = 512
     nms_iters: int = 8
     conf: float = 0.25
     iou: float = 0.7

@@ -97,3 +97,21 @@ def test_a_failing_sink_surfaces_as_an_error(seg_onnx: Path, vtest: Path) -> Non
 
     with pytest.raises(edgevision.EdgeVisionError, match="disk full"):
         Pipeline(edgevision.load(seg_onnx, masks=False), str(vtest), [boom], max_frames=5).run()
+
+
+def test_several_workers_keep_frame_order_and_results(seg_onnx: Path, vtest: Path) -> None:
+    one = list(Pipeline(edgevision.load(seg_onnx, masks=False), str(vtest), max_frames=10))
+    many = list(Pipeline(edgevision.load(seg_onnx, masks=False, threads=1), str(vtest), max_frames=10, workers=3))
+    assert [r.frame.index for r in many] == list(range(10))
+    for a, b in zip(one, many):
+        np.testing.assert_allclose(a.detections.xyxy, b.detections.xyxy, atol=1e-3)
+
+
+@pytest.mark.parametrize("live, workers, expect", [(True, None, (1, None)), (False, 1, (1, None))])
+def test_worker_plan(live: bool, workers: int | None, expect: tuple[int, int | None]) -> None:
+    from edgevision.pipeline import plan_workers
+
+    assert plan_workers(live, "m.onnx", None, workers) == expect
+    w, threads = plan_workers(False, "m.onnx", None, 2)
+    assert w == 2 and threads is not None and threads >= 1
+    assert plan_workers(False, "m.engine", "tensorrt", 2) == (2, None)

@@ -21,6 +21,8 @@ class BackendEntry:
 
 
 BACKENDS: dict[str, BackendEntry] = {
+    # Engines only (by suffix): the backend itself says so when there is no GPU.
+    "tensorrt": BackendEntry("edgevision.backends.tensorrt:TensorRTBackend", (".engine", ".plan"), ("tensorrt", "cuda.bindings")),
     "onnxruntime": BackendEntry("edgevision.backends.onnxruntime:OnnxRuntimeBackend", (".onnx",), ("onnxruntime",)),
 }
 

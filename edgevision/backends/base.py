@@ -15,6 +15,7 @@ class Backend(Protocol):
     """
 
     name: str
+    thread_safe: bool  # infer() may run concurrently from several threads
     manifest: Manifest
     input_names: tuple[str, ...]
     output_names: tuple[str, ...]

@@ -33,6 +33,7 @@ class OnnxRuntimeBackend:
     """
 
     name = "onnxruntime"
+    thread_safe = True  # InferenceSession.run may be called from several threads at once
 
     def __init__(self, path: str | Path, providers: list[str] | None = None, threads: int | None = None) -> None:
         ort = lazy_import("onnxruntime")

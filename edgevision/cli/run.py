@@ -22,13 +22,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--classes", default=None, help="keep only these classes: ids or names, comma separated")
     p.add_argument("--max-frames", type=int, default=None, help="stop after N frames")
     p.add_argument("--backend", default=None, help="onnxruntime, tensorrt, ... (default: the best usable)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="frames inferred at once (default: one per CPU core for files on ONNX Runtime, 1 for live sources)")
     p.add_argument("--stats-json", metavar="FILE", help="write the run statistics as JSON")
     p.add_argument("--quiet", action="store_true", help="no per-frame progress line")
 
 
 def main(args: argparse.Namespace) -> int:
     from .. import load
-    from ..pipeline import Pipeline
+    from ..pipeline import Pipeline, plan_workers
+    from ..sources import open_source
 
     artifact = Path(args.artifact)
     try:
@@ -47,9 +50,16 @@ def main(args: argparse.Namespace) -> int:
     if args.serve:
         sinks.append(f"http://{args.serve}")
         print(f"live preview: http://{args.serve}/", file=sys.stderr)
-    model = load(artifact, backend=args.backend, conf=args.conf, iou=args.iou, classes=classes,
-                 masks=bool(args.save or args.show or args.serve))
-    pipeline = Pipeline(model, args.source, sinks, max_frames=args.max_frames)
+    source = open_source(args.source)
+    workers, threads = plan_workers(source.live, artifact, args.backend, args.workers)
+    options = {"threads": threads} if threads else {}
+    try:
+        model = load(artifact, backend=args.backend, conf=args.conf, iou=args.iou, classes=classes,
+                     masks=bool(args.save or args.show or args.serve), **options)
+    except BaseException:
+        source.close()
+        raise
+    pipeline = Pipeline(model, source, sinks, max_frames=args.max_frames, workers=workers)
     interrupted = False
     try:
         for result in pipeline:

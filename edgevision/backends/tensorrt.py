@@ -1,0 +1,313 @@
+"""TensorRT backend: a serialized engine run through the v3 (tensor-name) API.
+
+Same contract as the ONNX Runtime backend: {input name: array} in, {output name: array}
+out, plus the manifest (from the engine's JSON sidecar). Per instance: one execution
+context, one CUDA stream, device and pinned host buffers allocated once for the
+profile's largest shapes, and a CUDA graph per input shape after its first run.
+Instances of the same engine file share one deserialized ICudaEngine (its weights), so
+one model per camera costs a context and activations, not another copy of the weights.
+
+Before TensorRT is touched: no GPU -> a sentence saying so; an engine built for another
+TensorRT version or GPU -> a sentence saying which (never a deserialization crash).
+"""
+from __future__ import annotations
+
+import sys
+import threading
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from ..cuda import CudaError, CudaGraph, DeviceBuffer, PinnedBuffer, Stream
+from ..cuda.device import DeviceInfo, use_device
+from ..device import gpu_status
+from ..engine.compat import check_compatible
+from ..engine.io_specs import TensorSpec, check_feeds, numpy_dtype
+from ..engine.sidecar import EngineSidecar, read_sidecar
+from ..engine.target import DeviceTarget, find_flavor
+from ..engine.trt_hooks import LogRecord, make_logger
+from ..errors import EdgeVisionError
+from ..manifest import sha256_file
+
+if TYPE_CHECKING:
+    import tensorrt as trt
+
+MAX_GRAPHS = 8  # CUDA graphs kept per instance (one per distinct input shape)
+
+
+@dataclass
+class _Shared:
+    """One deserialized engine and the runtime that owns it, shared by instances."""
+
+    key: tuple[str, int, int, int]
+    runtime: trt.Runtime
+    engine: trt.ICudaEngine
+    logger: Any
+    record: LogRecord
+    users: int = 0
+
+
+class _EngineRegistry:
+    """Engines by (real path, device, size, mtime): a rebuilt file gets a fresh engine."""
+
+    _lock: ClassVar[threading.Lock] = threading.Lock()
+    _engines: ClassVar[dict[tuple[str, int, int, int], _Shared]] = {}
+
+    @classmethod
+    def acquire(cls, path: Path, device: int, trt_module: ModuleType, verbose: bool) -> _Shared:
+        if TYPE_CHECKING:
+            import tensorrt as trt
+        else:
+            trt = trt_module
+        st = path.stat()
+        key = (str(path.resolve()), device, st.st_size, st.st_mtime_ns)
+        with cls._lock:
+            shared = cls._engines.get(key)
+            if shared is None:
+                record = LogRecord()
+                logger = make_logger(trt_module, record, verbose)
+                runtime = trt.Runtime(logger)
+                # None (and a logged error) on a plan TensorRT rejects; the stubs omit the None.
+                engine: trt.ICudaEngine | None = runtime.deserialize_cuda_engine(path.read_bytes())
+                if engine is None:
+                    errs = "; ".join(e.strip()[:300] for e in record.errors[-3:]) or "no error logged"
+                    raise EdgeVisionError(f"TensorRT could not load {path.name}: {errs}")
+                shared = cls._engines[key] = _Shared(key, runtime, engine, logger, record)
+            shared.users += 1
+            return shared
+
+    @classmethod
+    def release(cls, shared: _Shared) -> None:
+        with cls._lock:
+            shared.users -= 1
+            if shared.users <= 0:
+                cls._engines.pop(shared.key, None)
+
+
+def _dims(d: Any) -> tuple[int, ...]:
+    return tuple(int(x) for x in d)
+
+
+class TensorRTBackend:
+    """A TensorRT engine file (with its `<engine>.json` sidecar) on an NVIDIA GPU.
+
+    device: CUDA device index. cuda_graphs: capture a CUDA graph per input shape after its
+    first run and replay it (False: always enqueue). Not thread-safe per instance (calls are
+    serialised by a lock): give each camera thread its own instance; they share the engine.
+    """
+
+    name = "tensorrt"
+
+    def __init__(self, path: str | Path, device: int = 0, cuda_graphs: bool = True, verbose: bool = False) -> None:
+        self.path = Path(path)
+        if self.path.suffix.lower() == ".onnx":
+            raise EdgeVisionError(
+                f"the tensorrt backend runs engines, and {self.path.name} is ONNX; build an engine on this device: "
+                f"edgevision build {self.path}"
+            )
+        self.sidecar: EngineSidecar = read_sidecar(self.path)
+        self.manifest = self.sidecar.manifest
+        spec = self.sidecar.build.spec
+        status = gpu_status()
+        if not status.available:
+            raise EdgeVisionError(
+                f"{self.path.name} is a TensorRT engine and needs an NVIDIA GPU, but there is none here "
+                f"({status.reason}). Run its ONNX artifact ({self.sidecar.build.onnx_file}) with the onnxruntime backend instead"
+            )
+        self.flavor, trt_module = find_flavor(spec.trt_module)
+        self.device: DeviceInfo = use_device(device)
+        self._check_plan(trt_module)
+        self._shared = _EngineRegistry.acquire(self.path, device, trt_module, verbose)
+        self._lock = threading.Lock()
+        self._closed = False
+        try:
+            self._setup(trt_module, cuda_graphs)
+        except BaseException:
+            _EngineRegistry.release(self._shared)
+            raise
+
+    # -- load-time checks --------------------------------------------------------------
+    def _check_plan(self, trt_module: ModuleType) -> None:
+        """Refuse, in words, an engine that is not the one its sidecar describes or not for this device."""
+        if TYPE_CHECKING:
+            import tensorrt as trt
+        else:
+            trt = trt_module
+        build = self.sidecar.build
+        if self.path.stat().st_size != build.plan_bytes or sha256_file(self.path) != build.plan_sha256:
+            raise EdgeVisionError(
+                f"{self.path.name} does not match its sidecar (plan checksum differs): the file was replaced or "
+                f"damaged. Rebuild it: edgevision build {build.onnx_file}"
+            )
+        dla_cores = 0
+        if build.spec.dla_core is not None:
+            record = LogRecord()
+            dla_cores = trt.Runtime(make_logger(trt_module, record)).num_DLA_cores
+        here = DeviceTarget(self.flavor, self.device.name, self.device.compute_capability, dla_cores)
+        verdict = check_compatible(build.spec, here)
+        if not verdict.ok:
+            raise EdgeVisionError(
+                f"{self.path.name} cannot run here. {verdict.message()} Rebuild it on this device: "
+                f"edgevision build {build.onnx_file} --precision {build.spec.precision}"
+            )
+        for w in verdict.warnings:
+            print(f"edgevision: {self.path.name}: {w}", file=sys.stderr)
+
+    # -- buffers, context, stream ----------------------------------------------------------
+    def _setup(self, trt_module: ModuleType, cuda_graphs: bool) -> None:
+        if TYPE_CHECKING:
+            import tensorrt as trt
+        else:
+            trt = trt_module
+        engine = self._shared.engine
+        context: trt.IExecutionContext | None = engine.create_execution_context()
+        if context is None:
+            raise EdgeVisionError(f"TensorRT could not create an execution context for {self.path.name} (out of GPU memory?)")
+        self.context: trt.IExecutionContext = context
+        specs: list[TensorSpec] = []
+        for i in range(engine.num_io_tensors):
+            name = engine.get_tensor_name(i)
+            is_input = engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
+            shape = _dims(engine.get_tensor_shape(name))
+            lo, hi = shape, shape
+            if is_input and -1 in shape:
+                lo, _opt, hi = (_dims(d) for d in engine.get_tensor_profile_shape(name, 0))
+            dtype = numpy_dtype(engine.get_tensor_dtype(name).name, name)
+            specs.append(TensorSpec(name, is_input, dtype, shape, lo, hi))
+        # Output sizes at the largest inputs: set those shapes, then ask the context.
+        for s in specs:
+            if s.is_input and not self.context.set_input_shape(s.name, s.max_shape):
+                raise EdgeVisionError(f"TensorRT rejected the profile's max shape {s.max_shape} for {s.name!r}")
+        resolved = []
+        for s in specs:
+            if not s.is_input:
+                out_shape = _dims(self.context.get_tensor_shape(s.name))
+                if any(d < 0 for d in out_shape):
+                    raise EdgeVisionError(
+                        f"output {s.name!r} has a data-dependent shape {out_shape} (an NMS or NonZero layer?); "
+                        "edgevision engines need fixed-size outputs: convert with edgevision convert"
+                    )
+                s = TensorSpec(s.name, False, s.dtype, s.shape, out_shape, out_shape)
+            resolved.append(s)
+        self.specs: tuple[TensorSpec, ...] = tuple(resolved)
+        self.input_names = tuple(s.name for s in self.specs if s.is_input)
+        self.output_names = tuple(s.name for s in self.specs if not s.is_input)
+        self.stream = Stream()
+        self._device_buf: dict[str, DeviceBuffer] = {}
+        self._host_buf: dict[str, PinnedBuffer] = {}
+        for s in self.specs:
+            self._device_buf[s.name] = DeviceBuffer(s.max_nbytes)
+            self._host_buf[s.name] = PinnedBuffer(s.max_nbytes)
+            # Addresses never change, so they are bound once (and stay valid inside CUDA graphs).
+            if not self.context.set_tensor_address(s.name, self._device_buf[s.name].ptr):
+                raise EdgeVisionError(f"TensorRT rejected the device buffer of {s.name!r}")
+        self._spec = {s.name: s for s in self.specs}
+        self._bound: tuple[tuple[str, tuple[int, ...]], ...] = ()
+        self._out_shapes: dict[str, tuple[int, ...]] = {}
+        self.cuda_graphs = cuda_graphs
+        self.graph_note = ""
+        self._graphs: dict[tuple[tuple[str, tuple[int, ...]], ...], CudaGraph] = {}
+        self._runs: Counter[tuple[tuple[str, tuple[int, ...]], ...]] = Counter()
+
+    # -- inference -----------------------------------------------------------------------
+    def _bind_shapes(self, shapes: dict[str, tuple[int, ...]]) -> tuple[tuple[str, tuple[int, ...]], ...]:
+        key = tuple(sorted(shapes.items()))
+        if key != self._bound:
+            for name, shape in shapes.items():
+                if not self.context.set_input_shape(name, shape):
+                    raise EdgeVisionError(f"TensorRT rejected shape {shape} for input {name!r}")
+            self._out_shapes = {n: _dims(self.context.get_tensor_shape(n)) for n in self.output_names}
+            self._bound = key
+        return key
+
+    def _enqueue(self, stream: Stream, shapes: dict[str, tuple[int, ...]]) -> None:
+        """Copies in, the engine, copies out: all queued on `stream` (or captured into a graph)."""
+        for name, shape in shapes.items():
+            stream.copy_to_device(self._device_buf[name], self._host_buf[name], self._spec[name].nbytes(shape))
+        if not self.context.execute_async_v3(stream.handle):
+            errs = "; ".join(e.strip()[:200] for e in self._shared.record.errors[-3:])
+            raise EdgeVisionError(f"TensorRT execution failed on {self.path.name}: {errs or 'no error logged'}")
+        for name in self.output_names:
+            stream.copy_to_host(self._host_buf[name], self._device_buf[name], self._spec[name].nbytes(self._out_shapes[name]))
+
+    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """{input: array} -> {output: array} (new arrays; the pinned buffers are reused)."""
+        arrays = check_feeds(self.specs, feeds)
+        with self._lock:
+            if self._closed:
+                raise EdgeVisionError(f"the TensorRT backend for {self.path.name} is closed")
+            shapes = {n: tuple(int(d) for d in a.shape) for n, a in arrays.items()}
+            for name, arr in arrays.items():
+                np.copyto(self._host_buf[name].view(arr.dtype, arr.shape), arr)
+            key = self._bind_shapes(shapes)
+            graph = self._graphs.get(key)
+            # The first run of a shape is plain: TensorRT does shape-dependent setup then,
+            # which must not land in a graph. The second run captures; later runs replay.
+            if graph is None and self.cuda_graphs and self._runs[key] >= 1 and len(self._graphs) < MAX_GRAPHS:
+                graph = self._capture(key, shapes)
+            if graph is not None:
+                graph.launch(self.stream)
+            else:
+                self._enqueue(self.stream, shapes)
+            self._runs[key] += 1
+            self.stream.synchronize()
+            return {
+                n: self._host_buf[n].view(self._spec[n].dtype, self._out_shapes[n]).copy() for n in self.output_names
+            }
+
+    def _capture(self, key: tuple[tuple[str, tuple[int, ...]], ...], shapes: dict[str, tuple[int, ...]]) -> CudaGraph | None:
+        try:
+            graph = CudaGraph.capture(self.stream, lambda s: self._enqueue(s, shapes))
+        except (CudaError, EdgeVisionError) as exc:
+            # Some engines cannot be captured (data-dependent control flow, plugins that sync).
+            self.cuda_graphs = False
+            self.graph_note = f"CUDA graphs off: capture failed ({exc})"
+            print(f"edgevision: {self.path.name}: {self.graph_note}", file=sys.stderr)
+            return None
+        self._graphs[key] = graph
+        return graph
+
+    # -- contract ------------------------------------------------------------------------
+    def describe(self) -> dict[str, object]:
+        build = self.sidecar.build
+        return {
+            "backend": self.name,
+            "engine": str(self.path),
+            "tensorrt": self.flavor.label,
+            "gpu": f"{self.device.name} (sm_{self.device.compute_capability[0]}{self.device.compute_capability[1]})",
+            "precision": build.spec.precision,
+            "dla_core": build.spec.dla_core,
+            "profiles": [p.describe() for p in build.spec.profiles],
+            "inputs": {s.name: [str(s.dtype), list(s.shape)] for s in self.specs if s.is_input},
+            "outputs": {s.name: [str(s.dtype), list(s.shape)] for s in self.specs if not s.is_input},
+            "cuda_graphs": {"enabled": self.cuda_graphs, "captured": len(self._graphs), "note": self.graph_note},
+            "instances_sharing_engine": self._shared.users,
+        }
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            for g in self._graphs.values():
+                g.close()
+            self._graphs.clear()
+            self.stream.synchronize()
+            del self.context  # before the engine it came from
+            for dev in self._device_buf.values():
+                dev.free()
+            for host in self._host_buf.values():
+                host.free()
+            self.stream.close()
+            _EngineRegistry.release(self._shared)
+
+    def __enter__(self) -> TensorRTBackend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
