@@ -104,7 +104,8 @@ def reference_detections(src: Any, frames: list[np.ndarray], manifest: Manifest)
         with torch.no_grad():
             raw = src.model(torch.from_numpy(x))
         preds = (raw[0] if isinstance(raw, (tuple, list)) else raw)[0].numpy()
-        ref = decode_nms(preds, manifest.num_classes, manifest.conf_threshold, manifest.iou_threshold, manifest.max_det)
+        ref = decode_nms(preds, manifest.num_classes, manifest.conf_threshold, manifest.iou_threshold, manifest.max_det,
+                         manifest.extra.get("pre_nms_topk"))
         out.append(Detections(geo.boxes_to_frame(ref.boxes), ref.scores, ref.class_ids, None, manifest.class_names))
     return out
 

@@ -45,13 +45,20 @@ def greedy_nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou: 
     return np.asarray(keep, dtype=np.int64)
 
 
-def decode_nms(preds: np.ndarray, num_classes: int, conf: float, iou: float, max_det: int) -> RefDetections:
-    """One image: preds float32[4+C+M, N] (cx, cy, w, h, scores, coeffs) -> greedy-NMS detections."""
+def decode_nms(
+    preds: np.ndarray, num_classes: int, conf: float, iou: float, max_det: int, pre_nms_topk: int | None = None
+) -> RefDetections:
+    """One image: preds float32[4+C+M, N] (cx, cy, w, h, scores, coeffs) -> greedy-NMS detections.
+
+    pre_nms_topk: only the K best-scored anchors are candidates, as in the graph (None: all).
+    """
     p = preds.T
     cls_scores = p[:, 4 : 4 + num_classes]
     cls = cls_scores.argmax(1)
     score = cls_scores.max(1)
     cand = np.nonzero(score > conf)[0]
+    if pre_nms_topk is not None and len(cand) > pre_nms_topk:
+        cand = cand[np.argsort(-score[cand], kind="stable")[:pre_nms_topk]]
     xy, wh = p[cand, :2], p[cand, 2:4] / 2
     boxes = np.concatenate([xy - wh, xy + wh], 1).astype(np.float32)
     kept = greedy_nms(boxes, score[cand], cls[cand], iou)[:max_det]
