@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edgevision.metrics import box_iou
+
 
 @dataclass
 class RefDetections:
@@ -20,22 +22,12 @@ class RefDetections:
     anchors: np.ndarray  # int64[N], which anchor each detection came from
 
 
-def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """float32[N, 4], float32[M, 4] xyxy -> IoU float32[N, M]."""
-    ix = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
-    iy = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
-    inter = ix * iy
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
-
-
 def greedy_nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou: float) -> np.ndarray:
     """Class-aware greedy NMS. Returns int64 indices of kept boxes, best score first."""
     order = np.argsort(-scores, kind="stable")
     keep: list[int] = []
     suppressed = np.zeros(len(boxes), dtype=bool)
-    ious = iou_matrix(boxes[order], boxes[order]) if len(order) else np.zeros((0, 0))
+    ious = box_iou(boxes[order], boxes[order]) if len(order) else np.zeros((0, 0))
     same = classes[order][:, None] == classes[order][None, :]
     for rank in range(len(order)):
         if suppressed[rank]:
@@ -69,7 +61,7 @@ def nms_chain_depth(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, 
     """Fixed-point iterations the in-graph NMS needs to reach the greedy result on this input."""
     order = np.argsort(-scores, kind="stable")
     b, c = boxes[order], classes[order]
-    sup = (iou_matrix(b, b) > iou) & (c[:, None] == c[None, :])
+    sup = (box_iou(b, b) > iou) & (c[:, None] == c[None, :])
     sup = np.triu(sup, 1)
     keep = np.ones(len(b), dtype=bool)
     for it in range(1, len(b) + 2):
