@@ -15,9 +15,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import edgevision  # noqa: E402
-from benchmarks.ultralytics_ref import export_ultralytics_onnx, load_predictor, predict  # noqa: E402
-from converters.export import ExportOptions, convert  # noqa: E402
-from demos.assets import VTEST, demo_checkpoint  # noqa: E402
+from benchmarks.ultralytics_ref import both_models, load_predictor, predict  # noqa: E402
+from demos.assets import VTEST  # noqa: E402
 from edgevision.metrics import agreement  # noqa: E402
 from edgevision.sources import open_source  # noqa: E402
 
@@ -28,11 +27,7 @@ def main() -> None:
     ap.add_argument("--work", default="runs/bench")
     args = ap.parse_args()
     work = Path(args.work)
-    ckpt = demo_checkpoint()
-    ours_path = work / "edgevision" / "yolo11n-seg.onnx"
-    if not ours_path.exists():
-        convert(ckpt, ours_path.parent, ExportOptions())
-    ref_path = export_ultralytics_onnx(ckpt, work / "ultralytics")
+    ours_path, ref_path = both_models(work)
     ours = edgevision.load(ours_path, masks=False)
     ref = load_predictor(ref_path)
     got, want = [], []

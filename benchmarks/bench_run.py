@@ -22,9 +22,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import edgevision  # noqa: E402
-from benchmarks.ultralytics_ref import export_ultralytics_onnx, load_predictor  # noqa: E402
-from converters.export import ExportOptions, convert  # noqa: E402
-from demos.assets import VTEST, demo_checkpoint  # noqa: E402
+from benchmarks.ultralytics_ref import both_models, load_predictor  # noqa: E402
+from demos.assets import VTEST  # noqa: E402
 from edgevision.pipeline import Pipeline, plan_workers  # noqa: E402
 
 
@@ -71,11 +70,7 @@ def main() -> None:
     ap.add_argument("--work", default="runs/bench")
     args = ap.parse_args()
     work = Path(args.work)
-    ckpt = demo_checkpoint()
-    ours = work / "edgevision" / "yolo11n-seg.onnx"
-    if not ours.exists():
-        convert(ckpt, ours.parent, ExportOptions())
-    theirs = export_ultralytics_onnx(ckpt, work / "ultralytics")
+    ours, theirs = both_models(work)
     run_edgevision(ours, 10)  # warm both (page cache, ORT arenas)
     run_ultralytics(theirs, 10)
     rounds = []

@@ -43,3 +43,15 @@ def predict(model: Any, frame: np.ndarray, conf: float = 0.25, iou: float = 0.7,
     r = model.predict(frame, conf=conf, iou=iou, imgsz=imgsz, verbose=False)[0]
     b = r.boxes
     return Detections(b.xyxy.numpy(), b.conf.numpy(), b.cls.numpy().astype(np.int32), None, tuple(r.names.values()))
+
+
+def both_models(work: Path) -> tuple[Path, Path]:
+    """The demo checkpoint converted by edgevision (always afresh: no stale artifact) and by
+    Ultralytics' exporter, under work/. Returns (edgevision .onnx, Ultralytics .onnx)."""
+    from converters.export import ExportOptions, convert
+    from demos.assets import demo_checkpoint
+
+    ckpt = demo_checkpoint()
+    ours = convert(ckpt, work / "edgevision", ExportOptions()).onnx_path
+    return ours, export_ultralytics_onnx(ckpt, work / "ultralytics")
+

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from ..cuda import CudaError, CudaGraph, DeviceBuffer, PinnedBuffer, Stream
-from ..cuda.device import DeviceInfo, use_device
+from ..cuda.device import DeviceInfo, set_current, use_device
 from ..device import gpu_status
 from ..engine.compat import check_compatible
 from ..engine.io_specs import TensorSpec, check_feeds, numpy_dtype
@@ -101,6 +101,9 @@ class TensorRTBackend:
     """
 
     name = "tensorrt"
+    # One execution context runs one inference at a time (calls are serialised by a lock);
+    # for concurrency, open one instance per thread: they share the engine's weights.
+    thread_safe = False
 
     def __init__(self, path: str | Path, device: int = 0, cuda_graphs: bool = True, verbose: bool = False) -> None:
         self.path = Path(path)
@@ -240,6 +243,8 @@ class TensorRTBackend:
         with self._lock:
             if self._closed:
                 raise EdgeVisionError(f"the TensorRT backend for {self.path.name} is closed")
+            if self.device.index:
+                set_current(self.device.index)  # pipeline threads start on device 0
             shapes = {n: tuple(int(d) for d in a.shape) for n, a in arrays.items()}
             for name, arr in arrays.items():
                 np.copyto(self._host_buf[name].view(arr.dtype, arr.shape), arr)

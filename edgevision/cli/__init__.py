@@ -14,6 +14,7 @@ from ..errors import EdgeVisionError
 # command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "convert": ("convert", "PyTorch checkpoint -> ONNX with decode + NMS in the graph (then an engine)"),
+    "build": ("build", "ONNX artifact -> TensorRT engine + JSON sidecar, on the device that runs it"),
     "run": ("run", "run an artifact on a video, camera, stream or images"),
     "info": ("info", "print an artifact's manifest, inputs/outputs and the backends usable here"),
 }

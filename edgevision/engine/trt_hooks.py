@@ -1,0 +1,90 @@
+"""TensorRT callback interfaces implemented in Python: a logger that keeps the errors
+(for messages that say what failed) and an IProgressMonitor feeding BuildProgress.
+
+The classes are made per call from the TensorRT module in use (tensorrt or
+tensorrt_rtx: same interface, different base classes). For mypy the module is
+TensorRT 10's stubs, so the overrides are checked against the real signatures.
+"""
+from __future__ import annotations
+
+import sys
+import threading
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+from .progress import BuildProgress
+
+
+class LogRecord:
+    """Messages TensorRT logged at ERROR/INTERNAL_ERROR (and WARNING when asked)."""
+
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+        self.warnings: list[str] = []
+        self._lock = threading.Lock()
+
+    def add(self, level: int, msg: str) -> None:
+        with self._lock:
+            (self.errors if level <= 1 else self.warnings).append(msg)
+
+
+def make_logger(trt_module: ModuleType, record: LogRecord, verbose: bool = False) -> Any:
+    """An ILogger: errors kept in `record` and printed; warnings printed when verbose.
+
+    TensorRT calls it for every message, VERBOSE included (~14000 for a YOLO build),
+    so it returns early for what it drops.
+    """
+    if TYPE_CHECKING:
+        import tensorrt as trt
+    else:
+        trt = trt_module
+    keep_upto = 3 if verbose else 2  # 0 internal error, 1 error, 2 warning, 3 info, 4 verbose
+
+    class _Logger(trt.ILogger):
+        def __init__(self) -> None:
+            trt.ILogger.__init__(self)
+
+        def log(self, severity: trt.ILogger.Severity, msg: str) -> None:
+            level = int(severity)
+            if level > keep_upto:
+                return
+            record.add(level, msg)
+            if level <= 1 or verbose:
+                print(f"[TensorRT] {msg}", file=sys.stderr)
+
+    return _Logger()
+
+
+def make_progress_monitor(trt_module: ModuleType, progress: BuildProgress) -> Any | None:
+    """An IProgressMonitor forwarding to `progress`; None where TensorRT has none (< 10)."""
+    if TYPE_CHECKING:
+        import tensorrt as trt
+    else:
+        trt = trt_module
+    if not hasattr(trt, "IProgressMonitor"):
+        return None
+
+    class _Monitor(trt.IProgressMonitor):
+        def __init__(self) -> None:
+            trt.IProgressMonitor.__init__(self)
+
+        # Exceptions must not escape into TensorRT's threads: swallow them, keep building.
+        def phase_start(self, phase_name: str, parent_phase: str, num_steps: int) -> None:
+            try:
+                progress.phase_start(phase_name, parent_phase, num_steps)
+            except Exception:  # noqa: BLE001
+                pass
+
+        def step_complete(self, phase_name: str, step: int) -> bool:
+            try:
+                return progress.step_complete(phase_name, step)
+            except Exception:  # noqa: BLE001
+                return True
+
+        def phase_finish(self, phase_name: str) -> None:
+            try:
+                progress.phase_finish(phase_name)
+            except Exception:  # noqa: BLE001
+                pass
+
+    return _Monitor()

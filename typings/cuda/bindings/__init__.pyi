@@ -1,0 +1,1 @@
+"""Partial stubs for cuda-python: only cuda.bindings.runtime, the part edgevision calls."""
