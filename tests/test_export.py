@@ -124,3 +124,18 @@ def test_verification_rejects_a_disagreeing_graph(seg_checkpoint: Path, vtest_fr
     with pytest.raises(EdgeVisionError, match="disagrees with the PyTorch model"):
         convert(seg_checkpoint, tmp_path, ExportOptions(nms_iters=0), vtest_frames[:2])
     assert (tmp_path / "yolo11n-seg.rejected.onnx").exists() and not (tmp_path / "yolo11n-seg.onnx").exists()
+
+
+def test_a_yolo_classifier_is_refused_by_name(tmp_path: Path) -> None:
+    from ultralytics.nn.tasks import ClassificationModel
+
+    path = tmp_path / "cls.pt"
+    torch.save({"model": ClassificationModel("yolo11n-cls.yaml", nc=10, verbose=False).half()}, path)
+    with pytest.raises(EdgeVisionError, match="YOLO Classify model; edgevision converts Detect and Segment"):
+        convert(path, tmp_path / "out")
+
+
+def test_a_wrong_input_size_is_a_clear_error(seg_onnx: Path) -> None:
+    model = edgevision.load(seg_onnx)
+    with pytest.raises(EdgeVisionError, match=r"ONNX Runtime failed on inputs .*images.*\(1, 3, 320, 320\)"):
+        model.infer(np.zeros((1, 3, 320, 320), np.float32))
