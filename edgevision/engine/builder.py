@@ -62,7 +62,10 @@ def parse_errors(parser: trt.OnnxParser, path: Path) -> str:
     for i in range(parser.num_errors):
         e = parser.get_error(i)
         desc = e.desc().strip().splitlines()[-1][:300]
-        lines.append(f"node #{e.node()} {e.node_name() or '(unnamed)'} ({e.node_operator() or '?'}): {desc}")
+        # node_name / node_operator arrived in TensorRT 10; 8.x gives the node index only.
+        name = e.node_name() if hasattr(e, "node_name") else ""
+        op = e.node_operator() if hasattr(e, "node_operator") else ""
+        lines.append(f"node #{e.node()} {name or '(unnamed)'} ({op or '?'}): {desc}")
     return f"TensorRT cannot parse {path.name}:\n  " + "\n  ".join(lines or ["(no parser error recorded)"])
 
 
@@ -214,7 +217,9 @@ def _build_in_thread(
     except KeyboardInterrupt:
         if progress is not None:
             progress.cancel()  # the monitor's step_complete now answers False: TensorRT stops
-        worker.join()
+        # With a monitor TensorRT stops at its next step; without one (TensorRT < 10) it
+        # cannot be stopped, so leave the daemon thread to die with the process.
+        worker.join(timeout=30)
         raise
     if "error" in result:
         raise EdgeVisionError(f"TensorRT failed after {time.monotonic() - started:.1f} s: {result['error']}")
