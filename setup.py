@@ -5,11 +5,13 @@ EXTRAS = {
     # runtime on a device: pick what the device has
     "ort": ["onnxruntime>=1.17"],
     "video": ["opencv-python-headless>=4.8"],
-    "trt": ["cuda-python>=12.0"],  # TensorRT itself comes from JetPack / NVIDIA's index
+    # TensorRT itself comes from JetPack / NVIDIA's index. cuda-python 13 needs a CUDA 13
+    # driver; JetPack 6 ships CUDA 12.6. onnx: `edgevision build` reads the graph.
+    "trt": ["cuda-python>=12.6,<13", "onnx>=1.16"],
     # build side
     "convert": ["torch>=2.4", "torchvision>=0.19", "onnx>=1.16", "onnxsim>=0.4", "onnxruntime>=1.17"],
     "yolo": ["ultralytics>=8.3"],  # AGPL-3.0: only to unpickle Ultralytics checkpoints
-    "dev": ["pytest>=8", "mypy>=1.10"],
+    "dev": ["pytest>=8", "mypy>=1.10", "ruff>=0.5"],
 }
 EXTRAS["all"] = sorted({r for reqs in EXTRAS.values() for r in reqs})
 

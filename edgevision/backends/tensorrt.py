@@ -16,6 +16,7 @@ import sys
 import threading
 from collections import Counter
 from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -26,17 +27,21 @@ from ..cuda import CudaError, CudaGraph, DeviceBuffer, PinnedBuffer, Stream
 from ..cuda.device import DeviceInfo, set_current, use_device
 from ..device import gpu_status
 from ..engine.compat import check_compatible
-from ..engine.io_specs import TensorSpec, check_feeds, numpy_dtype
+from ..engine.io_specs import TensorSpec, check_feeds, check_shape, numpy_dtype
 from ..engine.sidecar import EngineSidecar, read_sidecar
 from ..engine.target import DeviceTarget, find_flavor
 from ..engine.trt_hooks import LogRecord, make_logger
 from ..errors import EdgeVisionError
-from ..manifest import sha256_file
+from ..kernels.gpu_letterbox import GpuLetterbox
+from ..manifest import IN_IMAGES, Manifest, sha256_file
+from ..preprocess import Letterbox
 
 if TYPE_CHECKING:
     import tensorrt as trt
 
 MAX_GRAPHS = 8  # CUDA graphs kept per instance (one per distinct input shape)
+# (input shapes, inputs the GPU fills itself): one CUDA graph per distinct key
+_GraphKey = tuple[tuple[tuple[str, tuple[int, ...]], ...], frozenset[str]]
 
 
 @dataclass
@@ -213,8 +218,9 @@ class TensorRTBackend:
         self._out_shapes: dict[str, tuple[int, ...]] = {}
         self.cuda_graphs = cuda_graphs
         self.graph_note = ""
-        self._graphs: dict[tuple[tuple[str, tuple[int, ...]], ...], CudaGraph] = {}
-        self._runs: Counter[tuple[tuple[str, tuple[int, ...]], ...]] = Counter()
+        self._graphs: dict[_GraphKey, CudaGraph] = {}
+        self._runs: Counter[_GraphKey] = Counter()
+        self._letterbox: GpuLetterbox | None = None  # compiled on the first infer_frames()
 
     # -- inference -----------------------------------------------------------------------
     def _bind_shapes(self, shapes: dict[str, tuple[int, ...]]) -> tuple[tuple[str, tuple[int, ...]], ...]:
@@ -227,10 +233,12 @@ class TensorRTBackend:
             self._bound = key
         return key
 
-    def _enqueue(self, stream: Stream, shapes: dict[str, tuple[int, ...]]) -> None:
-        """Copies in, the engine, copies out: all queued on `stream` (or captured into a graph)."""
+    def _enqueue(self, stream: Stream, shapes: dict[str, tuple[int, ...]], on_device: frozenset[str] = frozenset()) -> None:
+        """Copies in (except inputs already on the device), the engine, copies out: all queued
+        on `stream` (or captured into a graph)."""
         for name, shape in shapes.items():
-            stream.copy_to_device(self._device_buf[name], self._host_buf[name], self._spec[name].nbytes(shape))
+            if name not in on_device:
+                stream.copy_to_device(self._device_buf[name], self._host_buf[name], self._spec[name].nbytes(shape))
         if not self.context.execute_async_v3(stream.handle):
             errs = "; ".join(e.strip()[:200] for e in self._shared.record.errors[-3:])
             raise EdgeVisionError(f"TensorRT execution failed on {self.path.name}: {errs or 'no error logged'}")
@@ -239,34 +247,64 @@ class TensorRTBackend:
 
     def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """{input: array} -> {output: array} (new arrays; the pinned buffers are reused)."""
-        arrays = check_feeds(self.specs, feeds)
+        return self._run(check_feeds(self.specs, feeds), {}, None)
+
+    def infer_frames(
+        self, frames: Sequence[np.ndarray], feeds: dict[str, np.ndarray], manifest: Manifest
+    ) -> tuple[dict[str, np.ndarray], list[Letterbox]]:
+        """uint8 BGR frames -> outputs, with the letterbox, colour order and scaling done on the
+        GPU (kernels/letterbox.cu) straight into the input buffer. feeds: the other inputs."""
+        shape = (len(frames), 3, *manifest.input_hw)
+        check_shape(self._spec[IN_IMAGES], shape)
+        arrays = check_feeds([s for s in self.specs if s.name != IN_IMAGES], feeds)
+        geos: list[Letterbox] = []
+
+        def upload(stream: Stream) -> None:
+            if self._letterbox is None:
+                self._letterbox = GpuLetterbox(self.device.compute_capability)
+            base, plane = self._device_buf[IN_IMAGES].ptr, 3 * manifest.input_hw[0] * manifest.input_hw[1] * 4
+            geos.extend(
+                self._letterbox.enqueue(f, i, base + i * plane, manifest.input_hw, manifest.preprocess, stream)
+                for i, f in enumerate(frames)
+            )
+
+        return self._run(arrays, {IN_IMAGES: shape}, upload), geos
+
+    def _run(
+        self, arrays: dict[str, np.ndarray], on_device: dict[str, tuple[int, ...]], before: Callable[[Stream], None] | None
+    ) -> dict[str, np.ndarray]:
+        """Host inputs -> pinned buffers; `before` queues work that fills the on-device inputs;
+        then the engine (plain, or a captured CUDA graph of it) and the copies back."""
         with self._lock:
             if self._closed:
                 raise EdgeVisionError(f"the TensorRT backend for {self.path.name} is closed")
             if self.device.index:
                 set_current(self.device.index)  # pipeline threads start on device 0
-            shapes = {n: tuple(int(d) for d in a.shape) for n, a in arrays.items()}
+            shapes = {n: tuple(int(d) for d in a.shape) for n, a in arrays.items()} | on_device
             for name, arr in arrays.items():
                 np.copyto(self._host_buf[name].view(arr.dtype, arr.shape), arr)
-            key = self._bind_shapes(shapes)
+            fed = frozenset(on_device)
+            key = (self._bind_shapes(shapes), fed)
+            if before is not None:
+                before(self.stream)  # kernels stay outside the graph: their arguments change per frame
             graph = self._graphs.get(key)
             # The first run of a shape is plain: TensorRT does shape-dependent setup then,
             # which must not land in a graph. The second run captures; later runs replay.
             if graph is None and self.cuda_graphs and self._runs[key] >= 1 and len(self._graphs) < MAX_GRAPHS:
-                graph = self._capture(key, shapes)
+                graph = self._capture(key, shapes, fed)
             if graph is not None:
                 graph.launch(self.stream)
             else:
-                self._enqueue(self.stream, shapes)
+                self._enqueue(self.stream, shapes, fed)
             self._runs[key] += 1
             self.stream.synchronize()
             return {
                 n: self._host_buf[n].view(self._spec[n].dtype, self._out_shapes[n]).copy() for n in self.output_names
             }
 
-    def _capture(self, key: tuple[tuple[str, tuple[int, ...]], ...], shapes: dict[str, tuple[int, ...]]) -> CudaGraph | None:
+    def _capture(self, key: _GraphKey, shapes: dict[str, tuple[int, ...]], fed: frozenset[str]) -> CudaGraph | None:
         try:
-            graph = CudaGraph.capture(self.stream, lambda s: self._enqueue(s, shapes))
+            graph = CudaGraph.capture(self.stream, lambda s: self._enqueue(s, shapes, fed))
         except (CudaError, EdgeVisionError) as exc:
             # Some engines cannot be captured (data-dependent control flow, plugins that sync).
             self.cuda_graphs = False
@@ -301,6 +339,8 @@ class TensorRTBackend:
             for g in self._graphs.values():
                 g.close()
             self._graphs.clear()
+            if self._letterbox is not None:
+                self._letterbox.close()
             self.stream.synchronize()
             del self.context  # before the engine it came from
             for dev in self._device_buf.values():

@@ -74,18 +74,24 @@ def check_feeds(specs: Sequence[TensorSpec], feeds: Mapping[str, np.ndarray]) ->
             if not np.can_cast(arr.dtype, s.dtype, casting="same_kind"):
                 raise EdgeVisionError(f"input {s.name!r} is {arr.dtype}; the engine takes {s.dtype}")
             arr = arr.astype(s.dtype)
-        if arr.ndim != len(s.shape):
-            raise EdgeVisionError(f"input {s.name!r} has shape {arr.shape}; the engine takes {_fmt(s.shape)}")
-        for axis, (got, lo, hi) in enumerate(zip(arr.shape, s.min_shape, s.max_shape)):
-            if not lo <= got <= hi:
-                what = "batch" if axis == 0 and lo != hi else f"axis {axis}"
-                raise EdgeVisionError(
-                    f"input {s.name!r}: {what} {got} is outside the engine's range {lo}..{hi} "
-                    f"(shape {arr.shape}, engine {_fmt(s.shape)}). "
-                    + ("Feed fewer frames per call, or rebuild with a larger --max-batch" if what == "batch" else "")
-                )
+        check_shape(s, tuple(int(d) for d in arr.shape))
         out[s.name] = np.ascontiguousarray(arr)
     return out
+
+
+def check_shape(s: TensorSpec, shape: tuple[int, ...]) -> None:
+    """Raise EdgeVisionError unless `shape` fits input `s`'s profile (also for inputs the
+    GPU fills itself, which have no host array to check)."""
+    if len(shape) != len(s.shape):
+        raise EdgeVisionError(f"input {s.name!r} has shape {shape}; the engine takes {_fmt(s.shape)}")
+    for axis, (got, lo, hi) in enumerate(zip(shape, s.min_shape, s.max_shape)):
+        if not lo <= got <= hi:
+            what = "batch" if axis == 0 and lo != hi else f"axis {axis}"
+            raise EdgeVisionError(
+                f"input {s.name!r}: {what} {got} is outside the engine's range {lo}..{hi} "
+                f"(shape {shape}, engine {_fmt(s.shape)}). "
+                + ("Feed fewer frames per call, or rebuild with a larger --max-batch" if what == "batch" else "")
+            )
 
 
 def _fmt(shape: Sequence[int]) -> str:
