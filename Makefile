@@ -66,6 +66,7 @@ demo: assets
 	$(EV) run "$$artifact" --source "$$source" --save $(OUT)/annotated.mp4 --jsonl $(OUT)/detections.jsonl
 
 test: $(VENV)/.installed-dev $(VTEST)
+	$(VPY) -m ruff check --select F,E9 edgevision converters tests benchmarks demos tools
 	$(VPY) -m pytest -q
 
 typecheck: $(VENV)/.installed-dev
