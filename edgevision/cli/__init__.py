@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "build": ("build", "ONNX artifact -> TensorRT engine + JSON sidecar, on the device that runs it"),
     "run": ("run", "run an artifact on a video, camera, stream or images"),
     "info": ("info", "print an artifact's manifest, inputs/outputs and the backends usable here"),
+    "verify": ("verify", "re-run the accuracy gate: an FP16/INT8 artifact vs its FP32 reference on your frames"),
 }
 
 

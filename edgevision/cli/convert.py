@@ -33,14 +33,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--verify-frames", type=int, default=16, help="frames taken from --verify (default 16)")
     p.add_argument("--trust-checkpoint", action="store_true",
                    help="unpickle the checkpoint fully (runs code in the file; only for files you trust)")
-    p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32", help="artifact precision")
-    p.add_argument("--calib", metavar="SOURCE", default=None, help="INT8 calibration frames: video, folder or glob")
-    p.add_argument("--calib-frames", type=int, default=256, help="calibration frames sampled across --calib")
+    p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32",
+                   help="artifact precision; fp16/int8 write <model>.fp16.onnx or <model>.int8.onnx (TensorRT Q/DQ) "
+                        "and <model>.int8-cpu.onnx (ONNX Runtime CPU), gated against FP32, plus <model>.precision.md")
+    p.add_argument("--calib", metavar="SOURCE", default=None,
+                   help="INT8 calibration frames: video, folder or glob (default: --verify's source)")
+    p.add_argument("--calib-frames", type=int, default=256, help="calibration frames sampled across --calib (default 256)")
     p.add_argument("--val", metavar="SOURCE", default=None,
-                   help="accuracy-gate frames (default: held-out frames of --calib / --verify)")
-    p.add_argument("--val-frames", type=int, default=64, help="frames for the accuracy gate")
+                   help="accuracy-gate frames (default: frames of --calib that calibration did not use)")
+    p.add_argument("--val-frames", type=int, default=64, help="frames for the accuracy gate (default 64)")
     p.add_argument("--max-drop", default=None,
-                   help="accuracy budget vs FP32, 'AP,F1' minimums (default 0.90,0.95 for int8, 0.98,0.99 for fp16)")
+                   help="accuracy budget vs FP32 as minimum agreement 'AP,F1[,MASK]' (default 0.90,0.95,0.85 for "
+                        "int8, 0.98,0.99,0.97 for fp16); below it the command fails and the artifact is *.rejected.onnx")
+    p.add_argument("--keep-float", default="auto", metavar="auto|none|REGEX,...",
+                   help="INT8 layers kept in float: auto measures each layer group's effect and keeps the worst "
+                        "until the budget holds (default); none; or node-name regexes")
+    p.add_argument("--calib-percentile", type=float, default=99.99,
+                   help="INT8 activation clipping: percentile of |x| per tensor (default 99.99; 100 = min/max)")
+    p.add_argument("--tune-frames", type=int, default=12,
+                   help="calibration frames the --keep-float auto search scores layers on (default 12)")
     p.add_argument("--engine", action="store_true", help="also build a TensorRT engine (needs TensorRT and a GPU)")
 
 

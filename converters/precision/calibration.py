@@ -1,0 +1,226 @@
+"""Calibration and validation frames, and the activation ranges measured on them.
+
+Frames go through exactly the runtime's pre-processing (edgevision Model.preprocess on
+the FP32 artifact's own manifest), so the ranges are those the deployed graph will see.
+
+Ranges are measured inside ONNX Runtime: the FP32 graph is augmented with, per tensor,
+ReduceMin, ReduceMax and a TopK over |x| whose smallest value is the per-batch
+percentile of |x|. Only scalars leave the session, so a few hundred 640x640 frames
+calibrate in about the time they take to infer (ORT's own histogram calibrator copies
+every intermediate tensor out, 10x slower here).
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgevision._lazy import lazy_import
+from edgevision.errors import EdgeVisionError
+from edgevision.manifest import IN_CONF, IN_IMAGES, IN_IOU, Manifest
+
+
+@dataclass
+class FrameSplit:
+    """Frames picked from sources. calib: for ranges and sensitivity; val: for the gate only.
+
+    Each list holds uint8[H, W, 3] BGR frames; *_index the frame numbers in their source.
+    """
+
+    calib: list[np.ndarray]
+    calib_index: list[int]
+    calib_source: str
+    val: list[np.ndarray]
+    val_index: list[int]
+    val_source: str
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "calib": {"source": self.calib_source, "frames": len(self.calib), "indices": _ranges(self.calib_index)},
+            "val": {"source": self.val_source, "frames": len(self.val), "indices": _ranges(self.val_index),
+                    "held_out_of_calib": self.val_source == self.calib_source},
+        }
+
+
+def _ranges(idx: Sequence[int]) -> str:
+    """[0, 3, 6, 9] -> '0..9 step 3 (4)', short enough for a report."""
+    if not idx:
+        return "none"
+    steps = {b - a for a, b in zip(idx, idx[1:])}
+    step = f" step {steps.pop()}" if len(steps) == 1 else ""
+    return f"{idx[0]}..{idx[-1]}{step} ({len(idx)})"
+
+
+def split_frames(calib: str, calib_frames: int, val: str | None, val_frames: int) -> FrameSplit:
+    """Sample calibration frames across `calib`; validation frames from `val`, or else
+    frames of `calib` that calibration did not use (the gate must see unseen frames)."""
+    from edgevision.sources import sample_frames
+
+    cal, cal_idx = sample_frames(calib, calib_frames)
+    if not cal:
+        raise EdgeVisionError(f"--calib {calib}: no frames could be read")
+    if val:
+        v, v_idx = sample_frames(val, val_frames)
+    else:
+        v, v_idx = sample_frames(calib, val_frames, skip=set(cal_idx))
+    if not v:
+        raise EdgeVisionError(
+            f"no validation frames: --calib {calib} has no frames left beyond the {len(cal)} used for calibration; "
+            "pass --val SOURCE or lower --calib-frames"
+        )
+    return FrameSplit(cal, cal_idx, str(calib), v, v_idx, str(val or calib))
+
+
+def graph_feeds(manifest: Manifest, images: np.ndarray, input_names: Sequence[str], conf: float | None = None) -> dict[str, np.ndarray]:
+    """The feeds a converted graph takes: images float32[B, 3, H, W] plus the threshold inputs it has."""
+    feeds = {
+        IN_IMAGES: images,
+        IN_CONF: np.array([manifest.conf_threshold if conf is None else conf], np.float32),
+        IN_IOU: np.array([manifest.iou_threshold], np.float32),
+    }
+    return {k: v for k, v in feeds.items() if k in input_names}
+
+
+def preprocess_batches(fp32_path: str | Path, frames: Sequence[np.ndarray], batch: int = 8) -> Iterator[np.ndarray]:
+    """float32[B, 3, H, W] batches through the runtime's own pre-processing."""
+    import edgevision
+
+    model = edgevision.load(fp32_path, backend="onnxruntime", masks=False)
+    try:
+        for i in range(0, len(frames), batch):
+            yield model.preprocess(frames[i : i + batch])[0]
+    finally:
+        model.close()
+
+
+@dataclass
+class TensorRange:
+    """What calibration saw of one tensor. lo/hi: extremes; amax: the percentile of |x|
+    averaged over batches (one outlier pixel in one frame does not set the scale)."""
+
+    lo: float
+    hi: float
+    amax: float
+
+    def clipped(self) -> tuple[float, float]:
+        """(lo, hi) clipped to +-amax: the range asymmetric (CPU) quantization uses."""
+        return max(self.lo, -self.amax), min(self.hi, self.amax)
+
+
+@dataclass
+class Ranges:
+    """tensor name -> TensorRange, with how they were measured."""
+
+    tensors: dict[str, TensorRange]
+    percentile: float
+    frames: int
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def amax(self, name: str) -> float:
+        return self.tensors[name].amax
+
+
+def float_tensors(model: Any, nodes: set[str]) -> list[str]:
+    """Float32 tensors produced by `nodes` (plus float graph inputs they read), in graph order."""
+    onnx = lazy_import("onnx")
+    inferred = onnx.shape_inference.infer_shapes(model)
+    elem = {v.name: v.type.tensor_type.elem_type for v in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]}
+    inits = {i.name for i in model.graph.initializer}
+    out: list[str] = []
+    seen: set[str] = set()
+    for n in model.graph.node:
+        if n.name not in nodes:
+            continue
+        for t in [*n.input, *n.output]:
+            if t and t not in seen and t not in inits and elem.get(t) == onnx.TensorProto.FLOAT:
+                seen.add(t)
+                out.append(t)
+    return out
+
+
+def _augment(model: Any, tensors: Sequence[str], percentile: float) -> tuple[Any, list[str]]:
+    """A copy of the graph that also outputs, per tensor, [min, max, percentile(|x|)] as float32[3]."""
+    onnx = lazy_import("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    aug = onnx.ModelProto()
+    aug.CopyFrom(model)
+    g = aug.graph
+    g.initializer.extend([
+        numpy_helper.from_array(np.array([-1], np.int64), "_cal_flat"),
+        numpy_helper.from_array(np.array(1.0 - percentile / 100.0, np.float32), "_cal_tail"),
+        numpy_helper.from_array(np.array([1], np.int64), "_cal_one"),
+    ])
+    outputs = []
+    for k, t in enumerate(tensors):
+        p = f"_cal{k}"
+        flat, absx, size, kf, ki = (f"{p}_{s}" for s in ("flat", "abs", "size", "kf", "k"))
+        nodes = [
+            helper.make_node("Reshape", [t, "_cal_flat"], [flat]),
+            helper.make_node("ReduceMin", [flat], [f"{p}_min"], keepdims=1),
+            helper.make_node("ReduceMax", [flat], [f"{p}_max"], keepdims=1),
+            helper.make_node("Abs", [flat], [absx]),
+            # k = max(1, ceil(numel * tail)): the k-th largest |x| is the percentile
+            helper.make_node("Size", [flat], [size]),
+            helper.make_node("Cast", [size], [f"{size}_f"], to=TensorProto.FLOAT),
+            helper.make_node("Mul", [f"{size}_f", "_cal_tail"], [kf]),
+            helper.make_node("Ceil", [kf], [f"{kf}_c"]),
+            helper.make_node("Cast", [f"{kf}_c"], [f"{ki}_s"], to=TensorProto.INT64),
+            helper.make_node("Reshape", [f"{ki}_s", "_cal_one"], [f"{ki}_r"]),
+            helper.make_node("Max", [f"{ki}_r", "_cal_one"], [ki]),
+            helper.make_node("TopK", [absx, ki], [f"{p}_top", f"{p}_topi"], largest=1, sorted=0),
+            helper.make_node("ReduceMin", [f"{p}_top"], [f"{p}_pct"], keepdims=1),
+            helper.make_node("Concat", [f"{p}_min", f"{p}_max", f"{p}_pct"], [f"{p}_stats"], axis=0),
+        ]
+        g.node.extend(nodes)
+        g.output.append(helper.make_tensor_value_info(f"{p}_stats", TensorProto.FLOAT, [3]))
+        outputs.append(f"{p}_stats")
+    return aug, outputs
+
+
+def collect_ranges(
+    fp32_path: str | Path, manifest: Manifest, tensors: Sequence[str], frames: Sequence[np.ndarray],
+    percentile: float = 99.99, batch: int = 8, threads: int | None = None,
+) -> Ranges:
+    """Run the frames through the FP32 graph and measure each tensor's range (see the module docstring)."""
+    onnx = lazy_import("onnx")
+    ort = lazy_import("onnxruntime")
+    model = onnx.load(str(fp32_path))
+    aug, outs = _augment(model, tensors, percentile)
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    if threads:
+        opts.intra_op_num_threads = threads
+    sess = ort.InferenceSession(aug.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    names = [i.name for i in sess.get_inputs()]
+    lo = np.full(len(tensors), np.inf, np.float64)
+    hi = np.full(len(tensors), -np.inf, np.float64)
+    pct_sum = np.zeros(len(tensors), np.float64)
+    batches = 0
+    for x in preprocess_batches(fp32_path, frames, batch):
+        stats = np.stack(sess.run(outs, graph_feeds(manifest, x, names)))  # [T, 3]
+        lo = np.minimum(lo, stats[:, 0])
+        hi = np.maximum(hi, stats[:, 1])
+        pct_sum += stats[:, 2] * len(x)  # weight by frames: the last batch may be short
+        batches += len(x)
+    amax = pct_sum / max(batches, 1)
+    ranges = {
+        t: TensorRange(float(lo[i]), float(hi[i]), float(max(amax[i], 1e-8))) for i, t in enumerate(tensors)
+    }
+    return Ranges(ranges, percentile, len(frames), {"method": f"percentile {percentile} of |x| per batch of {batch}, mean"})
+
+
+def save_ort_cache(ranges: Ranges, path: str | Path, clip: bool = True) -> Path:
+    """Write the ranges as ONNX Runtime's calibration cache, so quantize_static uses them as is."""
+    quant = lazy_import("onnxruntime.quantization")
+    from onnxruntime.quantization.calibrate import CalibrationMethod, TensorsData
+
+    data = {}
+    for name, r in ranges.tensors.items():
+        lo, hi = r.clipped() if clip else (r.lo, r.hi)
+        data[name] = (np.array(min(lo, 0.0), np.float32), np.array(max(hi, 0.0), np.float32))
+    quant.save_tensors_data(TensorsData(CalibrationMethod.MinMax, data), Path(path))
+    return Path(path)

@@ -1,0 +1,61 @@
+"""The CPU twin of the INT8 artifact: same calibration, a layout ONNX Runtime fuses into integer kernels.
+
+Why the TensorRT Q/DQ graph is slower than FP32 on ONNX Runtime's CPU provider (measured,
+yolo11n-seg 640x640, 2 cores, AVX-512 VNNI, ORT 1.32, kernel time per frame):
+- TensorRT needs int8 *signed, symmetric* activations. On x86-64, ORT fuses
+  DQ -> Conv -> Q into QLinearConv only for uint8 activations (its
+  `session.qdqisint8allowed` is off on x86 because MLAS has no fast s8s8 convolution:
+  forcing it on made the convolutions 420 ms instead of 43 ms). So every Conv runs in
+  float, behind 300+ QuantizeLinear and 600+ DequantizeLinear nodes (~90 ms), and without
+  the FP32 graph's NCHWc layout and fused SiLU: 333 ms vs 173 ms for FP32.
+- With TensorRT's placement (no Q on conv outputs), there is no DQ -> Conv -> Q group to fuse
+  at all, whatever the activation type.
+This twin uses what ORT's x86 kernels want: uint8 asymmetric activations, int8 symmetric
+per-channel weights, int32 bias, and Q/DQ around every op ORT has an integer kernel for
+(Conv, Sigmoid and Mul of SiLU, Add, Concat, MaxPool, Resize), so whole blocks run as
+QLinearConv / QLinearSigmoid / QLinearMul: 119 ms vs 173 ms. Made by onnxruntime.quantization
+from the same measured ranges; the decode and post-processing stay float exactly as in the
+TensorRT graph. TensorRT cannot use it (uint8 zero points), hence two artifacts.
+"""
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Iterable
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from edgevision._lazy import lazy_import
+
+from .calibration import Ranges, save_ort_cache
+
+
+@contextmanager
+def _quiet() -> Any:
+    """onnxruntime.quantization logs "consider pre-processing" warnings through the root logger."""
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(previous)
+
+
+def build_cpu_int8(fp32_path: str | Path, out_path: str | Path, ranges: Ranges, keep_float: Iterable[str]) -> Path:
+    """Quantize fp32_path for ONNX Runtime on x86/ARM CPUs; nodes in keep_float stay float."""
+    quant = lazy_import("onnxruntime.quantization")
+    with tempfile.TemporaryDirectory(prefix="edgevision-int8-") as tmp, _quiet():
+        cache = save_ort_cache(ranges, Path(tmp) / "ranges.json")
+        quant.quantize_static(
+            str(fp32_path), str(out_path), None,
+            quant_format=quant.QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=quant.QuantType.QUInt8,
+            weight_type=quant.QuantType.QInt8,
+            nodes_to_exclude=sorted(keep_float),
+            calibrate_method=quant.CalibrationMethod.MinMax,  # the cache holds our ranges as (min, max)
+            calibration_cache_path=str(cache),
+            extra_options={"WeightSymmetric": True, "ActivationSymmetric": False},
+        )
+    return Path(out_path)

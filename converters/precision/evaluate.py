@@ -1,0 +1,169 @@
+"""Agreement of a candidate graph with the FP32 graph on real frames: the numbers the gate checks.
+
+- F1 at IoU 0.5 with both models at the artifact's own confidence threshold (what a user sees).
+- AP50-95 (edgevision.metrics.agreement) of the candidate scored at conf 0.001, as COCO
+  evaluates detectors, against the FP32 detections at the artifact's threshold. Cutting the
+  candidate at the threshold too would truncate its precision-recall curve: one borderline
+  detection of a rare class scoring 0.24 instead of 0.26 would zero that whole class's AP.
+  The thresholded AP is reported too (ap50_95_at_threshold).
+- For segmenters, the mean mask IoU of matched detection pairs (same class, box IoU >= 0.5).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from edgevision.detections import Detections
+from edgevision.manifest import OUT_BOXES, OUT_CLASSES, OUT_COEFFS, OUT_NUM, OUT_PROTOS, OUT_SCORES, Manifest
+from edgevision.metrics import Agreement, agreement, box_iou, mask_iou
+from edgevision.preprocess import Letterbox
+
+AP_CONF = 0.001  # candidates for AP are scored down to here (COCO's protocol)
+
+
+@dataclass
+class Prepared:
+    """Frames already pre-processed: batches float32[B, 3, H, W] and each frame's letterbox."""
+
+    batches: list[np.ndarray]
+    geos: list[Letterbox]
+
+    @property
+    def frames(self) -> int:
+        return len(self.geos)
+
+
+def prepare(fp32_path: Any, frames: Sequence[np.ndarray], batch: int = 8) -> Prepared:
+    """Pre-process once with the runtime's own code (edgevision Model.preprocess)."""
+    import edgevision
+
+    model = edgevision.load(fp32_path, backend="onnxruntime", masks=False)
+    batches, geos = [], []
+    try:
+        for i in range(0, len(frames), batch):
+            x, g = model.preprocess(frames[i : i + batch])
+            batches.append(x)
+            geos += g
+    finally:
+        model.close()
+    return Prepared(batches, geos)
+
+
+@dataclass
+class FrameResult:
+    """One frame's detections: all rows down to AP_CONF, and the rows at the threshold (with masks)."""
+
+    low: Detections
+    at_threshold: Detections
+
+
+def detections(
+    infer: Callable[[np.ndarray], dict[str, np.ndarray]], prepared: Prepared, manifest: Manifest, masks: bool = True
+) -> list[FrameResult]:
+    """Run `infer` (float32[B, 3, H, W] -> raw graph outputs, thresholds fed at AP_CONF) on every
+    batch and split each frame's rows at the manifest's threshold."""
+    from edgevision.postprocess import instance_masks
+
+    out: list[FrameResult] = []
+    k = 0
+    for x in prepared.batches:
+        raw = infer(x)
+        for i in range(len(x)):
+            geo = prepared.geos[k]
+            k += 1
+            n = int(raw[OUT_NUM].reshape(-1)[i])
+            scores = raw[OUT_SCORES][i, :n]
+            xyxy = geo.boxes_to_frame(raw[OUT_BOXES][i, :n])
+            low = Detections(xyxy, scores, raw[OUT_CLASSES][i, :n], None, manifest.class_names)
+            m = int((scores > manifest.conf_threshold).sum())  # rows are sorted by score
+            mk = None
+            if masks and manifest.task == "segment":
+                mk = instance_masks(raw[OUT_COEFFS][i, :m], raw[OUT_PROTOS][i], xyxy[:m], geo, manifest.input_hw)
+            out.append(FrameResult(low, Detections(xyxy[:m], scores[:m], low.class_id[:m], mk, manifest.class_names)))
+    return out
+
+
+def matched_mask_iou(cand: Sequence[Detections], ref: Sequence[Detections]) -> tuple[float, int]:
+    """Mean mask IoU over pairs matched greedily (best reference first, same class, box IoU >= 0.5)."""
+    ious: list[float] = []
+    for c, r in zip(cand, ref):
+        if c.masks is None or r.masks is None or not len(c) or not len(r):
+            continue
+        iou = box_iou(r.xyxy, c.xyxy)
+        iou[r.class_id[:, None] != c.class_id[None, :]] = 0
+        taken = np.zeros(len(c), bool)
+        for j in np.argsort(-r.confidence, kind="stable"):
+            row = np.where(taken, 0, iou[j])
+            best = int(row.argmax())
+            if row[best] >= 0.5:
+                taken[best] = True
+                ious.append(mask_iou(c.masks[best], r.masks[j]))
+    return (float(np.mean(ious)) if ious else float("nan")), len(ious)
+
+
+@dataclass
+class Evaluation:
+    """Agreement of a candidate with the FP32 reference over `frames` frames."""
+
+    f1: float
+    ap50_95: float
+    ap50: float
+    precision: float
+    recall: float
+    ap50_95_at_threshold: float
+    mask_iou: float | None
+    mask_pairs: int
+    frames: int
+    reference_detections: int
+    candidate_detections: int
+
+    def summary(self) -> str:
+        mask = f", mask IoU {self.mask_iou:.4f}" if self.mask_iou is not None else ""
+        return (
+            f"F1@0.5 {self.f1:.4f} (P {self.precision:.4f}, R {self.recall:.4f}), AP50-95 {self.ap50_95:.4f}, "
+            f"AP50 {self.ap50:.4f}{mask} over {self.frames} frames "
+            f"({self.candidate_detections} vs {self.reference_detections} FP32 detections)"
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: (round(v, 5) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+
+
+def compare(cand: Sequence[FrameResult], ref: Sequence[FrameResult], segment: bool) -> Evaluation:
+    """Candidate vs reference, both from detections() (see the module docstring)."""
+    ref_t = [r.at_threshold for r in ref]
+    at_t: Agreement = agreement([c.at_threshold for c in cand], ref_t)
+    low: Agreement = agreement([c.low for c in cand], ref_t)
+    miou, pairs = matched_mask_iou([c.at_threshold for c in cand], ref_t) if segment else (None, 0)
+    return Evaluation(
+        f1=at_t.f1, ap50_95=low.ap50_95, ap50=low.ap50, precision=at_t.precision, recall=at_t.recall,
+        ap50_95_at_threshold=at_t.ap50_95, mask_iou=miou, mask_pairs=pairs, frames=at_t.frames,
+        reference_detections=at_t.reference_detections, candidate_detections=at_t.candidate_detections,
+    )
+
+
+def soft_loss(cand: Sequence[FrameResult], ref: Sequence[FrameResult], conf: float) -> float:
+    """A smooth disagreement score for ranking layers (0 = identical), where F1 and AP move in
+    steps: per reference detection, (1 - IoU) + |score change| of its best same-class candidate
+    (1 + score when there is none), plus the score of every new detection above the threshold."""
+    total, n = 0.0, 0
+    for c, r in zip(cand, ref):
+        rt, cl = r.at_threshold, c.low
+        n += len(rt)
+        if not len(rt):
+            total += float(cl.confidence[cl.confidence > conf].sum())
+            continue
+        if not len(cl):
+            total += float((1 + rt.confidence).sum())
+            continue
+        iou = box_iou(rt.xyxy, cl.xyxy)
+        iou[rt.class_id[:, None] != cl.class_id[None, :]] = 0
+        best = iou.argmax(1)
+        got = iou[np.arange(len(rt)), best]
+        total += float(np.where(got > 0, 1 - got + np.abs(rt.confidence - cl.confidence[best]), 1 + rt.confidence).sum())
+        new = (cl.confidence > conf) & (iou.max(0) < 0.5)
+        total += float(cl.confidence[new].sum())
+    return total / max(n, 1)

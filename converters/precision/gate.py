@@ -1,0 +1,67 @@
+"""The accuracy gate: any artifact against its FP32 reference on frames calibration never saw.
+
+Runs through edgevision.load, so it checks what a user will run (any backend the runtime
+has: ONNX Runtime here, a TensorRT engine on a GPU machine).
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgevision.errors import EdgeVisionError
+from edgevision.manifest import Manifest
+
+from .budget import Budget
+from .evaluate import AP_CONF, Evaluation, Prepared, compare, detections, prepare
+
+
+@dataclass
+class GateResult:
+    """One artifact's evaluation and what falls short of the budget (empty: accepted)."""
+
+    evaluation: Evaluation
+    failures: list[str]
+
+    @property
+    def accepted(self) -> bool:
+        return not self.failures
+
+
+def _compatible(ref: Manifest, cand: Manifest, path: Path) -> None:
+    for field in ("input_hw", "class_names", "preprocess", "task"):
+        if getattr(ref, field) != getattr(cand, field):
+            raise EdgeVisionError(
+                f"{path} and its reference differ in {field} ({getattr(cand, field)!r} vs {getattr(ref, field)!r}); "
+                "compare an artifact with the FP32 model it was made from"
+            )
+
+
+def evaluate_artifacts(
+    reference: Path, candidates: Mapping[str, Path], frames: Sequence[np.ndarray] | Prepared,
+    backend: str | None = None,
+) -> dict[str, Evaluation]:
+    """name -> Evaluation of each candidate vs the reference (FP32 on ONNX Runtime) on the frames."""
+    import edgevision
+
+    prepared = frames if isinstance(frames, Prepared) else prepare(reference, frames)
+    with edgevision.load(reference, backend="onnxruntime", conf=AP_CONF, masks=False) as ref_model:
+        manifest = ref_model.manifest
+        ref = detections(ref_model.infer, prepared, manifest)
+    out = {}
+    for name, path in candidates.items():
+        with edgevision.load(path, backend=backend, conf=AP_CONF, masks=False) as model:
+            _compatible(manifest, model.manifest, Path(path))
+            out[name] = compare(detections(model.infer, prepared, model.manifest), ref, manifest.task == "segment")
+    return out
+
+
+def gate(
+    reference: Path, candidates: Mapping[str, Path], frames: Sequence[np.ndarray] | Prepared, budget: Budget,
+    backend: str | None = None,
+) -> dict[str, GateResult]:
+    """evaluate_artifacts() judged against the budget."""
+    evs = evaluate_artifacts(reference, candidates, frames, backend)
+    return {name: GateResult(ev, budget.failures(ev)) for name, ev in evs.items()}

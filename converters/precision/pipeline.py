@@ -1,0 +1,239 @@
+"""`edgevision convert --precision fp16|int8`: build, gate, measure, report, accept or reject.
+
+Works on the converted FP32 ONNX artifact and its manifest only, so it serves every family
+the converter exports. Files written beside the FP32 artifact <stem>.onnx:
+    <stem>.int8.onnx       explicit Q/DQ for TensorRT 8.6 / 10 / 11 (also runs on ORT)
+    <stem>.int8-cpu.onnx   the same calibration laid out for ONNX Runtime's CPU kernels
+    <stem>.fp16.onnx       FP16 graph for strongly typed TensorRT
+    <stem>.precision.json / .md   the report
+A variant that misses the budget is kept as <stem>.<variant>.rejected.onnx with
+accepted=false in its manifest and the report.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgevision.errors import EdgeVisionError
+from edgevision.manifest import Manifest, sha256_file
+
+from . import report
+from .budget import Budget, parse_budget
+from .calibration import FrameSplit, split_frames
+from .evaluate import prepare
+from .gate import GateResult, gate
+from .speed import machine, measure
+
+TARGETS = {
+    "fp32": ["onnxruntime", "tensorrt"],
+    "int8": ["tensorrt", "onnxruntime"],
+    "int8-cpu": ["onnxruntime"],
+    "fp16": ["tensorrt", "onnxruntime"],
+}
+
+
+def log(msg: str) -> None:
+    print(f"[precision] {msg}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class Variant:
+    """A candidate artifact on its way through the gate. tmp: where it is written first."""
+
+    name: str
+    precision: str
+    tmp: Path
+    kept_float: list[str] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)
+    result: GateResult | None = None
+    final: Path | None = None
+
+
+def _final_paths(folder: Path, stem: str, name: str) -> tuple[Path, Path]:
+    return folder / f"{stem}.{name}.onnx", folder / f"{stem}.{name}.rejected.onnx"
+
+
+def _stamp(v: Variant, manifest: Manifest, fp32: Path, fp32_sha: str, budget: Budget, accepted: bool | None) -> None:
+    """Write the variant's manifest: precision, what it is for, and whether it passed the gate."""
+    from converters.onnx_io import write_manifest
+
+    meta = {
+        "variant": v.name, "targets": TARGETS[v.name], "accepted": accepted, "reference": fp32.name,
+        "reference_sha256": fp32_sha, "budget": budget.as_dict(), "kept_float": v.kept_float, **v.info,
+    }
+    if v.result is not None:
+        meta["evaluation"] = v.result.evaluation.as_dict()
+        meta["failures"] = v.result.failures
+    write_manifest(v.tmp, manifest.replace(precision=v.precision, extra={**manifest.extra, "precision": meta}))
+
+
+def finish(
+    fp32: Path, manifest: Manifest, variants: list[Variant], frames: FrameSplit | None, val: list[np.ndarray],
+    budget: Budget, run_details: dict[str, Any], rounds: int = 10,
+) -> dict[str, Any]:
+    """Gate every variant, measure speed, rename to accepted / rejected, write the report."""
+    from converters.onnx_io import check_model
+
+    fp32_sha = sha256_file(fp32)
+    for v in variants:
+        check_model(v.tmp)
+        _stamp(v, manifest, fp32, fp32_sha, budget, None)  # edgevision.load needs a manifest
+    log(f"accuracy gate on {len(val)} validation frames")
+    prepared = prepare(fp32, val)
+    results = gate(fp32, {v.name: v.tmp for v in variants}, prepared, budget, backend="onnxruntime")
+    for v in variants:
+        v.result = results[v.name]
+        log(f"{v.name}: {'accepted' if v.result.accepted else 'REJECTED'}: {v.result.evaluation.summary()}")
+    log(f"speed on this CPU (ONNX Runtime, batch 1, {rounds} interleaved rounds)")
+    lat = measure({"fp32": fp32, **{v.name: v.tmp for v in variants}}, manifest, prepared.batches[0][:1], rounds=rounds)
+    base = lat["fp32"].median_ms
+
+    folder, stem = fp32.parent, fp32.stem
+    json_path, md_path = report.report_paths(folder, stem)
+    data = report.load(json_path, fp32_sha)
+    data.update(model=stem, reference=fp32.name, machine=machine())
+    entries = {"fp32": report.Entry(fp32.name, "fp32", TARGETS["fp32"], True,
+                                    speed={"onnxruntime": {**lat["fp32"].as_dict(), "speedup_vs_fp32": 1.0}})}
+    for v in variants:
+        assert v.result is not None
+        good, bad = _final_paths(folder, stem, v.name)
+        v.final = good if v.result.accepted else bad
+        _stamp(v, manifest, fp32, fp32_sha, budget, v.result.accepted)
+        v.tmp.replace(v.final)
+        (bad if v.result.accepted else good).unlink(missing_ok=True)  # no stale file of the other verdict
+        speed = {**lat[v.name].as_dict(), "speedup_vs_fp32": round(base / lat[v.name].median_ms, 3)}
+        entries[v.name] = report.Entry(
+            v.final.name, v.precision, TARGETS[v.name], v.result.accepted, v.result.evaluation.as_dict(),
+            v.result.failures, {"onnxruntime": speed}, v.kept_float, list(v.info.get("notes", [])),
+        )
+        log(f"{v.name}: {speed['median_ms']} ms vs FP32 {base:.1f} ms ({speed['speedup_vs_fp32']}x)")
+    run = {"precision": variants[0].precision, "budget": budget.as_dict(), "details": run_details}
+    if frames is not None:
+        run["frames"] = frames.describe()
+    else:
+        run["frames"] = {"val": {"source": run_details.get("val_source", ""), "frames": len(val), "indices": "-"}}
+    data = report.update(data, entries, run)
+    report.save(data, json_path, md_path)
+    log(f"report: {md_path}")
+    return data
+
+
+def _print(variants: list[Variant], data: dict[str, Any]) -> None:
+    for v in variants:
+        assert v.result is not None and v.final is not None
+        speed = data["artifacts"][v.name]["speed"]["onnxruntime"]
+        verdict = "accepted" if v.result.accepted else "REJECTED (" + "; ".join(v.result.failures) + ")"
+        print(f"{v.name.upper():<9} {v.final}  {verdict}")
+        print(f"          vs FP32: {v.result.evaluation.summary()}")
+        print(f"          ORT CPU {speed['median_ms']} ms ({speed['speedup_vs_fp32']}x FP32)")
+    fast = data.get("fastest", {}).get("onnxruntime")
+    if fast:
+        print(f"CPU pick  {fast} (fastest accepted on ONNX Runtime here)")
+
+
+def run_int8(fp32: Path, manifest: Manifest, args: argparse.Namespace, budget: Budget) -> Path:
+    from .int8 import Int8Options, evenly, build_int8, explain
+
+    source = args.calib or getattr(args, "verify", None)
+    if not source:
+        raise EdgeVisionError("--precision int8 needs calibration frames: --calib VIDEO|FOLDER|GLOB")
+    split = split_frames(source, args.calib_frames, args.val, args.val_frames)
+    log(f"{len(split.calib)} calibration frames, {len(split.val)} validation frames "
+        f"({'held out of' if not args.val else 'from'} {split.val_source})")
+    opts = Int8Options(
+        keep_float=str(getattr(args, "keep_float", "auto") or "auto"),
+        percentile=float(getattr(args, "calib_percentile", 99.99) or 99.99),
+        tune_frames=int(getattr(args, "tune_frames", 12) or 12),
+    )
+    folder, stem = fp32.parent, fp32.stem
+    trt = Variant("int8", "int8", folder / f".{stem}.int8.onnx.partial")
+    cpu = Variant("int8-cpu", "int8", folder / f".{stem}.int8-cpu.onnx.partial")
+    build = build_int8(fp32, manifest, split.calib, trt.tmp, cpu.tmp, budget, opts, log)
+    layers = build.layer_summary()
+    calib_info = {"percentile": build.ranges.percentile, "frames": build.ranges.frames, "method": build.ranges.info["method"]}
+    for v, how in ((trt, "int8 symmetric per-tensor activations, int8 symmetric per-channel weights, float bias; "
+                         "Q/DQ on Conv/ConvTranspose/MatMul inputs only (TensorRT placement)"),
+                   (cpu, "uint8 asymmetric activations, int8 symmetric per-channel weights, int32 bias; "
+                         "Q/DQ around every op ONNX Runtime has an integer kernel for")):
+        v.kept_float = build.kept_float
+        v.info = {"calibration": calib_info, "quantization": how, "layers": layers}
+    details: dict[str, Any] = {
+        "keep_float mode": opts.keep_float,
+        "calibration": f"{calib_info['method']}, {len(build.ranges.tensors)} tensors",
+        "layers": f"{layers['quantized_layers']} of {layers['layers']} Conv/ConvTranspose/MatMul layers in INT8; "
+                  f"{layers['float_region_nodes']} decode/post-processing nodes float",
+        "seconds": {k: round(s, 1) for k, s in build.seconds.items()},
+    }
+    if build.protection is not None:
+        p = build.protection
+        details["protection"] = (
+            f"{len(p.protected)} group(s) kept float after scoring on {p.tune_frames} calibration frames: "
+            + (", ".join(p.protected) or "none needed")
+        )
+        if p.group_loss:
+            details["most sensitive groups (solo loss)"] = ", ".join(f"{g} {loss:.4f}" for g, loss in p.worst(6))
+    data = finish(fp32, manifest, [trt, cpu], split, split.val, budget, details)
+    _print([trt, cpu], data)
+    assert trt.result is not None and trt.final is not None
+    if not trt.result.accepted:
+        worst = explain(fp32, manifest, build, evenly(split.calib, opts.tune_frames))
+        hurt = ", ".join(f"{g} ({loss:.3f})" for g, loss in worst) or "n/a"
+        raise EdgeVisionError(
+            f"INT8 misses the accuracy budget vs FP32 ({'; '.join(trt.result.failures)}); "
+            f"layer groups that hurt most when quantized alone: {hurt}. "
+            f"Kept for inspection (not accepted) at {trt.final}; report {report.report_paths(fp32.parent, fp32.stem)[1]}. "
+            "Try --keep-float auto (the default), more --calib-frames, or a looser --max-drop."
+        )
+    return trt.final
+
+
+def run_fp16(fp32: Path, manifest: Manifest, args: argparse.Namespace, budget: Budget) -> Path:
+    import onnx
+
+    from .fp16 import build_fp16
+    from .regions import find_regions
+
+    source = args.val or args.calib or getattr(args, "verify", None)
+    if not source:
+        raise EdgeVisionError("--precision fp16 needs frames for the accuracy gate: --val VIDEO|FOLDER|GLOB")
+    from edgevision.sources import sample_frames
+
+    val, _ = sample_frames(source, args.val_frames)
+    if not val:
+        raise EdgeVisionError(f"{source}: no frames could be read")
+    folder, stem = fp32.parent, fp32.stem
+    v = Variant("fp16", "fp16", folder / f".{stem}.fp16.onnx.partial")
+    model = onnx.load(str(fp32))
+    regions = find_regions(model, manifest.family, manifest.extra)
+    _, keep = build_fp16(model, regions, v.tmp)
+    v.kept_float = [n for n in keep if n in {layer.name for layer in regions.layers}]
+    v.info = {"kept_fp32_nodes": len(keep),
+              "notes": [f"{len(keep)} nodes kept in FP32: decode/post-processing and Softmax/Exp/reductions; "
+                        "inputs and outputs stay float32"]}
+    details = {"val_source": str(source), "kept in FP32": f"{len(keep)} nodes (decode, post-processing, sensitive ops)"}
+    data = finish(fp32, manifest, [v], None, val, budget, details)
+    _print([v], data)
+    assert v.result is not None and v.final is not None
+    if not v.result.accepted:
+        raise EdgeVisionError(
+            f"FP16 misses the accuracy budget vs FP32 ({'; '.join(v.result.failures)}); kept for inspection "
+            f"(not accepted) at {v.final}"
+        )
+    return v.final
+
+
+def apply_precision(result: Any, args: argparse.Namespace) -> Path:
+    """Entry point from `edgevision convert`: result is converters.export.ConvertResult."""
+    precision = args.precision
+    budget = parse_budget(getattr(args, "max_drop", None), precision)
+    fp32, manifest = Path(result.onnx_path), result.manifest
+    if precision == "int8":
+        return run_int8(fp32, manifest, args, budget)
+    if precision == "fp16":
+        return run_fp16(fp32, manifest, args, budget)
+    raise EdgeVisionError(f"unknown precision {precision!r}; choose fp32, fp16 or int8")

@@ -1,0 +1,135 @@
+"""The precision report beside the artifacts: <model>.precision.json (read by
+edgevision.artifacts.resolve_artifact) and <model>.precision.md (for people).
+
+JSON layout (format 1):
+    {"format": 1, "model": "yolo11n-seg", "reference": "yolo11n-seg.onnx", "reference_sha256": "...",
+     "machine": {...}, "runs": [{"precision": "int8", "frames": {...}, "budget": {...}, ...}],
+     "artifacts": {VARIANT: {"path": FILE, "precision": "int8", "targets": ["tensorrt", "onnxruntime"],
+                             "accepted": true, "evaluation": {...}, "failures": [],
+                             "speed": {"onnxruntime": {"median_ms": 57.6, "speedup_vs_fp32": 1.31, ...}},
+                             "kept_float": [layer names], "notes": [...]}},
+     "fastest": {"onnxruntime": VARIANT}}
+VARIANT is fp32, int8 (explicit Q/DQ for TensorRT), int8-cpu (ONNX Runtime CPU twin), fp16.
+A second `convert --precision` into the same folder adds its variants; speedups are always
+relative to FP32 measured in the same interleaved run, so runs under different load compare.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+FORMAT = 1
+
+
+@dataclass
+class Entry:
+    """One artifact in the report."""
+
+    path: str
+    precision: str
+    targets: list[str]
+    accepted: bool
+    evaluation: dict[str, Any] | None = None
+    failures: list[str] = field(default_factory=list)
+    speed: dict[str, dict[str, Any]] = field(default_factory=dict)
+    kept_float: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def report_paths(folder: Path, stem: str) -> tuple[Path, Path]:
+    return folder / f"{stem}.precision.json", folder / f"{stem}.precision.md"
+
+
+def load(path: Path, reference_sha256: str) -> dict[str, Any]:
+    """The existing report for the same FP32 reference, or a fresh one."""
+    if path.is_file():
+        try:
+            data: dict[str, Any] = json.loads(path.read_text())
+            if data.get("format") == FORMAT and data.get("reference_sha256") == reference_sha256:
+                return data
+        except json.JSONDecodeError:
+            pass
+    return {"format": FORMAT, "reference_sha256": reference_sha256, "runs": [], "artifacts": {}}
+
+
+def fastest(artifacts: dict[str, dict[str, Any]], backend: str) -> str | None:
+    """The accepted variant with the best measured speedup on `backend` (FP32 counts as 1.0)."""
+    best, best_speed = None, 0.0
+    for name, entry in artifacts.items():
+        if not entry.get("accepted") or backend not in entry.get("targets", []):
+            continue
+        speed = entry.get("speed", {}).get(backend, {}).get("speedup_vs_fp32", 1.0 if name == "fp32" else None)
+        if speed is not None and speed > best_speed:
+            best, best_speed = name, speed
+    return best
+
+
+def update(data: dict[str, Any], entries: dict[str, Entry], run: dict[str, Any]) -> dict[str, Any]:
+    data["artifacts"].update({k: e.__dict__ for k, e in entries.items()})
+    data["runs"] = [r for r in data.get("runs", []) if r.get("precision") != run.get("precision")] + [run]
+    backends = sorted({b for e in data["artifacts"].values() for b in e.get("speed", {})})
+    data["fastest"] = {b: fastest(data["artifacts"], b) for b in backends}
+    return data
+
+
+def save(data: dict[str, Any], json_path: Path, md_path: Path) -> None:
+    json_path.write_text(json.dumps(data, indent=2) + "\n")
+    md_path.write_text(markdown(data))
+
+
+def _fmt(v: Any, digits: int = 4) -> str:
+    return "-" if v is None else (f"{v:.{digits}f}" if isinstance(v, float) else str(v))
+
+
+def markdown(data: dict[str, Any]) -> str:
+    """A readable summary: one row per artifact, then how it was measured."""
+    lines = [
+        f"# Precision report: {data.get('model', '')}",
+        "",
+        f"Reference: `{data.get('reference', '')}` (FP32). Agreement is measured against its detections on "
+        "validation frames calibration never saw: F1 at IoU 0.5 at the artifact's confidence threshold; "
+        "AP50-95 of the candidate scored down to conf 0.001 (COCO protocol); mean mask IoU of matched pairs.",
+        "",
+        "| artifact | file | targets | accepted | F1 | AP50-95 | AP50 | mask IoU | ORT CPU ms | vs FP32 | kept in higher precision |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, e in data["artifacts"].items():
+        ev = e.get("evaluation") or {}
+        sp = e.get("speed", {}).get("onnxruntime", {})
+        kept = e.get("kept_float", [])
+        kept_text = f"{len(kept)} layers" if len(kept) > 3 else (", ".join(f"`{k}`" for k in kept) or "none")
+        lines.append(
+            f"| {name} | `{e['path']}` | {', '.join(e.get('targets', []))} | {'yes' if e.get('accepted') else '**no**'} "
+            f"| {_fmt(ev.get('f1'))} | {_fmt(ev.get('ap50_95'))} | {_fmt(ev.get('ap50'))} | {_fmt(ev.get('mask_iou'))} "
+            f"| {_fmt(sp.get('median_ms'), 1)} | {_fmt(sp.get('speedup_vs_fp32'), 2)}x | {kept_text} |"
+        )
+    fast = data.get("fastest", {})
+    if fast:
+        lines += ["", "Fastest accepted artifact per backend (what `edgevision run` picks): "
+                  + ", ".join(f"{b}: **{v}**" for b, v in fast.items())]
+    for run in data.get("runs", []):
+        lines += ["", f"## {run.get('precision')} run", ""]
+        fr = run.get("frames", {})
+        for key in ("calib", "val"):
+            if key in fr:
+                f = fr[key]
+                lines.append(f"- {key}: {f['frames']} frames of `{f['source']}` (frame numbers {f['indices']})")
+        if "budget" in run:
+            b = run["budget"]
+            lines.append(f"- budget vs FP32: AP50-95 >= {b['min_ap']}, F1 >= {b['min_f1']}, mask IoU >= {b['min_mask']}")
+        for k, v in run.get("details", {}).items():
+            lines.append(f"- {k}: {v}")
+    for name, e in data["artifacts"].items():
+        if e.get("failures") or e.get("notes") or len(e.get("kept_float", [])) > 3:
+            lines += ["", f"### {name}", ""]
+            lines += [f"- below budget: {f}" for f in e.get("failures", [])]
+            lines += [f"- {n}" for n in e.get("notes", [])]
+            if len(e.get("kept_float", [])) > 3:
+                lines.append("- kept in higher precision: " + ", ".join(f"`{k}`" for k in e["kept_float"]))
+    m = data.get("machine", {})
+    if m:
+        lines += ["", f"Speed measured on {m.get('cpu')} ({m.get('cores')} cores, {', '.join(m.get('isa', []))}), "
+                  f"ONNX Runtime {m.get('onnxruntime')} CPU provider, batch 1, interleaved rounds, median."]
+    return "\n".join(lines) + "\n"
