@@ -7,7 +7,7 @@ EXTRAS = {
     "video": ["opencv-python-headless>=4.8"],
     # TensorRT itself comes from JetPack / NVIDIA's index. cuda-python 13 needs a CUDA 13
     # driver; JetPack 6 ships CUDA 12.6. onnx: `edgevision build` reads the graph.
-    "trt": ["cuda-python>=12.6,<13", "onnx>=1.16"],
+    "trt": ["cuda-python>=12.6.1,<13", "onnx>=1.16"],
     # build side
     "convert": ["torch>=2.4", "torchvision>=0.19", "onnx>=1.16", "onnxsim>=0.4", "onnxruntime>=1.17"],
     "yolo": ["ultralytics>=8.3"],  # AGPL-3.0: only to unpickle Ultralytics checkpoints

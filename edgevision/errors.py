@@ -17,3 +17,8 @@ def closest(word: str, choices: Iterable[str]) -> str:
     """Return ' (did you mean "x"?)' for the closest choice, or '' if none is close."""
     match = difflib.get_close_matches(word, list(choices), n=1)
     return f' (did you mean "{match[0]}"?)' if match else ""
+
+
+class GpuPreprocessUnavailable(EdgeVisionError):
+    """The GPU letterbox cannot serve a model or device (raised before anything is queued);
+    the CPU pre-processing takes over."""

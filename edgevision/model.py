@@ -1,6 +1,7 @@
 """`edgevision.load(path)`: an artifact you call on frames to get Detections."""
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,7 +12,7 @@ import numpy as np
 from .backends import open_backend
 from .backends.base import Backend
 from .detections import Detections
-from .errors import EdgeVisionError, closest
+from .errors import EdgeVisionError, GpuPreprocessUnavailable, closest
 from .manifest import IN_CONF, IN_IMAGES, IN_IOU, Manifest
 from .postprocess import to_detections
 from .preprocess import Letterbox, letterbox_image, to_tensor
@@ -42,6 +43,8 @@ class Model:
             if not 0.0 <= v <= 1.0:
                 raise EdgeVisionError(f"--{label} must be between 0 and 1, got {v}")
         self.class_filter = self._class_ids(classes)
+        # Backends that letterbox on the GPU take frames directly (TensorRT).
+        self._on_gpu = getattr(backend, "infer_frames", None)
         self.with_masks = masks
         self._thresholds = {
             IN_CONF: np.array([self.conf], np.float32),
@@ -99,11 +102,15 @@ class Model:
         the letterbox kernel and "preprocess" is 0.
         """
         t0 = time.perf_counter()
-        on_gpu = getattr(self.backend, "infer_frames", None)
-        if on_gpu is not None:
-            outputs, geos = on_gpu(frames, dict(self._thresholds), self.manifest)
-            t1 = t2 = time.perf_counter()
-        else:
+        outputs = None
+        if self._on_gpu is not None:
+            try:
+                outputs, geos = self._on_gpu(frames, dict(self._thresholds), self.manifest)
+                t1 = t2 = time.perf_counter()
+            except GpuPreprocessUnavailable as exc:  # raised before anything ran: use the CPU path
+                print(f"edgevision: pre-processing on the CPU: {exc}", file=sys.stderr)
+                self._on_gpu = None
+        if outputs is None:
             batch, geos = self.preprocess(frames)
             t1 = time.perf_counter()
             outputs = self.infer(batch)

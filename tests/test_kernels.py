@@ -1,7 +1,8 @@
 """CUDA kernels without a GPU: each numpy twin against the CPU pipeline on real frames, each
-kernel compiled by CUDA 12.6's NVRTC for Orin (sm_87), Xavier (sm_72) and Nano (sm_53)
-within a resource budget, and the driver-API stubs against cuda-python. The kernel itself
-runs against its twin in the `gpu` test, wherever a GPU exists."""
+kernel compiled by CUDA 12.6's NVRTC for sm_87 (Orin, JetPack 6: the device the runtime
+targets) and sm_72 / sm_53 (Xavier, Nano: the source stays valid there) within a resource
+budget, and the driver-API stubs against cuda-python. The kernel itself runs against its
+twin, bit for bit, in the `gpu` tests wherever a GPU exists."""
 from __future__ import annotations
 
 import ast
@@ -81,20 +82,47 @@ def test_driver_stubs_match_cuda_python() -> None:
 
 
 @pytest.mark.gpu
-def test_gpu_letterbox_equals_its_twin(vtest_frames: list[np.ndarray]) -> None:
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_gpu_letterbox_equals_its_twin(preset: str, vtest_frames: list[np.ndarray]) -> None:
     from edgevision.cuda import DeviceBuffer, PinnedBuffer, Stream
-    from edgevision.device import gpu_status
+    from edgevision.cuda.device import use_device
     from edgevision.kernels.gpu_letterbox import GpuLetterbox
 
-    lb, stream = GpuLetterbox(gpu_status().compute_capability), Stream()
+    device = use_device(0)  # makes the primary context current for the driver API
+    lb, stream, pre = GpuLetterbox(device.compute_capability), Stream(), PRESETS[preset]
     for hw in [(640, 640), (480, 640)]:
         nbytes = 2 * 3 * hw[0] * hw[1] * 4
         dev, host = DeviceBuffer(nbytes), PinnedBuffer(nbytes)
         for i, frame in enumerate(vtest_frames[:2]):
-            lb.enqueue(frame, i, dev.ptr + i * nbytes // 2, hw, Preprocess(), stream)
+            lb.enqueue(frame, i, dev.ptr + i * nbytes // 2, hw, pre, stream)
         stream.copy_to_host(host, dev, nbytes)
         stream.synchronize()
         got = host.view(np.float32, (2, 3, *hw))
         for i, frame in enumerate(vtest_frames[:2]):
-            np.testing.assert_allclose(got[i], letterbox_nchw(frame, hw, Preprocess())[0], atol=1e-6)
+            np.testing.assert_array_equal(got[i], letterbox_nchw(frame, hw, pre)[0])
     lb.close()
+
+
+@pytest.mark.parametrize("cc, target", [((8, 7), "sm_87"), ((7, 2), "sm_72"), ((9, 0), "sm_90"),
+                                        ((12, 0), "compute_90"), ((11, 0), "compute_90")])
+def test_newer_gpus_get_ptx_for_their_driver_to_compile(cc: tuple[int, int], target: str) -> None:
+    from edgevision.kernels.nvrtc import compile_kernel, target_for
+
+    assert target_for(cc) == target
+    if target.startswith("compute_"):
+        ptx = compile_kernel(kernel_source("letterbox"), "letterbox", target).cubin
+        assert b".entry letterbox_bgr_to_nchw" in ptx and b".version 8." in ptx  # PTX ISA 8.x: CUDA 12 drivers JIT it
+
+
+@pytest.mark.parametrize("change, why", [
+    ({"interpolation": "area"}, "bilinear letterbox only"),
+    ({"resize": "stretch"}, "bilinear letterbox only"),
+])
+def test_the_gpu_path_declines_what_it_cannot_compute_exactly(change: dict, why: str) -> None:
+    import dataclasses
+
+    from edgevision.kernels.gpu_letterbox import supports
+
+    assert supports(Preprocess(), np.dtype(np.float32)) == ""
+    assert why in supports(dataclasses.replace(Preprocess(), **change), np.dtype(np.float32))
+    assert "float16" in supports(Preprocess(), np.dtype(np.float16))

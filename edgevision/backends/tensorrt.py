@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import sys
 import threading
-from collections import Counter
-from dataclasses import dataclass
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -31,8 +30,8 @@ from ..engine.io_specs import TensorSpec, check_feeds, check_shape, numpy_dtype
 from ..engine.sidecar import EngineSidecar, read_sidecar
 from ..engine.target import DeviceTarget, find_flavor
 from ..engine.trt_hooks import LogRecord, make_logger
-from ..errors import EdgeVisionError
-from ..kernels.gpu_letterbox import GpuLetterbox
+from ..errors import EdgeVisionError, GpuPreprocessUnavailable
+from ..kernels.gpu_letterbox import GpuLetterbox, supports
 from ..manifest import IN_IMAGES, Manifest, sha256_file
 from ..preprocess import Letterbox
 
@@ -219,8 +218,9 @@ class TensorRTBackend:
         self.cuda_graphs = cuda_graphs
         self.graph_note = ""
         self._graphs: dict[_GraphKey, CudaGraph] = {}
-        self._runs: Counter[_GraphKey] = Counter()
+        self._last_key: _GraphKey | None = None
         self._letterbox: GpuLetterbox | None = None  # compiled on the first infer_frames()
+        self._gpu_pre_note = ""  # why frames cannot be letterboxed on the GPU, once known
 
     # -- inference -----------------------------------------------------------------------
     def _bind_shapes(self, shapes: dict[str, tuple[int, ...]]) -> tuple[tuple[str, tuple[int, ...]], ...]:
@@ -253,16 +253,27 @@ class TensorRTBackend:
         self, frames: Sequence[np.ndarray], feeds: dict[str, np.ndarray], manifest: Manifest
     ) -> tuple[dict[str, np.ndarray], list[Letterbox]]:
         """uint8 BGR frames -> outputs, with the letterbox, colour order and scaling done on the
-        GPU (kernels/letterbox.cu) straight into the input buffer. feeds: the other inputs."""
+        GPU (kernels/letterbox.cu) straight into the input buffer. feeds: the other inputs.
+        Raises GpuPreprocessUnavailable (before queuing anything) where the kernel cannot serve."""
+        if self._gpu_pre_note:
+            raise GpuPreprocessUnavailable(self._gpu_pre_note)
+        spec = self._spec[IN_IMAGES]
+        self._gpu_pre_note = supports(manifest.preprocess, spec.dtype)
+        if self._gpu_pre_note:
+            raise GpuPreprocessUnavailable(self._gpu_pre_note)
         shape = (len(frames), 3, *manifest.input_hw)
-        check_shape(self._spec[IN_IMAGES], shape)
+        check_shape(spec, shape)
         arrays = check_feeds([s for s in self.specs if s.name != IN_IMAGES], feeds)
         geos: list[Letterbox] = []
 
         def upload(stream: Stream) -> None:
             if self._letterbox is None:
-                self._letterbox = GpuLetterbox(self.device.compute_capability)
-            base, plane = self._device_buf[IN_IMAGES].ptr, 3 * manifest.input_hw[0] * manifest.input_hw[1] * 4
+                try:
+                    self._letterbox = GpuLetterbox(self.device.compute_capability)
+                except EdgeVisionError as exc:
+                    self._gpu_pre_note = f"GPU letterbox unavailable: {exc}"
+                    raise GpuPreprocessUnavailable(self._gpu_pre_note) from exc
+            base, plane = self._device_buf[IN_IMAGES].ptr, spec.dtype.itemsize * 3 * manifest.input_hw[0] * manifest.input_hw[1]
             geos.extend(
                 self._letterbox.enqueue(f, i, base + i * plane, manifest.input_hw, manifest.preprocess, stream)
                 for i, f in enumerate(frames)
@@ -278,26 +289,30 @@ class TensorRTBackend:
         with self._lock:
             if self._closed:
                 raise EdgeVisionError(f"the TensorRT backend for {self.path.name} is closed")
-            if self.device.index:
-                set_current(self.device.index)  # pipeline threads start on device 0
+            # Every call: pipeline threads start with no current context (the driver API, used
+            # by the letterbox kernel, needs one) or on another device.
+            set_current(self.device.index)
             shapes = {n: tuple(int(d) for d in a.shape) for n, a in arrays.items()} | on_device
             for name, arr in arrays.items():
                 np.copyto(self._host_buf[name].view(arr.dtype, arr.shape), arr)
             fed = frozenset(on_device)
             key = (self._bind_shapes(shapes), fed)
-            if before is not None:
-                before(self.stream)  # kernels stay outside the graph: their arguments change per frame
-            graph = self._graphs.get(key)
-            # The first run of a shape is plain: TensorRT does shape-dependent setup then,
-            # which must not land in a graph. The second run captures; later runs replay.
-            if graph is None and self.cuda_graphs and self._runs[key] >= 1 and len(self._graphs) < MAX_GRAPHS:
-                graph = self._capture(key, shapes, fed)
-            if graph is not None:
-                graph.launch(self.stream)
-            else:
-                self._enqueue(self.stream, shapes, fed)
-            self._runs[key] += 1
-            self.stream.synchronize()
+            # After an input-shape change TensorRT must run once plainly before a graph of the
+            # new shape is captured or replayed, so graphs serve only repeats of the last key.
+            repeat = key == self._last_key
+            self._last_key = key
+            try:
+                if before is not None:
+                    before(self.stream)  # kernels stay outside the graph: their arguments change per frame
+                graph = self._graphs.get(key) if repeat else None
+                if graph is None and repeat and self.cuda_graphs and len(self._graphs) < MAX_GRAPHS:
+                    graph = self._capture(key, shapes, fed)
+                if graph is not None:
+                    graph.launch(self.stream)
+                else:
+                    self._enqueue(self.stream, shapes, fed)
+            finally:
+                self.stream.synchronize()  # nothing queued may still read the staging buffers
             return {
                 n: self._host_buf[n].view(self._spec[n].dtype, self._out_shapes[n]).copy() for n in self.output_names
             }
@@ -339,9 +354,9 @@ class TensorRTBackend:
             for g in self._graphs.values():
                 g.close()
             self._graphs.clear()
+            self.stream.synchronize()  # before freeing anything queued work may touch
             if self._letterbox is not None:
                 self._letterbox.close()
-            self.stream.synchronize()
             del self.context  # before the engine it came from
             for dev in self._device_buf.values():
                 dev.free()

@@ -27,7 +27,7 @@ def load_runtime() -> ModuleType:
             errors.append(f"{name}: {exc}")
     raise EdgeVisionError(
         "cuda-python is needed for CUDA memory and streams but cannot be imported "
-        f"({'; '.join(errors)}). Install it with: pip install 'cuda-python>=12.6,<13'"
+        f"({'; '.join(errors)}). Install it with: pip install 'cuda-python>=12.6.1,<13'"
     )
 
 

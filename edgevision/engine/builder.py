@@ -91,8 +91,10 @@ def _probe_dla(config: trt.IBuilderConfig, network: trt.INetworkDefinition, core
 
 def _load_timing_cache(config: trt.IBuilderConfig, path: Path, notes: list[str]) -> trt.ITimingCache:
     blob = path.read_bytes() if path.is_file() else b""
-    cache = config.create_timing_cache(blob)
-    if not config.set_timing_cache(cache, False):
+    # A damaged blob may give None rather than raise; the stubs omit the None.
+    loaded: trt.ITimingCache | None = config.create_timing_cache(blob)
+    cache = loaded if loaded is not None else config.create_timing_cache(b"")
+    if loaded is None or not config.set_timing_cache(cache, False):
         notes.append(f"timing cache {path} does not match this TensorRT/GPU; starting a fresh one")
         cache = config.create_timing_cache(b"")
         config.set_timing_cache(cache, False)
@@ -175,7 +177,7 @@ def build_serialized(trt_module: ModuleType, req: BuildRequest) -> BuildOutput:
         config.progress_monitor = monitor  # must outlive the build: `monitor` stays referenced below
 
     plan = _build_in_thread(builder, network, config, req.progress)
-    del monitor
+    # `monitor` stays referenced (a local) until this function returns, after `config` is done with it.
     if plan is None:
         if req.progress is not None and req.progress.cancelled:
             raise KeyboardInterrupt

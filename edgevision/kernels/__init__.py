@@ -1,8 +1,10 @@
 """CUDA kernels for the TensorRT path, each with a numpy twin of the same arithmetic.
 
-The `.cu` sources are compiled at run time by NVRTC for the device at hand; CI compiles
-them for Jetson Orin (sm_87), Xavier (sm_72) and Nano (sm_53) with CUDA 12.6's NVRTC, and
-tests each twin against the CPU pipeline on real frames.
+The `.cu` sources are compiled at run time by NVRTC for the device at hand (a cubin; PTX
+for GPUs newer than the NVRTC). CI compiles them with CUDA 12.6's NVRTC for sm_87 (Orin,
+JetPack 6, what the runtime targets) and for sm_72 / sm_53 (Xavier, Nano: JetPack 5 and 4
+have no CUDA 12, so there this proves only that the source builds), and tests each twin
+against the CPU pipeline on real frames.
 """
 from pathlib import Path
 

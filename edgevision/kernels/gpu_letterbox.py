@@ -16,7 +16,7 @@ from ..errors import EdgeVisionError
 from ..manifest import Preprocess
 from ..preprocess import Letterbox, letterbox_geometry
 from . import kernel_source
-from .nvrtc import compile_kernel
+from .nvrtc import compile_kernel, target_for
 
 KERNEL = "letterbox_bgr_to_nchw"
 BLOCK = (32, 8)  # 256 threads; rows of 32 keep the NCHW stores coalesced
@@ -29,14 +29,24 @@ def _ok(result: tuple[Any, ...], what: str) -> Any:
     return result[1] if len(result) > 1 else None
 
 
+def supports(pre: Preprocess, input_dtype: np.dtype) -> str:
+    """'' when the kernel computes exactly what the CPU path would, else why not."""
+    if pre.resize != "letterbox" or pre.interpolation != "linear":
+        return f"the kernel does bilinear letterbox only (manifest: {pre.resize}, {pre.interpolation})"
+    if input_dtype != np.float32:
+        return f"the kernel writes float32 and the engine's input is {input_dtype}"
+    return ""
+
+
 class GpuLetterbox:
     """Frames -> slots of a float32[B, 3, H, W] device tensor, queued on a stream.
 
-    compute_capability: (major, minor) of the device, e.g. (8, 7) on Orin.
+    compute_capability: (major, minor) of the device, e.g. (8, 7) on Orin. The calling
+    thread must have the device's primary context current (cudaSetDevice does that).
     """
 
     def __init__(self, compute_capability: tuple[int, int]) -> None:
-        arch = f"sm_{compute_capability[0]}{compute_capability[1]}"
+        arch = target_for(compute_capability)
         compiled = compile_kernel(kernel_source("letterbox"), "letterbox", arch)
         from cuda.bindings import driver as cu  # imported on use: the runtime imports with numpy alone
 
@@ -68,7 +78,7 @@ class GpuLetterbox:
         host.view(np.uint8, frame.shape)[...] = frame
         stream.copy_to_device(dev, host, frame.nbytes)
         mean = [float(m) for m in pre.mean]
-        inv_std = [1.0 / float(s) for s in pre.std]
+        inv_std = [float(np.float32(1) / np.float32(s)) for s in pre.std]  # float32, as the twin
         values = (dev.ptr, w, h, w * 3, dst_ptr, out_w, out_h, geo.left, geo.top, geo.new_hw[1], geo.new_hw[0],
                   float(pre.pad_value), int(pre.color == "RGB"), float(pre.scale), *mean, *inv_std)
         types = (ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_int,
@@ -89,5 +99,5 @@ class GpuLetterbox:
         if self._module is not None:
             from cuda.bindings import driver as cu
 
-            cu.cuModuleUnload(self._module)
+            _ok(cu.cuModuleUnload(self._module), "cuModuleUnload(letterbox)")
             self._module = None
