@@ -41,7 +41,8 @@ class FrameSplit:
         return {
             "calib": {"source": self.calib_source, "frames": len(self.calib), "indices": _ranges(self.calib_index)},
             "val": {"source": self.val_source, "frames": len(self.val), "indices": _ranges(self.val_index),
-                    "held_out_of_calib": self.val_source == self.calib_source},
+                    "held_out_of_calib": self.val_source == self.calib_source,
+                    "disjoint": not set(self.val_index) & set(self.calib_index) or self.val_source != self.calib_source},
         }
 
 
@@ -54,23 +55,37 @@ def _ranges(idx: Sequence[int]) -> str:
     return f"{idx[0]}..{idx[-1]}{step} ({len(idx)})"
 
 
-def split_frames(calib: str, calib_frames: int, val: str | None, val_frames: int) -> FrameSplit:
-    """Sample calibration frames across `calib`; validation frames from `val`, or else
-    frames of `calib` that calibration did not use (the gate must see unseen frames)."""
-    from edgevision.sources import sample_frames
+HOLD_OUT = 0.2  # the share of a source kept for validation when no --val is given
 
-    cal, cal_idx = sample_frames(calib, calib_frames)
-    if not cal:
-        raise EdgeVisionError(f"--calib {calib}: no frames could be read")
+
+def split_frames(calib: str, calib_frames: int, val: str | None, val_frames: int) -> FrameSplit:
+    """Calibration frames sampled across `calib`, validation frames from `val`.
+
+    Without `val`, the last part of `calib` (20%, at least min(val_frames, half)) is held out:
+    validation then sees a stretch of the video calibration never saw (other people, other
+    places), not the neighbours of calibration frames, which would be near-duplicates."""
+    from edgevision.sources import open_source, sample_frames
+
     if val:
+        cal, cal_idx = sample_frames(calib, calib_frames)
         v, v_idx = sample_frames(val, val_frames)
     else:
-        v, v_idx = sample_frames(calib, val_frames, skip=set(cal_idx))
+        with open_source(str(calib)) as src:
+            if src.live:
+                raise EdgeVisionError(f"--calib {calib} is a live source; calibrate on a video file, folder or glob")
+            total = src.frame_count or sum(1 for _ in src)  # some containers do not say their length
+        if total < 2:
+            raise EdgeVisionError(
+                f"--calib {calib} has {total} frame(s); with no --val, validation needs frames calibration does not use"
+            )
+        held = min(max(int(np.ceil(total * HOLD_OUT)), min(val_frames, total // 2)), total - 1)
+        first_val = total - held
+        cal, cal_idx = sample_frames(calib, calib_frames, skip=set(range(first_val, total)))
+        v, v_idx = sample_frames(calib, val_frames, skip=set(range(first_val)))
+    if not cal:
+        raise EdgeVisionError(f"--calib {calib}: no frames could be read")
     if not v:
-        raise EdgeVisionError(
-            f"no validation frames: --calib {calib} has no frames left beyond the {len(cal)} used for calibration; "
-            "pass --val SOURCE or lower --calib-frames"
-        )
+        raise EdgeVisionError(f"no validation frames could be read from {val or calib}; pass --val SOURCE")
     return FrameSplit(cal, cal_idx, str(calib), v, v_idx, str(val or calib))
 
 

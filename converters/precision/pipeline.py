@@ -110,6 +110,7 @@ def finish(
         entries[v.name] = report.Entry(
             v.final.name, v.precision, TARGETS[v.name], v.result.accepted, v.result.evaluation.as_dict(),
             v.result.failures, {"onnxruntime": speed}, v.kept_float, list(v.info.get("notes", [])),
+            str(v.info.get("kept_summary", "")),
         )
         log(f"{v.name}: {speed['median_ms']} ms vs FP32 {base:.1f} ms ({speed['speedup_vs_fp32']}x)")
     run = {"precision": variants[0].precision, "budget": budget.as_dict(), "details": run_details}
@@ -161,7 +162,8 @@ def run_int8(fp32: Path, manifest: Manifest, args: argparse.Namespace, budget: B
                    (cpu, "uint8 asymmetric activations, int8 symmetric per-channel weights, int32 bias; "
                          "Q/DQ around every op ONNX Runtime has an integer kernel for")):
         v.kept_float = build.kept_float
-        v.info = {"calibration": calib_info, "quantization": how, "layers": layers}
+        v.info = {"calibration": calib_info, "quantization": how, "layers": layers,
+                  "kept_summary": f"decode/NMS ({layers['float_region_nodes']} nodes) float"}
     details: dict[str, Any] = {
         "keep_float mode": opts.keep_float,
         "calibration": f"{calib_info['method']}, {len(build.ranges.tensors)} tensors",
@@ -212,7 +214,9 @@ def run_fp16(fp32: Path, manifest: Manifest, args: argparse.Namespace, budget: B
     regions = find_regions(model, manifest.family, manifest.extra)
     _, keep = build_fp16(model, regions, v.tmp)
     v.kept_float = [n for n in keep if n in {layer.name for layer in regions.layers}]
+    others = len(keep) - len(regions.float_nodes)
     v.info = {"kept_fp32_nodes": len(keep),
+              "kept_summary": f"decode/NMS ({len(regions.float_nodes)} nodes) and {others} Softmax/Exp/reduction nodes FP32",
               "notes": [f"{len(keep)} nodes kept in FP32: decode/post-processing and Softmax/Exp/reductions; "
                         "inputs and outputs stay float32"]}
     details = {"val_source": str(source), "kept in FP32": f"{len(keep)} nodes (decode, post-processing, sensitive ops)"}

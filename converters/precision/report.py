@@ -36,6 +36,7 @@ class Entry:
     speed: dict[str, dict[str, Any]] = field(default_factory=dict)
     kept_float: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    kept_summary: str = ""  # what else stays in higher precision (decode, NMS, sensitive ops)
 
 
 def report_paths(folder: Path, stem: str) -> tuple[Path, Path]:
@@ -99,7 +100,8 @@ def markdown(data: dict[str, Any]) -> str:
         ev = e.get("evaluation") or {}
         sp = e.get("speed", {}).get("onnxruntime", {})
         kept = e.get("kept_float", [])
-        kept_text = f"{len(kept)} layers" if len(kept) > 3 else (", ".join(f"`{k}`" for k in kept) or "none")
+        layers = f"{len(kept)} layers" if len(kept) > 3 else ", ".join(f"`{k}`" for k in kept)
+        kept_text = "none" if name == "fp32" else " + ".join([x for x in (layers, e.get("kept_summary", "")) if x]) or "none"
         lines.append(
             f"| {name} | `{e['path']}` | {', '.join(e.get('targets', []))} | {'yes' if e.get('accepted') else '**no**'} "
             f"| {_fmt(ev.get('f1'))} | {_fmt(ev.get('ap50_95'))} | {_fmt(ev.get('ap50'))} | {_fmt(ev.get('mask_iou'))} "

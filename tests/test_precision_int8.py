@@ -1,0 +1,202 @@
+"""INT8 on the real yolo11n-seg, calibrated on vtest.avi frames and gated on other frames of it.
+
+Small frame counts keep this quick; the full-size numbers (256 calibration, 64 validation
+frames) are in benchmarks/results/precision_report.md. What is shown here: the accuracy gate
+holds on held-out frames for both INT8 graphs; the TensorRT graph has TensorRT's Q/DQ
+placement and builds with TensorRT-RTX; the CPU twin really runs integer kernels on ONNX
+Runtime; an over-aggressive quantization fails the gate with a non-zero exit and a rejected,
+unaccepted artifact; `edgevision verify` re-runs the gate.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+from converters.export import ConvertResult  # noqa: E402
+from converters.onnx_io import read_manifest  # noqa: E402
+from converters.precision import Budget, apply_precision  # noqa: E402
+from converters.precision.calibration import collect_ranges, float_tensors  # noqa: E402
+from converters.precision.evaluate import prepare  # noqa: E402
+from converters.precision.regions import find_regions  # noqa: E402
+from converters.precision.sensitivity import protect  # noqa: E402
+from edgevision.artifacts import resolve_artifact  # noqa: E402
+from edgevision.cli import main as cli  # noqa: E402
+
+
+def precision_args(**over: Any) -> argparse.Namespace:
+    """The Namespace `edgevision convert` hands apply_precision, with test-sized frame counts."""
+    base = dict(precision="int8", calib=None, calib_frames=16, val=None, val_frames=16, max_drop=None,
+                keep_float="auto", calib_percentile=99.99, tune_frames=4, verify=None)
+    return argparse.Namespace(**{**base, **over})
+
+
+@pytest.fixture(scope="module")
+def int8_dir(seg_onnx: Path, vtest: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A convert folder: FP32 yolo11n-seg + its INT8 artifacts (16 calibration, 16 held-out frames)."""
+    folder = tmp_path_factory.mktemp("int8")
+    fp32 = Path(shutil.copy(seg_onnx, folder / seg_onnx.name))
+    out = apply_precision(ConvertResult(fp32, read_manifest(fp32)), precision_args(calib=str(vtest)))
+    assert out == folder / "yolo11n-seg.int8.onnx"
+    return folder
+
+
+def report(folder: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((folder / "yolo11n-seg.precision.json").read_text())
+    return data
+
+
+@pytest.mark.parametrize("variant", ["int8", "int8-cpu"])
+def test_int8_holds_the_budget_on_held_out_frames(int8_dir: Path, variant: str) -> None:
+    entry = report(int8_dir)["artifacts"][variant]
+    ev = entry["evaluation"]
+    assert entry["accepted"] and entry["failures"] == []
+    assert ev["f1"] >= 0.95 and ev["ap50_95"] >= 0.90 and ev["mask_iou"] >= 0.85
+    assert ev["frames"] == 16 and ev["reference_detections"] > 50  # vtest's pedestrians, not an empty scene
+    manifest = read_manifest(int8_dir / entry["path"])
+    meta = manifest.extra["precision"]
+    assert manifest.precision == "int8" and meta["accepted"] is True and meta["variant"] == variant
+    assert meta["reference"] == "yolo11n-seg.onnx" and meta["evaluation"]["f1"] == ev["f1"]
+    assert meta["calibration"]["frames"] == 16
+
+
+def test_report_shows_frames_layers_and_speed(int8_dir: Path) -> None:
+    data = report(int8_dir)
+    run = next(r for r in data["runs"] if r["precision"] == "int8")
+    frames = run["frames"]
+    assert frames["calib"]["frames"] == 16 and frames["val"]["held_out_of_calib"] and frames["val"]["disjoint"]
+    assert "of 102 Conv/ConvTranspose/MatMul layers in INT8" in run["details"]["layers"]
+    assert all(e["speed"]["onnxruntime"]["median_ms"] > 0 for e in data["artifacts"].values())
+    md = (int8_dir / "yolo11n-seg.precision.md").read_text()
+    assert "| int8 |" in md and "| int8-cpu |" in md and "kept in higher precision" in md
+
+
+def test_trt_graph_has_tensorrt_qdq_placement(int8_dir: Path) -> None:
+    """Symmetric int8 (zero point 0), per-channel weights, float bias, nothing quantized in the
+    decode / NMS, and only Conv / ConvTranspose / MatMul read dequantized tensors."""
+    model = onnx.load(str(int8_dir / "yolo11n-seg.int8.onnx"))
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
+    qdq = [n for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    assert qdq and all(inits[n.input[2]].dtype == np.int8 and not inits[n.input[2]].any() for n in qdq)
+    dq_out = {n.output[0]: n for n in qdq if n.op_type == "DequantizeLinear"}
+    readers = [n for n in model.graph.node if any(i in dq_out for i in n.input)]
+    assert {n.op_type for n in readers} == {"Conv", "ConvTranspose", "MatMul"}
+    assert not [n.name for n in readers if n.name.startswith("/post/") or "/dfl/" in n.name]
+    for n in readers:
+        if n.op_type == "Conv":
+            w = dq_out[n.input[1]]
+            assert inits[w.input[0]].dtype == np.int8 and len(inits[w.input[1]]) == inits[w.input[0]].shape[0]
+            assert len(n.input) < 3 or inits[n.input[2]].dtype == np.float32  # TensorRT wants a float bias
+    kept = report(int8_dir)["artifacts"]["int8"]["kept_float"]
+    assert len(readers) == 102 - len(kept)
+
+
+def test_protection_keeps_the_worst_groups_float(seg_onnx: Path, vtest_frames: list[np.ndarray]) -> None:
+    """With a budget nothing can meet, the search scores every layer group alone, then keeps
+    groups float worst first, and stops at its cap (here 10% of the layers) instead of
+    un-quantizing the whole network."""
+    model = onnx.load(str(seg_onnx))
+    manifest = read_manifest(seg_onnx)
+    reg = find_regions(model, manifest.family)
+    ranges = collect_ranges(seg_onnx, manifest, float_tensors(model, reg.network_nodes), vtest_frames[:4])
+    tune = prepare(seg_onnx, vtest_frames[4:6])
+    p = protect(model, reg, ranges, manifest, tune, Budget(1.0, 1.0, 1.0), margin=0.0, max_fraction=0.1, log=lambda _: None)
+    assert set(p.group_loss) == set(reg.groups) and all(v >= 0 for v in p.group_loss.values())
+    assert p.protected and p.protected[0] == p.worst(1)[0][0]
+    solo = [p.group_loss[g] for g in p.protected]
+    assert solo == sorted(solo, reverse=True)
+    assert sum(len(reg.groups[g]) for g in p.protected) <= 0.1 * len(reg.layers)
+    assert len(p.steps) == len(p.protected) + 1 and p.steps[0]["protected"] == []
+
+
+def optimized_ops(path: Path, tmp: Path) -> dict[str, int]:
+    """Op counts of the graph ONNX Runtime actually runs on this CPU (after its fusions)."""
+    opts = ort.SessionOptions()
+    opts.optimized_model_filepath = str(tmp / f"{path.stem}.optimized.onnx")
+    opts.log_severity_level = 3
+    ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    counts: dict[str, int] = {}
+    for n in onnx.load(opts.optimized_model_filepath).graph.node:
+        counts[n.op_type] = counts.get(n.op_type, 0) + 1
+    return counts
+
+
+def test_cpu_twin_runs_integer_kernels(int8_dir: Path, tmp_path: Path) -> None:
+    """Why two INT8 files: ONNX Runtime on x86 fuses the CPU twin into QLinearConv, but runs
+    every convolution of TensorRT's int8-symmetric graph in float behind Q/DQ nodes."""
+    cpu = optimized_ops(int8_dir / "yolo11n-seg.int8-cpu.onnx", tmp_path)
+    trt = optimized_ops(int8_dir / "yolo11n-seg.int8.onnx", tmp_path)
+    assert cpu.get("QLinearConv", 0) >= 90 and cpu.get("QLinearSigmoid", 0) >= 80
+    assert trt.get("QLinearConv", 0) == 0 and trt.get("DequantizeLinear", 0) >= 100
+
+
+def test_run_picks_the_fastest_accepted_artifact(int8_dir: Path) -> None:
+    data = report(int8_dir)
+    fastest = data["fastest"]["onnxruntime"]
+    entry = data["artifacts"][fastest]
+    assert entry["accepted"] and "onnxruntime" in entry["targets"]
+    assert all(entry["speed"]["onnxruntime"]["speedup_vs_fp32"] >= e["speed"]["onnxruntime"]["speedup_vs_fp32"]
+               for e in data["artifacts"].values() if e["accepted"])
+    assert resolve_artifact(int8_dir) == int8_dir / entry["path"]
+    assert resolve_artifact(int8_dir, "tensorrt") == int8_dir / "yolo11n-seg.int8.onnx"
+
+
+def test_verify_reruns_the_gate(int8_dir: Path, vtest: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli(["verify", str(int8_dir / "yolo11n-seg.int8.onnx"), "--val", str(vtest), "--val-frames", "6"]) == 0
+    out = capsys.readouterr().out
+    assert "verdict    PASS" in out and "reference  " in out
+
+
+@pytest.fixture(scope="module")
+def rejected(seg_checkpoint: Path, vtest: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[int, str, Path]:
+    """`edgevision convert --precision int8` forced over-aggressive: no layer protected and
+    activations clipped at their 90th percentile (10% of every tensor saturates)."""
+    folder = tmp_path_factory.mktemp("int8_bad")
+    argv = ["convert", str(seg_checkpoint), "-o", str(folder), "--precision", "int8", "--calib", str(vtest),
+            "--calib-frames", "8", "--val-frames", "8", "--keep-float", "none", "--calib-percentile", "90",
+            "--tune-frames", "2"]
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        code = cli(argv)
+    return code, err.getvalue(), folder
+
+
+def test_overaggressive_int8_fails_the_gate(rejected: tuple[int, str, Path]) -> None:
+    code, err, folder = rejected
+    assert code == 1
+    assert "INT8 misses the accuracy budget" in err and "hurt most when quantized alone: /model/" in err
+    assert not (folder / "yolo11n-seg.int8.onnx").exists()
+    bad = folder / "yolo11n-seg.int8.rejected.onnx"
+    assert bad.is_file() and read_manifest(bad).extra["precision"]["accepted"] is False
+    entry = report(folder)["artifacts"]["int8"]
+    assert entry["accepted"] is False and entry["failures"] and entry["path"] == bad.name
+    assert resolve_artifact(folder, "tensorrt").name != bad.name  # never picked to run
+
+
+def test_verify_fails_a_rejected_artifact(rejected: tuple[int, str, Path], vtest: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _, _, folder = rejected
+    assert cli(["verify", str(folder / "yolo11n-seg.int8.rejected.onnx"), "--val", str(vtest), "--val-frames", "6"]) == 1
+    captured = capsys.readouterr()
+    assert "verdict    FAIL" in captured.out and "misses the accuracy budget" in captured.err
+
+
+@pytest.mark.parametrize("name", ["accepted int8", "rejected int8"])
+def test_qdq_graphs_build_with_tensorrt_rtx(name: str, int8_dir: Path, rejected: tuple[int, str, Path]) -> None:
+    """Every Q/DQ graph made here parses and builds (dynamic batch 1..4) with TensorRT-RTX."""
+    pytest.importorskip("tensorrt_rtx", reason="TensorRT-RTX (pip install tensorrt-rtx-cu12) is the CI builder")
+    from edgevision.engine import BatchRange, BuildOptions, build_engine
+
+    path = int8_dir / "yolo11n-seg.int8.onnx" if name.startswith("accepted") else rejected[2] / "yolo11n-seg.int8.rejected.onnx"
+    result = build_engine(path, options=BuildOptions(target="tensorrt_rtx", check_only=True, batch=BatchRange(1, 2, 4),
+                                                     progress=False), log=lambda _: None)
+    assert result.layers > 100 and result.plan_bytes > 1_000_000
