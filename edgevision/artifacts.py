@@ -69,7 +69,7 @@ def resolve_artifact(path: str | Path, backend: str = "onnxruntime") -> Path:
     if path.is_file():
         return path
     if not path.is_dir():
-        raise EdgeVisionError(f"model not found: {path}")
+        raise EdgeVisionError(f"model file not found: {path}")
     reports = sorted(path.glob("*.precision.json"))
     if len(reports) > 1:
         raise EdgeVisionError(

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from .artifacts import resolve_artifact
 from .backends import open_backend
 from .backends.base import Backend
 from .detections import Detections
@@ -138,9 +139,12 @@ class Model:
 def load(path: str | Path, backend: str | None = None, **options: Any) -> Model:
     """Load a converted artifact (.onnx, or an engine with its sidecar) for inference.
 
-    backend: "onnxruntime" (and more as installed); default: the best usable one.
+    path: a file, or a convert output folder (its accepted artifact that runs fastest on
+    the backend). backend: "onnxruntime", "tensorrt"; default: the best usable one.
     options: conf, iou, classes, masks go to Model; the rest to the backend.
     """
+    if Path(path).is_dir():
+        path = resolve_artifact(Path(path), backend or "onnxruntime")
     model_keys = {"conf", "iou", "classes", "masks"}
     model_opts = {k: v for k, v in options.items() if k in model_keys}
     backend_opts = {k: v for k, v in options.items() if k not in model_keys}

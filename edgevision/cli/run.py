@@ -30,15 +30,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from .. import load
+    from ..artifacts import resolve_artifact
     from ..pipeline import Pipeline, plan_workers
     from ..sources import open_source
 
-    artifact = Path(args.artifact)
-    try:
-        from ..artifacts import resolve_artifact  # picks the accepted, fastest precision in a folder
-        artifact = resolve_artifact(artifact, args.backend or "onnxruntime")
-    except ImportError:
-        pass
+    # a convert output folder -> its accepted artifact that runs fastest on this backend
+    artifact = resolve_artifact(Path(args.artifact), args.backend or "onnxruntime")
     classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
     sinks: list[str] = []
     if args.save:
