@@ -37,7 +37,7 @@ from edgevision.cli import main as cli  # noqa: E402
 def precision_args(**over: Any) -> argparse.Namespace:
     """The Namespace `edgevision convert` hands apply_precision, with test-sized frame counts."""
     base = dict(precision="int8", calib=None, calib_frames=16, val=None, val_frames=16, max_drop=None,
-                keep_float="auto", calib_percentile=99.99, tune_frames=4, verify=None)
+                keep_float="auto", calib_percentile=None, tune_frames=4, verify=None)
     return argparse.Namespace(**{**base, **over})
 
 

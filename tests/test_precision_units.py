@@ -15,7 +15,9 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from converters.onnx_io import write_manifest  # noqa: E402
 from converters.precision.budget import Budget, parse_budget  # noqa: E402
-from converters.precision.calibration import Ranges, TensorRange, collect_ranges, split_frames  # noqa: E402
+from converters.precision.calibration import (  # noqa: E402
+    Ranges, TensorRange, collect_ranges, collect_ranges_multi, split_frames,
+)
 from converters.precision.evaluate import FrameResult, compare, soft_loss  # noqa: E402
 from converters.precision.graph import toposort  # noqa: E402
 from converters.precision.qdq import QMAX, gate_name, insert_qdq, weight_qdq  # noqa: E402
@@ -131,9 +133,9 @@ def test_toposort_restores_order() -> None:
     onnx.checker.check_model(model, full_check=True)
 
 
-@pytest.mark.parametrize("percentile", [100.0, 99.0, 90.0])
-def test_calibration_ranges_are_exact(percentile: float, tmp_path: Path) -> None:
-    """The in-graph min / max / TopK percentile equals numpy's on the runtime-preprocessed batch."""
+def test_calibration_ranges_are_exact(tmp_path: Path) -> None:
+    """The in-graph min / max / percentiles (several from one pass) equal numpy's on the
+    runtime-preprocessed batch."""
     rng = np.random.default_rng(3)
     graph = helper.make_graph(
         [helper.make_node("Relu", ["images"], ["r"], name="relu"), helper.make_node("Neg", ["r"], ["y"], name="neg")],
@@ -145,14 +147,17 @@ def test_calibration_ranges_are_exact(percentile: float, tmp_path: Path) -> None
     manifest = Manifest(task="detect", class_names=("a",), input_hw=(16, 16), max_det=1)
     write_manifest(path, manifest)
     frames = [rng.integers(0, 256, size=(16, 16, 3), dtype=np.uint8) for _ in range(3)]
-    ranges = collect_ranges(path, manifest, ["images", "y"], frames, percentile=percentile, batch=3)
+    percentiles = (100.0, 99.0, 90.0)
+    by_pct = collect_ranges_multi(path, manifest, ["images", "y"], frames, percentiles, batch=3)
+    assert collect_ranges(path, manifest, ["y"], frames, 99.0, batch=3).tensors["y"] == by_pct[99.0].tensors["y"]
     x = np.stack([f[:, :, ::-1].transpose(2, 0, 1) for f in frames]).astype(np.float32) / 255  # BGR->RGB, /255
-    for name, values in (("images", x), ("y", -x)):
-        r = ranges.tensors[name]
-        flat = np.sort(np.abs(values).ravel())
-        k = max(1, int(np.ceil(flat.size * np.float32(1 - percentile / 100))))
-        assert (r.lo, r.hi) == pytest.approx((values.min(), values.max()), abs=1e-6)
-        assert r.amax == pytest.approx(flat[-k], abs=1e-6)
+    for p in percentiles:
+        for name, values in (("images", x), ("y", -x)):
+            r = by_pct[p].tensors[name]
+            flat = np.sort(np.abs(values).ravel())
+            k = max(1, int(np.ceil(flat.size * np.float32(1 - p / 100))))
+            assert (r.lo, r.hi) == pytest.approx((values.min(), values.max()), abs=1e-6)
+            assert r.amax == pytest.approx(flat[-k], abs=1e-6), (p, name)
 
 
 def test_held_out_validation_frames(vtest: Path) -> None:

@@ -4,8 +4,8 @@ Frames go through exactly the runtime's pre-processing (edgevision Model.preproc
 the FP32 artifact's own manifest), so the ranges are those the deployed graph will see.
 
 Ranges are measured inside ONNX Runtime: the FP32 graph is augmented with, per tensor,
-ReduceMin, ReduceMax and a TopK over |x| whose smallest value is the per-batch
-percentile of |x|. Only scalars leave the session, so a few hundred 640x640 frames
+ReduceMin, ReduceMax and a sorted TopK over |x| from which the per-batch percentiles of
+|x| are gathered (several clipping points from one pass). Only scalars leave the session, so a few hundred 640x640 frames
 calibrate in about the time they take to infer (ORT's own histogram calibrator copies
 every intermediate tensor out, 10x slower here).
 """
@@ -156,8 +156,9 @@ def float_tensors(model: Any, nodes: set[str]) -> list[str]:
     return out
 
 
-def _augment(model: Any, tensors: Sequence[str], percentile: float) -> tuple[Any, list[str]]:
-    """A copy of the graph that also outputs, per tensor, [min, max, percentile(|x|)] as float32[3]."""
+def _augment(model: Any, tensors: Sequence[str], percentiles: Sequence[float]) -> tuple[Any, list[str]]:
+    """A copy of the graph that also outputs, per tensor, float32[2 + P]: min, max, and the
+    percentiles of |x| (one TopK for the widest tail, sorted, then a Gather per percentile)."""
     onnx = lazy_import("onnx")
     from onnx import TensorProto, helper, numpy_helper
 
@@ -166,45 +167,62 @@ def _augment(model: Any, tensors: Sequence[str], percentile: float) -> tuple[Any
     g = aug.graph
     g.initializer.extend([
         numpy_helper.from_array(np.array([-1], np.int64), "_cal_flat"),
-        numpy_helper.from_array(np.array(1.0 - percentile / 100.0, np.float32), "_cal_tail"),
         numpy_helper.from_array(np.array([1], np.int64), "_cal_one"),
+        *(numpy_helper.from_array(np.array(1.0 - p / 100.0, np.float32), f"_cal_tail{j}") for j, p in enumerate(percentiles)),
     ])
     outputs = []
     for k, t in enumerate(tensors):
         p = f"_cal{k}"
-        flat, absx, size, kf, ki = (f"{p}_{s}" for s in ("flat", "abs", "size", "kf", "k"))
+        flat, absx, size = f"{p}_flat", f"{p}_abs", f"{p}_size"
         nodes = [
             helper.make_node("Reshape", [t, "_cal_flat"], [flat]),
             helper.make_node("ReduceMin", [flat], [f"{p}_min"], keepdims=1),
             helper.make_node("ReduceMax", [flat], [f"{p}_max"], keepdims=1),
             helper.make_node("Abs", [flat], [absx]),
-            # k = max(1, ceil(numel * tail)): the k-th largest |x| is the percentile
             helper.make_node("Size", [flat], [size]),
             helper.make_node("Cast", [size], [f"{size}_f"], to=TensorProto.FLOAT),
-            helper.make_node("Mul", [f"{size}_f", "_cal_tail"], [kf]),
-            helper.make_node("Ceil", [kf], [f"{kf}_c"]),
-            helper.make_node("Cast", [f"{kf}_c"], [f"{ki}_s"], to=TensorProto.INT64),
-            helper.make_node("Reshape", [f"{ki}_s", "_cal_one"], [f"{ki}_r"]),
-            helper.make_node("Max", [f"{ki}_r", "_cal_one"], [ki]),
-            helper.make_node("TopK", [absx, ki], [f"{p}_top", f"{p}_topi"], largest=1, sorted=0),
-            helper.make_node("ReduceMin", [f"{p}_top"], [f"{p}_pct"], keepdims=1),
-            helper.make_node("Concat", [f"{p}_min", f"{p}_max", f"{p}_pct"], [f"{p}_stats"], axis=0),
         ]
+        ks = []
+        for j in range(len(percentiles)):
+            # k = max(1, ceil(numel * tail)): the k-th largest |x| is the percentile
+            kj = f"{p}_k{j}"
+            nodes += [
+                helper.make_node("Mul", [f"{size}_f", f"_cal_tail{j}"], [f"{kj}_f"]),
+                helper.make_node("Ceil", [f"{kj}_f"], [f"{kj}_c"]),
+                helper.make_node("Cast", [f"{kj}_c"], [f"{kj}_s"], to=TensorProto.INT64),
+                helper.make_node("Reshape", [f"{kj}_s", "_cal_one"], [f"{kj}_r"]),
+                helper.make_node("Max", [f"{kj}_r", "_cal_one"], [kj]),
+            ]
+            ks.append(kj)
+        nodes += [
+            helper.make_node("Max", ks, [f"{p}_kmax"]) if len(ks) > 1 else helper.make_node("Identity", ks, [f"{p}_kmax"]),
+            helper.make_node("TopK", [absx, f"{p}_kmax"], [f"{p}_top", f"{p}_topi"], largest=1, sorted=1),
+        ]
+        pcts = []
+        for j, kj in enumerate(ks):
+            nodes += [
+                helper.make_node("Sub", [kj, "_cal_one"], [f"{kj}_i"]),
+                helper.make_node("Gather", [f"{p}_top", f"{kj}_i"], [f"{p}_pct{j}"], axis=0),
+            ]
+            pcts.append(f"{p}_pct{j}")
+        nodes.append(helper.make_node("Concat", [f"{p}_min", f"{p}_max", *pcts], [f"{p}_stats"], axis=0))
         g.node.extend(nodes)
-        g.output.append(helper.make_tensor_value_info(f"{p}_stats", TensorProto.FLOAT, [3]))
+        g.output.append(helper.make_tensor_value_info(f"{p}_stats", TensorProto.FLOAT, [2 + len(percentiles)]))
         outputs.append(f"{p}_stats")
     return aug, outputs
 
 
-def collect_ranges(
+def collect_ranges_multi(
     fp32_path: str | Path, manifest: Manifest, tensors: Sequence[str], frames: Sequence[np.ndarray],
-    percentile: float = 99.99, batch: int = 8, threads: int | None = None,
-) -> Ranges:
-    """Run the frames through the FP32 graph and measure each tensor's range (see the module docstring)."""
+    percentiles: Sequence[float], batch: int = 8, threads: int | None = None,
+) -> dict[float, Ranges]:
+    """Run the frames through the FP32 graph once and measure each tensor's range, clipped at
+    each of `percentiles` (see the module docstring). Returns percentile -> Ranges."""
     onnx = lazy_import("onnx")
     ort = lazy_import("onnxruntime")
+    percentiles = list(dict.fromkeys(float(p) for p in percentiles))
     model = onnx.load(str(fp32_path))
-    aug, outs = _augment(model, tensors, percentile)
+    aug, outs = _augment(model, tensors, percentiles)
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     if threads:
@@ -213,19 +231,30 @@ def collect_ranges(
     names = [i.name for i in sess.get_inputs()]
     lo = np.full(len(tensors), np.inf, np.float64)
     hi = np.full(len(tensors), -np.inf, np.float64)
-    pct_sum = np.zeros(len(tensors), np.float64)
-    batches = 0
+    pct_sum = np.zeros((len(tensors), len(percentiles)), np.float64)
+    seen = 0
     for x in preprocess_batches(fp32_path, frames, batch):
-        stats = np.stack(sess.run(outs, graph_feeds(manifest, x, names)))  # [T, 3]
+        stats = np.stack(sess.run(outs, graph_feeds(manifest, x, names)))  # [T, 2 + P]
         lo = np.minimum(lo, stats[:, 0])
         hi = np.maximum(hi, stats[:, 1])
-        pct_sum += stats[:, 2] * len(x)  # weight by frames: the last batch may be short
-        batches += len(x)
-    amax = pct_sum / max(batches, 1)
-    ranges = {
-        t: TensorRange(float(lo[i]), float(hi[i]), float(max(amax[i], 1e-8))) for i, t in enumerate(tensors)
+        pct_sum += stats[:, 2:] * len(x)  # weight by frames: the last batch may be short
+        seen += len(x)
+    amax = pct_sum / max(seen, 1)
+    return {
+        p: Ranges(
+            {t: TensorRange(float(lo[i]), float(hi[i]), float(max(amax[i, j], 1e-8))) for i, t in enumerate(tensors)},
+            p, len(frames), {"method": f"percentile {p} of |x| per batch of {batch} frames, mean over batches"},
+        )
+        for j, p in enumerate(percentiles)
     }
-    return Ranges(ranges, percentile, len(frames), {"method": f"percentile {percentile} of |x| per batch of {batch}, mean"})
+
+
+def collect_ranges(
+    fp32_path: str | Path, manifest: Manifest, tensors: Sequence[str], frames: Sequence[np.ndarray],
+    percentile: float = 99.999, batch: int = 8, threads: int | None = None,
+) -> Ranges:
+    """collect_ranges_multi() for one percentile."""
+    return collect_ranges_multi(fp32_path, manifest, tensors, frames, [percentile], batch, threads)[float(percentile)]
 
 
 def save_ort_cache(ranges: Ranges, path: str | Path, clip: bool = True) -> Path:

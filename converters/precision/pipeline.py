@@ -89,14 +89,17 @@ def finish(
     for v in variants:
         v.result = results[v.name]
         log(f"{v.name}: {'accepted' if v.result.accepted else 'REJECTED'}: {v.result.evaluation.summary()}")
-    log(f"speed on this CPU (ONNX Runtime, batch 1, {rounds} interleaved rounds)")
-    lat = measure({"fp32": fp32, **{v.name: v.tmp for v in variants}}, manifest, prepared.batches[0][:1], rounds=rounds)
+    # One thread per inference: how `edgevision run` runs files (one inference per core), and
+    # steadier than all-core timings on a shared machine.
+    log(f"speed on this CPU (ONNX Runtime, batch 1, 1 thread, {rounds} interleaved rounds)")
+    lat = measure({"fp32": fp32, **{v.name: v.tmp for v in variants}}, manifest, prepared.batches[0][:1], rounds=rounds,
+                  threads=1)
     base = lat["fp32"].median_ms
 
     folder, stem = fp32.parent, fp32.stem
     json_path, md_path = report.report_paths(folder, stem)
     data = report.load(json_path, fp32_sha)
-    data.update(model=stem, reference=fp32.name, machine=machine())
+    data.update(model=stem, reference=fp32.name, machine={**machine(), "threads_per_inference": 1})
     entries = {"fp32": report.Entry(fp32.name, "fp32", TARGETS["fp32"], True,
                                     speed={"onnxruntime": {**lat["fp32"].as_dict(), "speedup_vs_fp32": 1.0}})}
     for v in variants:
@@ -148,25 +151,29 @@ def run_int8(fp32: Path, manifest: Manifest, args: argparse.Namespace, budget: B
         f"({'held out of' if not args.val else 'from'} {split.val_source})")
     opts = Int8Options(
         keep_float=str(getattr(args, "keep_float", "auto") or "auto"),
-        percentile=float(getattr(args, "calib_percentile", 99.99) or 99.99),
         tune_frames=int(getattr(args, "tune_frames", 12) or 12),
     )
+    if getattr(args, "calib_percentile", None):  # given: one clipping point for both graphs
+        opts.percentile = opts.cpu_percentile = float(args.calib_percentile)
     folder, stem = fp32.parent, fp32.stem
     trt = Variant("int8", "int8", folder / f".{stem}.int8.onnx.partial")
     cpu = Variant("int8-cpu", "int8", folder / f".{stem}.int8-cpu.onnx.partial")
     build = build_int8(fp32, manifest, split.calib, trt.tmp, cpu.tmp, budget, opts, log)
     layers = build.layer_summary()
+    cpu_ranges = build.cpu_ranges or build.ranges
     calib_info = {"percentile": build.ranges.percentile, "frames": build.ranges.frames, "method": build.ranges.info["method"]}
-    for v, how in ((trt, "int8 symmetric per-tensor activations, int8 symmetric per-channel weights, float bias; "
-                         "Q/DQ on Conv/ConvTranspose/MatMul inputs only (TensorRT placement)"),
-                   (cpu, "uint8 asymmetric activations, int8 symmetric per-channel weights, int32 bias; "
-                         "Q/DQ around every op ONNX Runtime has an integer kernel for")):
+    cpu_calib = {**calib_info, "percentile": cpu_ranges.percentile, "method": cpu_ranges.info["method"]}
+    for v, how, cal in ((trt, "int8 symmetric per-tensor activations, int8 symmetric per-channel weights, float bias; "
+                         "Q/DQ on Conv/ConvTranspose/MatMul inputs only (TensorRT placement)", calib_info),
+                        (cpu, "uint8 asymmetric activations, int8 symmetric per-channel weights, int32 bias; "
+                              "Q/DQ around every op ONNX Runtime has an integer kernel for", cpu_calib)):
         v.kept_float = build.kept_float
-        v.info = {"calibration": calib_info, "quantization": how, "layers": layers,
+        v.info = {"calibration": cal, "quantization": how, "layers": layers,
                   "kept_summary": f"decode/NMS ({layers['float_region_nodes']} nodes) float"}
     details: dict[str, Any] = {
         "keep_float mode": opts.keep_float,
-        "calibration": f"{calib_info['method']}, {len(build.ranges.tensors)} tensors",
+        "calibration": f"{len(build.ranges.tensors)} tensors on {build.ranges.frames} frames; TensorRT graph: "
+                       f"{calib_info['method']}; CPU twin: {cpu_calib['method']}",
         "layers": f"{layers['quantized_layers']} of {layers['layers']} Conv/ConvTranspose/MatMul layers in INT8; "
                   f"{layers['float_region_nodes']} decode/post-processing nodes float",
         "seconds": {k: round(s, 1) for k, s in build.seconds.items()},
@@ -203,9 +210,12 @@ def run_fp16(fp32: Path, manifest: Manifest, args: argparse.Namespace, budget: B
     source = args.val or args.calib or getattr(args, "verify", None)
     if not source:
         raise EdgeVisionError("--precision fp16 needs frames for the accuracy gate: --val VIDEO|FOLDER|GLOB")
-    from edgevision.sources import sample_frames
+    if args.val:
+        from edgevision.sources import sample_frames
 
-    val, _ = sample_frames(source, args.val_frames)
+        val, _ = sample_frames(args.val, args.val_frames)
+    else:  # the same held-out stretch INT8 is gated on
+        val = split_frames(source, 1, None, args.val_frames).val
     if not val:
         raise EdgeVisionError(f"{source}: no frames could be read")
     folder, stem = fp32.parent, fp32.stem

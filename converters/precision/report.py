@@ -91,10 +91,13 @@ def markdown(data: dict[str, Any]) -> str:
         "",
         f"Reference: `{data.get('reference', '')}` (FP32). Agreement is measured against its detections on "
         "validation frames calibration never saw: F1 at IoU 0.5 at the artifact's confidence threshold; "
-        "AP50-95 of the candidate scored down to conf 0.001 (COCO protocol); mean mask IoU of matched pairs.",
+        "AP50-95 of the candidate scored down to conf 0.001 (COCO protocol), averaged over the classes with at "
+        "least 5 FP32 detections (`all cls`: over every class, where one detection of a class seen once weighs "
+        "as much as a whole class); mean mask IoU of matched pairs.",
         "",
-        "| artifact | file | targets | accepted | F1 | AP50-95 | AP50 | mask IoU | ORT CPU ms | vs FP32 | kept in higher precision |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| artifact | file | targets | accepted | F1 | AP50-95 | AP50 | all cls | mask IoU | ORT CPU ms | vs FP32 "
+        "| kept in higher precision |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, e in data["artifacts"].items():
         ev = e.get("evaluation") or {}
@@ -104,7 +107,8 @@ def markdown(data: dict[str, Any]) -> str:
         kept_text = "none" if name == "fp32" else " + ".join([x for x in (layers, e.get("kept_summary", "")) if x]) or "none"
         lines.append(
             f"| {name} | `{e['path']}` | {', '.join(e.get('targets', []))} | {'yes' if e.get('accepted') else '**no**'} "
-            f"| {_fmt(ev.get('f1'))} | {_fmt(ev.get('ap50_95'))} | {_fmt(ev.get('ap50'))} | {_fmt(ev.get('mask_iou'))} "
+            f"| {_fmt(ev.get('f1'))} | {_fmt(ev.get('ap50_95'))} | {_fmt(ev.get('ap50'))} "
+            f"| {_fmt(ev.get('ap50_95_all_classes'))} | {_fmt(ev.get('mask_iou'))} "
             f"| {_fmt(sp.get('median_ms'), 1)} | {_fmt(sp.get('speedup_vs_fp32'), 2)}x | {kept_text} |"
         )
     fast = data.get("fastest", {})
@@ -124,8 +128,12 @@ def markdown(data: dict[str, Any]) -> str:
         for k, v in run.get("details", {}).items():
             lines.append(f"- {k}: {v}")
     for name, e in data["artifacts"].items():
-        if e.get("failures") or e.get("notes") or len(e.get("kept_float", [])) > 3:
+        per_class = (e.get("evaluation") or {}).get("per_class", {})
+        if e.get("failures") or e.get("notes") or len(e.get("kept_float", [])) > 3 or per_class:
             lines += ["", f"### {name}", ""]
+            if per_class:
+                lines.append("- AP50-95 per class (FP32 detections): "
+                             + ", ".join(f"{k} {ap:.3f} ({n})" for k, (n, ap) in per_class.items()))
             lines += [f"- below budget: {f}" for f in e.get("failures", [])]
             lines += [f"- {n}" for n in e.get("notes", [])]
             if len(e.get("kept_float", [])) > 3:
@@ -133,5 +141,6 @@ def markdown(data: dict[str, Any]) -> str:
     m = data.get("machine", {})
     if m:
         lines += ["", f"Speed measured on {m.get('cpu')} ({m.get('cores')} cores, {', '.join(m.get('isa', []))}), "
-                  f"ONNX Runtime {m.get('onnxruntime')} CPU provider, batch 1, interleaved rounds, median."]
+                  f"ONNX Runtime {m.get('onnxruntime')} CPU provider, batch 1, {m.get('threads_per_inference', 'all')} thread(s) per "
+                  "inference (as `edgevision run` runs files: one inference per core), interleaved rounds, median."]
     return "\n".join(lines) + "\n"
