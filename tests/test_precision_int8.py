@@ -190,13 +190,21 @@ def test_verify_fails_a_rejected_artifact(rejected: tuple[int, str, Path], vtest
     assert "verdict    FAIL" in captured.out and "misses the accuracy budget" in captured.err
 
 
-@pytest.mark.parametrize("name", ["accepted int8", "rejected int8"])
+@pytest.mark.parametrize("name", ["accepted int8", "rejected int8", "cpu twin"])
 def test_qdq_graphs_build_with_tensorrt_rtx(name: str, int8_dir: Path, rejected: tuple[int, str, Path]) -> None:
-    """Every Q/DQ graph made here parses and builds (dynamic batch 1..4) with TensorRT-RTX."""
+    """Every TensorRT Q/DQ graph made here parses and builds (dynamic batch 1..4) with TensorRT-RTX.
+    The CPU twin is not for TensorRT (its manifest says so): the parser refuses its int32 bias."""
     pytest.importorskip("tensorrt_rtx", reason="TensorRT-RTX (pip install tensorrt-rtx-cu12) is the CI builder")
     from edgevision.engine import BatchRange, BuildOptions, build_engine
+    from edgevision.errors import EdgeVisionError
 
-    path = int8_dir / "yolo11n-seg.int8.onnx" if name.startswith("accepted") else rejected[2] / "yolo11n-seg.int8.rejected.onnx"
-    result = build_engine(path, options=BuildOptions(target="tensorrt_rtx", check_only=True, batch=BatchRange(1, 2, 4),
-                                                     progress=False), log=lambda _: None)
+    paths = {"accepted int8": int8_dir / "yolo11n-seg.int8.onnx", "cpu twin": int8_dir / "yolo11n-seg.int8-cpu.onnx",
+             "rejected int8": rejected[2] / "yolo11n-seg.int8.rejected.onnx"}
+    options = BuildOptions(target="tensorrt_rtx", check_only=True, batch=BatchRange(1, 2, 4), progress=False)
+    if name == "cpu twin":
+        assert read_manifest(paths[name]).extra["precision"]["targets"] == ["onnxruntime"]
+        with pytest.raises(EdgeVisionError, match="DequantizeLinear"):
+            build_engine(paths[name], options=options, log=lambda _: None)
+        return
+    result = build_engine(paths[name], options=options, log=lambda _: None)
     assert result.layers > 100 and result.plan_bytes > 1_000_000
