@@ -134,7 +134,8 @@ def profile(path: Path, image: np.ndarray, runs: int = 10) -> dict[str, Any]:
             count[op] += 1
             node = e["name"][: -len("_kernel_time")]
             # decode (DFL, head reshapes) and /post NMS are float in every variant: a fixed cost
-            fixed = node.startswith("/post/") or "/dfl/" in node or (node.startswith("/model/model.23/") and "/cv" not in node and "/proto/" not in node)
+            head_decode = node.startswith("/model/model.23/") and "/cv" not in node and "/proto/" not in node
+            fixed = node.startswith("/post/") or "/dfl/" in node or head_decode
             region["decode+nms" if fixed else "network"] += e["dur"] / 1e3 / runs
     top = dict(sorted(((k, round(v, 2)) for k, v in ms.items()), key=lambda kv: -kv[1])[:12])
     return {"kernel_ms": round(sum(ms.values()), 2), "by_op_ms": top, "nodes_run": {k: v // runs for k, v in count.items()},

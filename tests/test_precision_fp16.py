@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -42,13 +43,17 @@ def _elem_types(model: onnx.ModelProto) -> dict[str, int]:
     return types
 
 
+def _outputs(model: onnx.ModelProto, want: Callable[[onnx.NodeProto], bool]) -> list[str]:
+    return [t for n in model.graph.node if want(n) for t in n.output]
+
+
 @pytest.mark.parametrize(
     "what, pick",
     [
         ("graph inputs and outputs", lambda m: [v.name for v in [*m.graph.input, *m.graph.output]]),
-        ("every Softmax (DFL decode, attention)", lambda m: [t for n in m.graph.node if n.op_type == "Softmax" for t in n.output]),
-        ("the NMS IoU products", lambda m: [t for n in m.graph.node if n.name.startswith("/post/") and n.op_type == "Mul" for t in n.output]),
-        ("the decoded boxes", lambda m: [t for n in m.graph.node if n.name == "/model/model.23/Concat_13" for t in n.output]),
+        ("every Softmax (DFL decode, attention)", lambda m: _outputs(m, lambda n: n.op_type == "Softmax")),
+        ("the NMS IoU products", lambda m: _outputs(m, lambda n: n.name.startswith("/post/") and n.op_type == "Mul")),
+        ("the decoded boxes", lambda m: _outputs(m, lambda n: n.name == "/model/model.23/Concat_13")),
     ],
 )
 def test_fp16_keeps_sensitive_tensors_fp32(fp16_path: Path, what: str, pick: object) -> None:

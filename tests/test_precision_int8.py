@@ -26,10 +26,7 @@ ort = pytest.importorskip("onnxruntime")
 from converters.export import ConvertResult  # noqa: E402
 from converters.onnx_io import read_manifest  # noqa: E402
 from converters.precision import Budget, apply_precision  # noqa: E402
-from converters.precision.calibration import collect_ranges, float_tensors  # noqa: E402
-from converters.precision.evaluate import prepare  # noqa: E402
-from converters.precision.regions import find_regions  # noqa: E402
-from converters.precision.sensitivity import protect  # noqa: E402
+from converters.precision.int8 import Int8Options, build_int8  # noqa: E402
 from edgevision.artifacts import resolve_artifact  # noqa: E402
 from edgevision.cli import main as cli  # noqa: E402
 
@@ -101,22 +98,34 @@ def test_trt_graph_has_tensorrt_qdq_placement(int8_dir: Path) -> None:
     assert len(readers) == 102 - len(kept)
 
 
-def test_protection_keeps_the_worst_groups_float(seg_onnx: Path, vtest_frames: list[np.ndarray]) -> None:
-    """With a budget nothing can meet, the search scores every layer group alone, then keeps
-    groups float worst first, and stops at its cap (here 10% of the layers) instead of
-    un-quantizing the whole network."""
-    model = onnx.load(str(seg_onnx))
+def test_protection_keeps_the_worst_groups_float(seg_onnx: Path, vtest_frames: list[np.ndarray], tmp_path: Path) -> None:
+    """With a budget nothing can meet, the search scores every layer group alone, keeps groups
+    float worst first, and stops at its cap (here 10% of the layers) instead of un-quantizing the
+    network. The TensorRT graph then has no Q/DQ into the kept layers; the CPU twin keeps at least
+    the same blocks float (float weights; only the tensors leaving them are quantized, for their
+    quantized consumers)."""
     manifest = read_manifest(seg_onnx)
-    reg = find_regions(model, manifest.family)
-    ranges = collect_ranges(seg_onnx, manifest, float_tensors(model, reg.network_nodes), vtest_frames[:4])
-    tune = prepare(seg_onnx, vtest_frames[4:6])
-    p = protect(model, reg, ranges, manifest, tune, Budget(1.0, 1.0, 1.0), margin=0.0, max_fraction=0.1, log=lambda _: None)
-    assert set(p.group_loss) == set(reg.groups) and all(v >= 0 for v in p.group_loss.values())
+    opts = Int8Options(keep_float="auto", tune_frames=2, max_fraction=0.1)
+    build = build_int8(seg_onnx, manifest, vtest_frames[:4], tmp_path / "t.onnx", tmp_path / "c.onnx",
+                       Budget(1.0, 1.0, 1.0), opts, log=lambda _: None)
+    p, reg = build.protection, build.regions
+    assert p is not None and set(p.group_loss) == set(reg.groups) and all(v >= 0 for v in p.group_loss.values())
     assert p.protected and p.protected[0] == p.worst(1)[0][0]
     solo = [p.group_loss[g] for g in p.protected]
     assert solo == sorted(solo, reverse=True)
     assert sum(len(reg.groups[g]) for g in p.protected) <= 0.1 * len(reg.layers)
     assert len(p.steps) == len(p.protected) + 1 and p.steps[0]["protected"] == []
+    kept = {name for g in p.protected for name in reg.groups[g]}
+    assert set(build.kept_float) == kept and kept <= set(build.cpu_kept_float)
+
+    trt = onnx.load(str(tmp_path / "t.onnx"))
+    dq_out = {o for n in trt.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    readers = {n.name for n in trt.graph.node if any(i in dq_out for i in n.input)}
+    assert readers == {layer.name for layer in reg.layers} - kept
+    cpu = onnx.load(str(tmp_path / "c.onnx"))
+    dq_cpu = {o for n in cpu.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    convs = [n for n in cpu.graph.node if n.op_type == "Conv" and any(n.name.startswith(g + "/") for g in p.protected)]
+    assert convs and not [n.name for n in convs if n.input[1] in dq_cpu]  # float weights: the block stays float
 
 
 def optimized_ops(path: Path, tmp: Path) -> dict[str, int]:
@@ -183,7 +192,9 @@ def test_overaggressive_int8_fails_the_gate(rejected: tuple[int, str, Path]) -> 
     assert resolve_artifact(folder, "tensorrt").name != bad.name  # never picked to run
 
 
-def test_verify_fails_a_rejected_artifact(rejected: tuple[int, str, Path], vtest: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_verify_fails_a_rejected_artifact(
+    rejected: tuple[int, str, Path], vtest: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     _, _, folder = rejected
     assert cli(["verify", str(folder / "yolo11n-seg.int8.rejected.onnx"), "--val", str(vtest), "--val-frames", "6"]) == 1
     captured = capsys.readouterr()

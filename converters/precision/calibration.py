@@ -39,14 +39,14 @@ class FrameSplit:
 
     def describe(self) -> dict[str, Any]:
         return {
-            "calib": {"source": self.calib_source, "frames": len(self.calib), "indices": _ranges(self.calib_index)},
-            "val": {"source": self.val_source, "frames": len(self.val), "indices": _ranges(self.val_index),
+            "calib": {"source": self.calib_source, "frames": len(self.calib), "indices": describe_indices(self.calib_index)},
+            "val": {"source": self.val_source, "frames": len(self.val), "indices": describe_indices(self.val_index),
                     "held_out_of_calib": self.val_source == self.calib_source,
                     "disjoint": not set(self.val_index) & set(self.calib_index) or self.val_source != self.calib_source},
         }
 
 
-def _ranges(idx: Sequence[int]) -> str:
+def describe_indices(idx: Sequence[int]) -> str:
     """[0, 3, 6, 9] -> '0..9 step 3 (4)', short enough for a report."""
     if not idx:
         return "none"
@@ -89,7 +89,9 @@ def split_frames(calib: str, calib_frames: int, val: str | None, val_frames: int
     return FrameSplit(cal, cal_idx, str(calib), v, v_idx, str(val or calib))
 
 
-def graph_feeds(manifest: Manifest, images: np.ndarray, input_names: Sequence[str], conf: float | None = None) -> dict[str, np.ndarray]:
+def graph_feeds(
+    manifest: Manifest, images: np.ndarray, input_names: Sequence[str], conf: float | None = None
+) -> dict[str, np.ndarray]:
     """The feeds a converted graph takes: images float32[B, 3, H, W] plus the threshold inputs it has."""
     feeds = {
         IN_IMAGES: images,
@@ -142,7 +144,8 @@ def float_tensors(model: Any, nodes: set[str]) -> list[str]:
     """Float32 tensors produced by `nodes` (plus float graph inputs they read), in graph order."""
     onnx = lazy_import("onnx")
     inferred = onnx.shape_inference.infer_shapes(model)
-    elem = {v.name: v.type.tensor_type.elem_type for v in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]}
+    g = inferred.graph
+    elem = {v.name: v.type.tensor_type.elem_type for v in [*g.value_info, *g.input, *g.output]}
     inits = {i.name for i in model.graph.initializer}
     out: list[str] = []
     seen: set[str] = set()

@@ -15,9 +15,9 @@ from edgevision.errors import EdgeVisionError
 from edgevision.manifest import Manifest
 
 from .budget import Budget
-from .calibration import Ranges, collect_ranges_multi, float_tensors
+from .calibration import Ranges, collect_ranges_multi, float_tensors, graph_feeds
 from .cpu_int8 import build_cpu_int8
-from .evaluate import prepare
+from .evaluate import AP_CONF, FrameResult, Prepared, compare, detections, prepare, soft_loss
 from .qdq import insert_qdq
 from .regions import Regions, find_regions
 from .sensitivity import GatedRunner, Protection, protect
@@ -55,6 +55,7 @@ class Int8Build:
     protection: Protection | None
     seconds: dict[str, float] = field(default_factory=dict)
     cpu_ranges: Ranges | None = None
+    cpu_kept_float: list[str] = field(default_factory=list)
 
     def layer_summary(self) -> dict[str, Any]:
         return {
@@ -91,6 +92,7 @@ def build_int8(
 
     t0 = time.perf_counter()
     protection = None
+    tune: Prepared | None = None
     mode = opts.keep_float.strip()
     if mode == "auto":
         tune = prepare(fp32_path, evenly(calib, opts.tune_frames))
@@ -112,10 +114,85 @@ def build_int8(
     if skipped:
         kept += skipped  # no range measured: left float rather than guessed
     onnx.save(qdq, str(trt_path))
-    if cpu_path is not None:
-        build_cpu_int8(fp32_path, cpu_path, cpu_ranges, regions.float_nodes | set(kept))
     seconds["graphs"] = time.perf_counter() - t0
-    return Int8Build(trt_path, cpu_path, regions, ranges, kept, protection, seconds, cpu_ranges)
+    build = Int8Build(trt_path, cpu_path, regions, ranges, kept, protection, seconds, cpu_ranges, list(kept))
+    if cpu_path is not None:
+        t0 = time.perf_counter()
+        build.cpu_kept_float = _build_cpu_twin(
+            fp32_path, manifest, model, regions, cpu_ranges, cpu_path, kept, protection,
+            tune if mode == "auto" else None, budget, opts, log,
+        )
+        seconds["cpu twin"] = time.perf_counter() - t0
+    return build
+
+
+def _scope_nodes(regions: Regions, groups: Sequence[str], model: Any) -> set[str]:
+    """Every network node inside the groups' name scopes (a block's convs, SiLUs, concats...),
+    or just the group's layers for groups that are not scopes."""
+    out: set[str] = set()
+    for g in groups:
+        out |= set(regions.groups.get(g, []))
+        if g.startswith("/"):
+            out |= {n.name for n in model.graph.node if n.name.startswith(g + "/") and n.name in regions.network_nodes}
+    return out
+
+
+def _build_cpu_twin(
+    fp32_path: Path, manifest: Manifest, model: Any, regions: Regions, ranges: Ranges, out: Path, kept: list[str],
+    protection: Protection | None, tune: Prepared | None, budget: Budget, opts: Int8Options,
+    log: Callable[[str], None],
+) -> list[str]:
+    """Write the CPU twin, keeping float the blocks the TensorRT graph keeps. Its numerics differ
+    (uint8, conv outputs and SiLU quantized too), so with --keep-float auto it is checked on the
+    tuning frames itself and, if short, more blocks stay float in the same worst-first order.
+    Returns the layer names it keeps float."""
+    groups = [g for g in regions.groups if set(regions.groups[g]) <= set(kept)]
+    loose = [name for name in kept if not any(name in regions.groups[g] for g in groups)]
+
+    def write(groups: list[str]) -> None:
+        build_cpu_int8(fp32_path, out, ranges, regions.float_nodes | set(loose) | _scope_nodes(regions, groups, model))
+
+    write(groups)
+    if tune is None:
+        return kept
+    ref = _session_detections(fp32_path, tune, manifest)
+    ev = compare(_session_detections(out, tune, manifest), ref, manifest.task == "segment")
+    log(f"CPU twin on {tune.frames} tuning frames: {ev.summary()}")
+    if budget.passes(ev, opts.margin):
+        return kept
+    if protection is None or not protection.group_loss:
+        log("measuring layer groups one at a time (for the CPU twin)")
+        quantized = [layer for layer in regions.layers if layer.name not in set(kept)]
+        runner = GatedRunner(model, quantized, ranges, manifest)
+        base = runner.run(tune, set())
+        order = sorted(runner.groups, key=lambda g: -soft_loss(runner.run(tune, {g}), base, manifest.conf_threshold))
+    else:
+        order = [g for g, _ in protection.worst(len(protection.group_loss))]
+    for g in order:
+        if g in groups:
+            continue
+        if sum(len(regions.groups[x]) for x in [*groups, g]) / len(regions.layers) > opts.max_fraction:
+            break
+        groups.append(g)
+        write(groups)
+        ev = compare(_session_detections(out, tune, manifest), ref, manifest.task == "segment")
+        log(f"  CPU twin: keep {g} float: {ev.summary()}")
+        if budget.passes(ev, opts.margin):
+            break
+    return sorted(set(loose) | {name for g in groups for name in regions.groups[g]})
+
+
+def _session_detections(path: Path, tune: Prepared, manifest: Manifest) -> list[FrameResult]:
+    from .speed import cpu_session
+
+    sess = cpu_session(path)
+    inputs = [i.name for i in sess.get_inputs()]
+    outputs = [o.name for o in sess.get_outputs()]
+
+    def infer(x: np.ndarray) -> dict[str, np.ndarray]:
+        return dict(zip(outputs, sess.run(outputs, graph_feeds(manifest, x, inputs, conf=AP_CONF))))
+
+    return detections(infer, tune, manifest)
 
 
 def explain(
@@ -123,7 +200,6 @@ def explain(
 ) -> list[tuple[str, float]]:
     """The layer groups that hurt most, measured one at a time (reuses the protection search's
     measurement when it ran; otherwise measures now on `frames`)."""
-    from .evaluate import soft_loss
 
     p = build.protection
     if p is not None and p.group_loss:

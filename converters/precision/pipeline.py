@@ -24,7 +24,7 @@ from edgevision.manifest import Manifest, sha256_file
 
 from . import report
 from .budget import Budget, parse_budget
-from .calibration import FrameSplit, split_frames
+from .calibration import describe_indices, split_frames
 from .evaluate import prepare
 from .gate import GateResult, gate
 from .speed import machine, measure
@@ -73,10 +73,11 @@ def _stamp(v: Variant, manifest: Manifest, fp32: Path, fp32_sha: str, budget: Bu
 
 
 def finish(
-    fp32: Path, manifest: Manifest, variants: list[Variant], frames: FrameSplit | None, val: list[np.ndarray],
+    fp32: Path, manifest: Manifest, variants: list[Variant], frames: dict[str, Any], val: list[np.ndarray],
     budget: Budget, run_details: dict[str, Any], rounds: int = 10,
 ) -> dict[str, Any]:
-    """Gate every variant, measure speed, rename to accepted / rejected, write the report."""
+    """Gate every variant on `val`, measure speed, rename to accepted / rejected, write the report.
+    frames: where the frames came from (FrameSplit.describe() or its "val" part)."""
     from converters.onnx_io import check_model
 
     fp32_sha = sha256_file(fp32)
@@ -116,11 +117,7 @@ def finish(
             str(v.info.get("kept_summary", "")),
         )
         log(f"{v.name}: {speed['median_ms']} ms vs FP32 {base:.1f} ms ({speed['speedup_vs_fp32']}x)")
-    run = {"precision": variants[0].precision, "budget": budget.as_dict(), "details": run_details}
-    if frames is not None:
-        run["frames"] = frames.describe()
-    else:
-        run["frames"] = {"val": {"source": run_details.get("val_source", ""), "frames": len(val), "indices": "-"}}
+    run = {"precision": variants[0].precision, "budget": budget.as_dict(), "details": run_details, "frames": frames}
     data = report.update(data, entries, run)
     report.save(data, json_path, md_path)
     log(f"report: {md_path}")
@@ -167,7 +164,7 @@ def run_int8(fp32: Path, manifest: Manifest, args: argparse.Namespace, budget: B
                          "Q/DQ on Conv/ConvTranspose/MatMul inputs only (TensorRT placement)", calib_info),
                         (cpu, "uint8 asymmetric activations, int8 symmetric per-channel weights, int32 bias; "
                               "Q/DQ around every op ONNX Runtime has an integer kernel for", cpu_calib)):
-        v.kept_float = build.kept_float
+        v.kept_float = build.kept_float if v is trt else build.cpu_kept_float
         v.info = {"calibration": cal, "quantization": how, "layers": layers,
                   "kept_summary": f"decode/NMS ({layers['float_region_nodes']} nodes) float"}
     details: dict[str, Any] = {
@@ -186,7 +183,7 @@ def run_int8(fp32: Path, manifest: Manifest, args: argparse.Namespace, budget: B
         )
         if p.group_loss:
             details["most sensitive groups (solo loss)"] = ", ".join(f"{g} {loss:.4f}" for g, loss in p.worst(6))
-    data = finish(fp32, manifest, [trt, cpu], split, split.val, budget, details)
+    data = finish(fp32, manifest, [trt, cpu], split.describe(), split.val, budget, details)
     _print([trt, cpu], data)
     assert trt.result is not None and trt.final is not None
     if not trt.result.accepted:
@@ -213,9 +210,12 @@ def run_fp16(fp32: Path, manifest: Manifest, args: argparse.Namespace, budget: B
     if args.val:
         from edgevision.sources import sample_frames
 
-        val, _ = sample_frames(args.val, args.val_frames)
+        val, idx = sample_frames(args.val, args.val_frames)
+        frames = {"val": {"source": str(args.val), "frames": len(val), "indices": describe_indices(idx),
+                          "held_out_of_calib": False, "disjoint": True}}
     else:  # the same held-out stretch INT8 is gated on
-        val = split_frames(source, 1, None, args.val_frames).val
+        split = split_frames(source, 1, None, args.val_frames)
+        val, frames = split.val, {"val": split.describe()["val"]}
     if not val:
         raise EdgeVisionError(f"{source}: no frames could be read")
     folder, stem = fp32.parent, fp32.stem
@@ -229,8 +229,8 @@ def run_fp16(fp32: Path, manifest: Manifest, args: argparse.Namespace, budget: B
               "kept_summary": f"decode/NMS ({len(regions.float_nodes)} nodes) and {others} Softmax/Exp/reduction nodes FP32",
               "notes": [f"{len(keep)} nodes kept in FP32: decode/post-processing and Softmax/Exp/reductions; "
                         "inputs and outputs stay float32"]}
-    details = {"val_source": str(source), "kept in FP32": f"{len(keep)} nodes (decode, post-processing, sensitive ops)"}
-    data = finish(fp32, manifest, [v], None, val, budget, details)
+    details = {"kept in FP32": f"{len(keep)} nodes (decode, post-processing, sensitive ops)"}
+    data = finish(fp32, manifest, [v], frames, val, budget, details)
     _print([v], data)
     assert v.result is not None and v.final is not None
     if not v.result.accepted:

@@ -141,6 +141,7 @@ def markdown(data: dict[str, Any]) -> str:
     m = data.get("machine", {})
     if m:
         lines += ["", f"Speed measured on {m.get('cpu')} ({m.get('cores')} cores, {', '.join(m.get('isa', []))}), "
-                  f"ONNX Runtime {m.get('onnxruntime')} CPU provider, batch 1, {m.get('threads_per_inference', 'all')} thread(s) per "
+                  f"ONNX Runtime {m.get('onnxruntime')} CPU provider, batch 1, "
+                  f"{m.get('threads_per_inference', 'all')} thread(s) per "
                   "inference (as `edgevision run` runs files: one inference per core), interleaved rounds, median."]
     return "\n".join(lines) + "\n"
