@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -108,22 +109,29 @@ def interleaved(paths: dict[str, Path], image: np.ndarray, rounds: int, iters: i
     return out
 
 
-def profile(path: Path, image: np.ndarray, runs: int = 10) -> dict[str, Any]:
-    """Kernel ms per op type (ORT's profiler), and how many of each node ORT actually ran."""
+def profiles(paths: dict[str, Path], image: np.ndarray, runs: int = 10) -> dict[str, dict[str, Any]]:
+    """Per artifact: kernel ms per op type (ORT's profiler, sessions run round-robin so all see
+    the same machine load), and how many of each node ORT actually ran after its fusions."""
     import onnxruntime as ort
 
     from converters.precision.calibration import graph_feeds
     from edgevision.backends.onnxruntime import read_manifest
 
-    opts = ort.SessionOptions()
-    opts.enable_profiling = True
-    opts.log_severity_level = 3
-    opts.profile_file_prefix = str(path.parent / f"profile_{path.stem}")
-    s = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    feeds = graph_feeds(read_manifest(s, path), image, [i.name for i in s.get_inputs()])
+    sessions, feeds = {}, {}
+    for name, path in paths.items():
+        opts = ort.SessionOptions()
+        opts.enable_profiling = True
+        opts.log_severity_level = 3
+        opts.profile_file_prefix = str(path.parent / f"profile_{path.stem}")
+        sessions[name] = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        feeds[name] = graph_feeds(read_manifest(sessions[name], path), image, [i.name for i in sessions[name].get_inputs()])
     for _ in range(runs):
-        s.run(None, feeds)
-    events = json.loads(Path(s.end_profiling()).read_text())
+        for name, s in sessions.items():
+            s.run(None, feeds[name])
+    return {name: _summarize(json.loads(Path(s.end_profiling()).read_text()), runs) for name, s in sessions.items()}
+
+
+def _summarize(events: list[dict[str, Any]], runs: int) -> dict[str, Any]:
     ms: dict[str, float] = defaultdict(float)
     count: dict[str, int] = defaultdict(int)
     region: dict[str, float] = defaultdict(float)
@@ -192,6 +200,7 @@ def main() -> None:
     frame = sample_frames(VTEST, 1, skip=set(range(700)))[0]
     with edgevision.load(fp32) as model:
         image = model.preprocess(frame)[0]
+    load_before = os.getloadavg()
     times = interleaved(paths, image, args.rounds, args.iters)
     fps = throughput(paths, image, max(3, args.rounds // 3), args.iters * 2)
     fps_ratio = {n: float(np.median([x / f for f, x in zip(fps["fp32"], v)])) for n, v in fps.items()}
@@ -201,7 +210,8 @@ def main() -> None:
                  "speedup_vs_fp32_median": round(float(np.median(ratios[n])), 3),
                  "throughput_fps": round(float(np.median(fps[n])), 2),
                  "throughput_vs_fp32_median": round(fps_ratio[n], 3)} for n, t in times.items()}
-    prof = {n: profile(p, image) for n, p in paths.items()}
+    prof = profiles(paths, image)
+    load = {"before": [round(x, 2) for x in load_before], "after": [round(x, 2) for x in os.getloadavg()]}
     ratio = speed.get("int8-cpu", {}).get("speedup_vs_fp32_median", 0.0)
     tput = speed.get("int8-cpu", {}).get("throughput_vs_fp32_median", 0.0)
     reasons = why(ratio, tput, prof) if {"fp32", "int8", "int8-cpu"} <= set(prof) else []
@@ -212,7 +222,7 @@ def main() -> None:
         "what": "yolo11n-seg 640x640, batch 1, whole graph (network + decode + NMS), ONNX Runtime CPU provider; "
                 f"latency: every core on one inference, {args.rounds} interleaved rounds x {args.iters} inferences; "
                 "throughput: one 1-thread inference per core concurrently (edgevision run on a file), interleaved rounds",
-        "machine": report.get("machine"), "speed": speed, "accepted": {n: e["accepted"] for n, e in report["artifacts"].items()},
+        "machine": report.get("machine"), "load_average_1_5_15min": load, "speed": speed, "accepted": {n: e["accepted"] for n, e in report["artifacts"].items()},
         "agreement_vs_fp32": agreement, "kept_float": {n: e.get("kept_float", []) for n, e in report["artifacts"].items()},
         "goal_int8_vs_fp32": GOAL, "int8_cpu_vs_fp32_latency": ratio, "int8_cpu_vs_fp32_throughput": tput,
         "goal_met_latency": ratio >= GOAL, "goal_met_throughput": tput >= GOAL, "why": reasons,
@@ -221,7 +231,9 @@ def main() -> None:
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "bench_precision.json").write_text(json.dumps(result, indent=2) + "\n")
-    md = ["# Precision benchmark: ONNX Runtime CPU", "", result["what"] + f"; commit {result['commit']}.", "",
+    md = ["# Precision benchmark: ONNX Runtime CPU", "", result["what"] + f"; commit {result['commit']}. The machine is "
+          f"shared: load average {load['before'][0]} before, {load['after'][0]} after (absolute ms move with it; the "
+          "interleaved ratios are what to read).", "",
           "| artifact | accepted | F1 vs FP32 | AP50-95 vs FP32 | mask IoU | latency ms (p10-p90) | vs FP32 "
           "| throughput FPS | vs FP32 |",
           "|---|---|---|---|---|---|---|---|---|"]

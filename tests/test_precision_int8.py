@@ -219,3 +219,15 @@ def test_qdq_graphs_build_with_tensorrt_rtx(name: str, int8_dir: Path, rejected:
         return
     result = build_engine(paths[name], options=options, log=lambda _: None)
     assert result.layers > 100 and result.plan_bytes > 1_000_000
+
+
+def test_detector_family_takes_the_same_path(det_onnx: Path, vtest: Path, tmp_path: Path) -> None:
+    """Nothing here is segmenter-specific: the detector (no masks) goes through the same options."""
+    fp32 = Path(shutil.copy(det_onnx, tmp_path / det_onnx.name))
+    out = apply_precision(ConvertResult(fp32, read_manifest(fp32)),
+                          precision_args(calib=str(vtest), calib_frames=8, val_frames=12, keep_float="none"))
+    data = json.loads((tmp_path / "yolo11n-det.precision.json").read_text())
+    for variant in ("int8", "int8-cpu"):
+        ev = data["artifacts"][variant]["evaluation"]
+        assert data["artifacts"][variant]["accepted"] and ev["mask_iou"] is None and ev["f1"] >= 0.95
+    assert out == tmp_path / "yolo11n-det.int8.onnx" and read_manifest(out).task == "detect"
