@@ -43,7 +43,6 @@ def run_edgevision(onnx: Path, frames: int) -> dict[str, float]:
         "infer_ms": infer,
         "own_main_thread_ms": own,
         "own_overhead_vs_infer": own / infer,
-        "wall_overhead_vs_infer": (wall * 1e3 / stats.frames - infer) / infer,
     }
 
 

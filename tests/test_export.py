@@ -139,3 +139,13 @@ def test_a_wrong_input_size_is_a_clear_error(seg_onnx: Path) -> None:
     model = edgevision.load(seg_onnx)
     with pytest.raises(EdgeVisionError, match=r"ONNX Runtime failed on inputs .*images.*\(1, 3, 320, 320\)"):
         model.infer(np.zeros((1, 3, 320, 320), np.float32))
+
+
+def test_dfl_on_the_last_axis_equals_ultralytics_dfl() -> None:
+    from ultralytics.nn.modules.block import DFL
+
+    from converters.yolo import dfl_last_axis
+
+    dfl = DFL(16)
+    x = torch.randn(2, 64, 300) * 4
+    np.testing.assert_allclose(dfl_last_axis(dfl, x).numpy(), dfl(x).numpy(), rtol=1e-5, atol=1e-4)
