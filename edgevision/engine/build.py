@@ -134,6 +134,13 @@ def build_engine(
     onnx_path = Path(onnx_path)
     graph = inspect_onnx(onnx_path)
     manifest = graph.require_manifest()
+    variant = manifest.extra.get("precision", {})
+    if isinstance(variant, dict) and variant.get("targets") and "tensorrt" not in variant["targets"]:
+        sibling = onnx_path.name.replace(f".{variant.get('variant', '')}.", f".{manifest.precision}.")
+        raise EdgeVisionError(
+            f"{onnx_path.name} is the {variant.get('variant')} variant, made for {', '.join(variant['targets'])} only; "
+            f"TensorRT cannot read it. Build the TensorRT graph from the same calibration instead: edgevision build {sibling}"
+        )
     flavor, module, gpu = _find_tensorrt(options)
 
     precision = options.precision or graph.precision.name  # what the graph holds, Q/DQ or float16
