@@ -91,10 +91,9 @@ class Model:
         return self.backend.infer({IN_IMAGES: batch, **self._thresholds})
 
     def postprocess(self, outputs: dict[str, np.ndarray], geos: Sequence[Letterbox]) -> list[Detections]:
-        dets = [to_detections(outputs, i, g, self.manifest, self.with_masks) for i, g in enumerate(geos)]
-        if self.class_filter is not None:
-            dets = [d[np.isin(d.class_id, self.class_filter)] for d in dets]
-        return dets
+        return [
+            to_detections(outputs, i, g, self.manifest, self.with_masks, self.class_filter) for i, g in enumerate(geos)
+        ]
 
     def predict_timed(self, frames: Sequence[np.ndarray]) -> tuple[list[Detections], dict[str, float]]:
         """predict() plus milliseconds spent in each stage: preprocess, infer, postprocess.

@@ -63,12 +63,19 @@ def instance_masks(
 
 
 def to_detections(
-    outputs: dict[str, np.ndarray], index: int, geo: Letterbox, manifest: Manifest, with_masks: bool = True
+    outputs: dict[str, np.ndarray], index: int, geo: Letterbox, manifest: Manifest, with_masks: bool = True,
+    classes: np.ndarray | None = None,
 ) -> Detections:
-    """Row `index` of a batch of graph outputs -> Detections in the frame's pixels."""
+    """Row `index` of a batch of graph outputs -> Detections in the frame's pixels.
+
+    classes: int32 class ids to keep (None: all); filtered before any mask is assembled.
+    """
     n = int(outputs[OUT_NUM].reshape(-1)[index])
-    xyxy = geo.boxes_to_frame(outputs[OUT_BOXES][index, :n])
+    rows = np.arange(n)
+    if classes is not None:
+        rows = rows[np.isin(outputs[OUT_CLASSES][index, :n], classes)]
+    xyxy = geo.boxes_to_frame(outputs[OUT_BOXES][index, rows])
     masks = None
     if manifest.task == "segment" and with_masks:
-        masks = instance_masks(outputs[OUT_COEFFS][index, :n], outputs[OUT_PROTOS][index], xyxy, geo, manifest.input_hw)
-    return Detections(xyxy, outputs[OUT_SCORES][index, :n], outputs[OUT_CLASSES][index, :n], masks, manifest.class_names)
+        masks = instance_masks(outputs[OUT_COEFFS][index, rows], outputs[OUT_PROTOS][index], xyxy, geo, manifest.input_hw)
+    return Detections(xyxy, outputs[OUT_SCORES][index, rows], outputs[OUT_CLASSES][index, rows], masks, manifest.class_names)
