@@ -89,7 +89,7 @@ def dfl_last_axis(self: Any, x: Any) -> Any:
     """
     b, _, a = x.shape
     bins = self.conv.weight.reshape(-1)  # [R], the checkpoint's own weights (0..R-1)
-    return torch.matmul(x.view(b, 4, self.c1, a).transpose(2, 3).softmax(-1), bins)
+    return (x.view(b, 4, self.c1, a).transpose(2, 3).softmax(-1) * bins).sum(-1)
 
 
 class YoloWithPostprocess(torch.nn.Module):  # type: ignore[misc]
