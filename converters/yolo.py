@@ -44,7 +44,6 @@ def load_yolo(path: str | Path, trust: bool = False) -> YoloSource:
         kind = type(ckpt).__name__
         raise EdgeVisionError(f"{path} is not an Ultralytics YOLO checkpoint (found a {kind}); see `edgevision convert --help`")
     model = (ckpt.get("ema") or ckpt["model"]).float()
-    task = getattr(model, "task", None) or ckpt.get("train_args", {}).get("task", "detect")
     head = model.model[-1]
     head_name = type(head).__name__
     if head_name not in ("Detect", "Segment"):

@@ -26,7 +26,7 @@ from .draw import annotate
 from .errors import EdgeVisionError
 from .model import Model
 from .sinks import DisplaySink, Sink, open_sink
-from .sources import Frame, Source, SourceLost, open_source
+from .sources import Frame, Source, open_source
 from .stats import RunStats
 
 _END = object()
@@ -99,9 +99,7 @@ class Pipeline:
                                 pass
                 else:
                     self._put(self._in, item)
-        except SourceLost as exc:
-            self.error = exc
-        except EdgeVisionError as exc:
+        except EdgeVisionError as exc:  # SourceLost among them: the run ends cleanly, error kept
             self.error = exc
         finally:
             self._put(self._in, _END, force=True)

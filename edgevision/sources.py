@@ -195,26 +195,22 @@ def sample_frames(uri: str | Path, count: int, skip: set[int] | None = None) -> 
             picks = _spread(total, count, skip)
             return [frames[i] for i in picks], picks
         picks = _spread(total, count, skip)
-        wanted = set(picks)
-        out, got = [], []
-        # Sequential grab()/retrieve(): frame-accurate on every codec, unlike seeking.
-        for i in range(max(picks) + 1 if picks else 0):
-            if isinstance(src, CaptureSource):
+        pairs: list[tuple[int, np.ndarray | None]]
+        if isinstance(src, ImageSource):
+            cv2 = lazy_import("cv2")
+            pairs = [(i, cv2.imread(str(src.paths[i]), cv2.IMREAD_COLOR)) for i in picks]
+        else:
+            assert isinstance(src, CaptureSource)
+            pairs = []
+            wanted = set(picks)
+            # Sequential grab()/retrieve(): frame-accurate on every codec, unlike seeking.
+            for i in range(max(picks) + 1 if picks else 0):
                 if not src.cap.grab():
                     break
                 if i in wanted:
-                    ok, image = src.cap.retrieve()
-                    if ok:
-                        out.append(image)
-                        got.append(i)
-            elif i in wanted:
-                frame = src.read()
-                if frame is not None:
-                    out.append(frame.image)
-                    got.append(i)
-            else:
-                src._i += 1  # type: ignore[attr-defined]
-        return out, got
+                    pairs.append((i, src.cap.retrieve()[1]))
+        kept = [(i, image) for i, image in pairs if image is not None]
+        return [image for _, image in kept], [i for i, _ in kept]
     finally:
         src.close()
 

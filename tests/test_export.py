@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import zipfile
 from pathlib import Path
 
@@ -115,7 +114,7 @@ def test_pickled_code_never_runs_without_trust(tmp_path: Path) -> None:
     with pytest.raises(EdgeVisionError, match="posix.system|os.system|--trust-checkpoint"):
         load_checkpoint(ckpt)
     assert not marker.exists()
-    assert zipfile.is_zipfile(ckpt) and pickle  # the file is a normal torch archive
+    assert zipfile.is_zipfile(ckpt)  # a normal torch archive: refused for what it references, not its format
 
 
 def test_verification_rejects_a_disagreeing_graph(seg_checkpoint: Path, vtest_frames: list[np.ndarray], tmp_path: Path) -> None:

@@ -13,7 +13,6 @@ import os
 import sys
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 from ..errors import EdgeVisionError
@@ -116,6 +115,3 @@ def compile_kernel(source: str, name: str, arch: str) -> CompiledKernel:
     finally:
         mod.nvrtcDestroyProgram(prog)
 
-
-def kernel_path(name: str) -> Path:
-    return Path(__file__).with_name(f"{name}.cu")
