@@ -16,7 +16,7 @@ from .detections import Detections
 from .errors import EdgeVisionError, GpuPreprocessUnavailable, closest
 from .manifest import IN_CONF, IN_IMAGES, IN_IOU, Manifest
 from .postprocess import to_detections
-from .preprocess import Letterbox, letterbox_image, to_tensor
+from .preprocess import Letterbox, preprocess_batch
 
 
 class Model:
@@ -75,16 +75,7 @@ class Model:
 
     def preprocess(self, frames: Sequence[np.ndarray]) -> tuple[np.ndarray, list[Letterbox]]:
         """uint8 BGR frames -> (float32[B, 3, H, W], geometry per frame)."""
-        m = self.manifest
-        if len(frames) > 1 and not m.dynamic_batch:
-            raise EdgeVisionError("this artifact was built for batch 1; feed frames one at a time")
-        batch = np.empty((len(frames), 3, *m.input_hw), np.float32)
-        geos = []
-        for i, frame in enumerate(frames):
-            canvas, geo = letterbox_image(frame, m.input_hw, m.preprocess)
-            to_tensor(canvas, m.preprocess, out=batch[i])
-            geos.append(geo)
-        return batch, geos
+        return preprocess_batch(frames, self.manifest)
 
     def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """float32[B, 3, H, W] -> raw graph outputs."""

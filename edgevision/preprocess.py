@@ -6,13 +6,14 @@ same rounding), so a converted model sees the same pixels as the original did.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from ._lazy import lazy_import
 from .errors import EdgeVisionError
-from .manifest import Preprocess
+from .manifest import Manifest, Preprocess
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,19 @@ def to_tensor(canvas: np.ndarray, pre: Preprocess, out: np.ndarray | None = None
         out -= mean
         out /= std
     return out
+
+
+def preprocess_batch(frames: Sequence[np.ndarray], manifest: Manifest) -> tuple[np.ndarray, list[Letterbox]]:
+    """uint8 BGR frames -> (float32[B, 3, H, W], geometry per frame), as the manifest records."""
+    if len(frames) > 1 and not manifest.dynamic_batch:
+        raise EdgeVisionError("this artifact was built for batch 1; feed frames one at a time")
+    batch = np.empty((len(frames), 3, *manifest.input_hw), np.float32)
+    geos = []
+    for i, frame in enumerate(frames):
+        canvas, geo = letterbox_image(frame, manifest.input_hw, manifest.preprocess)
+        to_tensor(canvas, manifest.preprocess, out=batch[i])
+        geos.append(geo)
+    return batch, geos
 
 
 def preprocess(frame: np.ndarray, input_hw: tuple[int, int], pre: Preprocess) -> tuple[np.ndarray, Letterbox]:

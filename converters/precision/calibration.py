@@ -102,15 +102,13 @@ def graph_feeds(
 
 
 def preprocess_batches(fp32_path: str | Path, frames: Sequence[np.ndarray], batch: int = 8) -> Iterator[np.ndarray]:
-    """float32[B, 3, H, W] batches through the runtime's own pre-processing."""
-    import edgevision
+    """float32[B, 3, H, W] batches through the runtime's own pre-processing (no session needed)."""
+    from converters.onnx_io import read_manifest
+    from edgevision.preprocess import preprocess_batch
 
-    model = edgevision.load(fp32_path, backend="onnxruntime", masks=False)
-    try:
-        for i in range(0, len(frames), batch):
-            yield model.preprocess(frames[i : i + batch])[0]
-    finally:
-        model.close()
+    manifest = read_manifest(fp32_path)
+    for i in range(0, len(frames), batch):
+        yield preprocess_batch(frames[i : i + batch], manifest)[0]
 
 
 @dataclass
@@ -251,13 +249,6 @@ def collect_ranges_multi(
         for j, p in enumerate(percentiles)
     }
 
-
-def collect_ranges(
-    fp32_path: str | Path, manifest: Manifest, tensors: Sequence[str], frames: Sequence[np.ndarray],
-    percentile: float = 99.999, batch: int = 8, threads: int | None = None,
-) -> Ranges:
-    """collect_ranges_multi() for one percentile."""
-    return collect_ranges_multi(fp32_path, manifest, tensors, frames, [percentile], batch, threads)[float(percentile)]
 
 
 def save_ort_cache(ranges: Ranges, path: str | Path, clip: bool = True) -> Path:

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from edgevision.detections import Detections
-from edgevision.manifest import OUT_BOXES, OUT_CLASSES, OUT_COEFFS, OUT_NUM, OUT_PROTOS, OUT_SCORES, Manifest
+from edgevision.manifest import OUT_COEFFS, OUT_PROTOS, Manifest
 from edgevision.metrics import Agreement, agreement, box_iou, mask_iou
 from edgevision.preprocess import Letterbox
 
@@ -42,18 +42,16 @@ class Prepared:
 
 
 def prepare(fp32_path: Any, frames: Sequence[np.ndarray], batch: int = 8) -> Prepared:
-    """Pre-process once with the runtime's own code (edgevision Model.preprocess)."""
-    import edgevision
+    """Pre-process once with the runtime's own code (edgevision.preprocess.preprocess_batch)."""
+    from converters.onnx_io import read_manifest
+    from edgevision.preprocess import preprocess_batch
 
-    model = edgevision.load(fp32_path, backend="onnxruntime", masks=False)
+    manifest = read_manifest(fp32_path)
     batches, geos = [], []
-    try:
-        for i in range(0, len(frames), batch):
-            x, g = model.preprocess(frames[i : i + batch])
-            batches.append(x)
-            geos += g
-    finally:
-        model.close()
+    for i in range(0, len(frames), batch):
+        x, g = preprocess_batch(frames[i : i + batch], manifest)
+        batches.append(x)
+        geos += g
     return Prepared(batches, geos)
 
 
@@ -70,7 +68,7 @@ def detections(
 ) -> list[FrameResult]:
     """Run `infer` (float32[B, 3, H, W] -> raw graph outputs, thresholds fed at AP_CONF) on every
     batch and split each frame's rows at the manifest's threshold."""
-    from edgevision.postprocess import instance_masks
+    from edgevision.postprocess import instance_masks, to_detections
 
     out: list[FrameResult] = []
     k = 0
@@ -79,15 +77,13 @@ def detections(
         for i in range(len(x)):
             geo = prepared.geos[k]
             k += 1
-            n = int(raw[OUT_NUM].reshape(-1)[i])
-            scores = raw[OUT_SCORES][i, :n]
-            xyxy = geo.boxes_to_frame(raw[OUT_BOXES][i, :n])
-            low = Detections(xyxy, scores, raw[OUT_CLASSES][i, :n], None, manifest.class_names)
-            m = int((scores > manifest.conf_threshold).sum())  # rows are sorted by score
+            low = to_detections(raw, i, geo, manifest, with_masks=False)
+            m = int((low.confidence > manifest.conf_threshold).sum())  # rows are sorted by score
             mk = None
             if masks and manifest.task == "segment":
-                mk = instance_masks(raw[OUT_COEFFS][i, :m], raw[OUT_PROTOS][i], xyxy[:m], geo, manifest.input_hw)
-            out.append(FrameResult(low, Detections(xyxy[:m], scores[:m], low.class_id[:m], mk, manifest.class_names)))
+                mk = instance_masks(raw[OUT_COEFFS][i, :m], raw[OUT_PROTOS][i], low.xyxy[:m], geo, manifest.input_hw)
+            top = low[:m]
+            out.append(FrameResult(low, Detections(top.xyxy, top.confidence, top.class_id, mk, manifest.class_names)))
     return out
 
 

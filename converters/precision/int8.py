@@ -162,10 +162,10 @@ def _build_cpu_twin(
         return kept
     if protection is None or not protection.group_loss:
         log("measuring layer groups one at a time (for the CPU twin)")
-        quantized = [layer for layer in regions.layers if layer.name not in set(kept)]
+        kept_set = set(kept)
+        quantized = [layer for layer in regions.layers if layer.name not in kept_set]
         runner = GatedRunner(model, quantized, ranges, manifest)
-        base = runner.run(tune, set())
-        order = sorted(runner.groups, key=lambda g: -soft_loss(runner.run(tune, {g}), base, manifest.conf_threshold))
+        order = sorted(runner.groups, key=lambda g: -soft_loss(runner.run(tune, {g}, masks=False), ref, manifest.conf_threshold))
     else:
         order = [g for g, _ in protection.worst(len(protection.group_loss))]
     for g in order:
@@ -211,6 +211,6 @@ def explain(
         return []
     runner = GatedRunner(model, quantized, build.ranges, manifest)
     tune = prepare(fp32_path, frames)
-    ref = runner.run(tune, set())
-    losses = {g: soft_loss(runner.run(tune, {g}), ref, manifest.conf_threshold) for g in runner.groups}
+    ref = runner.run(tune, set(), masks=False)  # only soft_loss reads these: no masks needed
+    losses = {g: soft_loss(runner.run(tune, {g}, masks=False), ref, manifest.conf_threshold) for g in runner.groups}
     return sorted(losses.items(), key=lambda kv: -kv[1])[:top]

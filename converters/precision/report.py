@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgevision.artifacts import choose
+
 FORMAT = 1
 
 
@@ -55,23 +57,12 @@ def load(path: Path, reference_sha256: str) -> dict[str, Any]:
     return {"format": FORMAT, "reference_sha256": reference_sha256, "runs": [], "artifacts": {}}
 
 
-def fastest(artifacts: dict[str, dict[str, Any]], backend: str) -> str | None:
-    """The accepted variant with the best measured speedup on `backend` (FP32 counts as 1.0)."""
-    best, best_speed = None, 0.0
-    for name, entry in artifacts.items():
-        if not entry.get("accepted") or backend not in entry.get("targets", []):
-            continue
-        speed = entry.get("speed", {}).get(backend, {}).get("speedup_vs_fp32", 1.0 if name == "fp32" else None)
-        if speed is not None and speed > best_speed:
-            best, best_speed = name, speed
-    return best
-
-
 def update(data: dict[str, Any], entries: dict[str, Entry], run: dict[str, Any]) -> dict[str, Any]:
     data["artifacts"].update({k: e.__dict__ for k, e in entries.items()})
     data["runs"] = [r for r in data.get("runs", []) if r.get("precision") != run.get("precision")] + [run]
     backends = sorted({b for e in data["artifacts"].values() for b in e.get("speed", {})})
-    data["fastest"] = {b: fastest(data["artifacts"], b) for b in backends}
+    # the runtime's own rule (edgevision.artifacts.choose), so the report says what `run` really picks
+    data["fastest"] = {b: choose(data, b) for b in backends}
     return data
 
 

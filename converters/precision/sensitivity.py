@@ -61,14 +61,16 @@ class GatedRunner:
         self.groups = sorted({layer.group for layer in layers})
         self.manifest = manifest
 
-    def run(self, prepared: Prepared, on: set[str]) -> list[FrameResult]:
+    def run(self, prepared: Prepared, on: set[str], masks: bool = True) -> list[FrameResult]:
+        """Detections with the groups in `on` quantized. masks=False skips mask assembly where
+        only soft_loss (which reads boxes and scores) looks at the result."""
         gates = {gate_name(g): np.array(g in on) for g in self.groups}
 
         def infer(x: np.ndarray) -> dict[str, np.ndarray]:
             feeds = {**graph_feeds(self.manifest, x, self.inputs, conf=AP_CONF), **gates}
             return dict(zip(self.outputs, self.session.run(self.outputs, feeds)))
 
-        return detections(infer, prepared, self.manifest)
+        return detections(infer, prepared, self.manifest, masks)
 
 
 def protect(
@@ -93,7 +95,7 @@ def protect(
         return result
 
     log(f"measuring {len(groups)} layer groups one at a time")
-    result.group_loss = {g: soft_loss(runner.run(tune, {g}), ref, manifest.conf_threshold) for g in groups}
+    result.group_loss = {g: soft_loss(runner.run(tune, {g}, masks=False), ref, manifest.conf_threshold) for g in groups}
     order = [g for g, _ in result.worst(len(groups))]
     sizes = {g: len(regions.groups[g]) for g in groups}
     kept_float = 0
