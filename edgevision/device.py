@@ -41,4 +41,4 @@ def gpu_status() -> GpuStatus:
     if int(err) != 0:
         return GpuStatus(False, f"cannot query CUDA device 0 ({getattr(err, 'name', err)})")
     name = props.name.decode(errors="replace") if isinstance(props.name, bytes) else str(props.name)
-    return GpuStatus(True, "", name.strip("\x00"), (props.major, props.minor), count)
+    return GpuStatus(True, "", name.strip("\x00").strip(), (props.major, props.minor), count)

@@ -92,6 +92,8 @@ def test_sidecar_round_trip(engine: Path) -> None:
         (lambda d: d["build"].update(precision="int8"), "edited by hand"),
         (lambda d: d.update(format_version=99), "newer edgevision (sidecar v99"),
         (lambda d: d["build"].update(compute_capability=[8]), "is damaged (IndexError"),
+        # no version: read as v0 (an old sidecar), then judged on its fields like any other
+        (lambda d: (d.pop("format_version"), d.pop("build")), "is damaged (KeyError"),
     ],
 )
 def test_damaged_sidecars_are_named(engine: Path, edit: object, message: str) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from edgevision.engine.precision import GraphPrecision, PrecisionPlan, plan_precision, typed_only
+from edgevision.engine.precision import GraphPrecision, PrecisionPlan, plan_precision
 from edgevision.errors import EdgeVisionError
 
 FP32, FP16, QDQ = GraphPrecision(), GraphPrecision(has_fp16=True), GraphPrecision(has_qdq=True)
@@ -42,7 +42,6 @@ def test_precision_path(precision: str, module: str, major: int, graph: GraphPre
     plan = plan_precision(precision, module, major, graph, dla)
     assert (plan.strongly_typed, plan.network_flags, plan.builder_flags) == want
     assert plan.precision == precision
-    assert typed_only(module, major) == plan.strongly_typed
 
 
 @pytest.mark.parametrize(

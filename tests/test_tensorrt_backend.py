@@ -139,3 +139,7 @@ def test_engine_for_another_device_is_refused_before_deserializing(
     with pytest.raises(EdgeVisionError, match=re.escape(message)) as info:
         edgevision.load(engine)
     assert "Rebuild it on this device: edgevision build yolo11n-det.onnx --precision fp32" in str(info.value)
+    # refused *before* deserializing: TensorRT never loaded this plan
+    from edgevision.backends.tensorrt import _EngineRegistry
+
+    assert not any(key[0] == str(engine.resolve()) for key in _EngineRegistry._engines)

@@ -12,6 +12,7 @@ TensorRT version or GPU -> a sentence saying which (never a deserialization cras
 """
 from __future__ import annotations
 
+import hashlib
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -32,7 +33,7 @@ from ..engine.target import DeviceTarget, find_flavor
 from ..engine.trt_hooks import LogRecord, make_logger
 from ..errors import EdgeVisionError, GpuPreprocessUnavailable
 from ..kernels.gpu_letterbox import GpuLetterbox, supports
-from ..manifest import IN_IMAGES, Manifest, sha256_file
+from ..manifest import IN_IMAGES, Manifest
 from ..preprocess import Letterbox
 
 if TYPE_CHECKING:
@@ -62,7 +63,9 @@ class _EngineRegistry:
     _engines: ClassVar[dict[tuple[str, int, int, int], _Shared]] = {}
 
     @classmethod
-    def acquire(cls, path: Path, device: int, trt_module: ModuleType, verbose: bool) -> _Shared:
+    def acquire(cls, path: Path, device: int, trt_module: ModuleType, verbose: bool, plan_sha256: str) -> _Shared:
+        """The shared engine of `path`, deserialized on first use only after its bytes match
+        the sidecar's checksum (read and hashed once per engine, not once per instance)."""
         if TYPE_CHECKING:
             import tensorrt as trt
         else:
@@ -74,9 +77,15 @@ class _EngineRegistry:
             if shared is None:
                 record = LogRecord()
                 logger = make_logger(trt_module, record, verbose)
+                blob = path.read_bytes()
+                if hashlib.sha256(blob).hexdigest() != plan_sha256:
+                    raise EdgeVisionError(
+                        f"{path.name} does not match its sidecar (plan checksum differs): the file was replaced or "
+                        "damaged. Rebuild it with edgevision build"
+                    )
                 runtime = trt.Runtime(logger)
                 # None (and a logged error) on a plan TensorRT rejects; the stubs omit the None.
-                engine: trt.ICudaEngine | None = runtime.deserialize_cuda_engine(path.read_bytes())
+                engine: trt.ICudaEngine | None = runtime.deserialize_cuda_engine(blob)
                 if engine is None:
                     errs = "; ".join(e.strip()[:300] for e in record.errors[-3:]) or "no error logged"
                     raise EdgeVisionError(f"TensorRT could not load {path.name}: {errs}")
@@ -128,7 +137,7 @@ class TensorRTBackend:
         self.flavor, trt_module = find_flavor(spec.trt_module)
         self.device: DeviceInfo = use_device(device)
         self._check_plan(trt_module)
-        self._shared = _EngineRegistry.acquire(self.path, device, trt_module, verbose)
+        self._shared = _EngineRegistry.acquire(self.path, device, trt_module, verbose, self.sidecar.build.plan_sha256)
         self._lock = threading.Lock()
         self._closed = False
         try:
@@ -145,9 +154,10 @@ class TensorRTBackend:
         else:
             trt = trt_module
         build = self.sidecar.build
-        if self.path.stat().st_size != build.plan_bytes or sha256_file(self.path) != build.plan_sha256:
+        # Size here; the checksum where the bytes are read for deserializing (_EngineRegistry).
+        if self.path.stat().st_size != build.plan_bytes:
             raise EdgeVisionError(
-                f"{self.path.name} does not match its sidecar (plan checksum differs): the file was replaced or "
+                f"{self.path.name} does not match its sidecar (plan size differs): the file was replaced or "
                 f"damaged. Rebuild it: edgevision build {build.onnx_file}"
             )
         dla_cores = 0

@@ -7,6 +7,7 @@ key, skip if the existing engine has that key, else build and write plan + sidec
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import os
 import sys
 import tempfile
@@ -199,7 +200,7 @@ def build_engine(
     from .. import __version__
 
     info = BuildInfo(
-        spec, onnx_path.name, sha256_file(engine), len(out.plan), out.layers, out.seconds,
+        spec, onnx_path.name, hashlib.sha256(out.plan).hexdigest(), len(out.plan), out.layers, out.seconds,
         _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), __version__, tuple(notes),
     )
     sidecar = EngineSidecar(manifest.replace(precision=precision), info)

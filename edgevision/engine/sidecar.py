@@ -68,7 +68,8 @@ class EngineSidecar:
     def from_json(cls, text: str, where: str = "sidecar") -> EngineSidecar:
         try:
             doc = json.loads(text)
-            if int(doc.get("format_version", 0)) > SIDECAR_VERSION:
+            version = int(doc.get("format_version", 0))
+            if version > SIDECAR_VERSION:
                 raise EdgeVisionError(
                     f"{where} was written by a newer edgevision (sidecar v{doc['format_version']}, this one reads "
                     f"v{SIDECAR_VERSION}); upgrade edgevision or rebuild the engine"
@@ -86,7 +87,7 @@ class EngineSidecar:
             raise EdgeVisionError(f"{where} is damaged ({type(exc).__name__}: {exc}); rebuild the engine") from exc
         if "key" in b and b["key"] != info.key:
             raise EdgeVisionError(f"{where} was edited by hand (its key does not match its fields); rebuild the engine")
-        return cls(manifest, info, int(doc["format_version"]), dict(doc.get("extra", {})))
+        return cls(manifest, info, version, dict(doc.get("extra", {})))
 
 
 def sidecar_path(engine: str | Path) -> Path:

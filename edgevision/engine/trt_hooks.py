@@ -16,16 +16,16 @@ from .progress import BuildProgress
 
 
 class LogRecord:
-    """Messages TensorRT logged at ERROR/INTERNAL_ERROR (and WARNING when asked)."""
+    """Messages TensorRT logged at ERROR/INTERNAL_ERROR (what error messages quote)."""
 
     def __init__(self) -> None:
         self.errors: list[str] = []
-        self.warnings: list[str] = []
         self._lock = threading.Lock()
 
     def add(self, level: int, msg: str) -> None:
-        with self._lock:
-            (self.errors if level <= 1 else self.warnings).append(msg)
+        if level <= 1:
+            with self._lock:
+                self.errors.append(msg)
 
 
 def make_logger(trt_module: ModuleType, record: LogRecord, verbose: bool = False) -> Any:
