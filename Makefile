@@ -17,7 +17,7 @@ SOURCE ?=
 OUT    := runs/demo
 export YOLO_OFFLINE := 1
 
-.PHONY: demo test install install-dev assets clean typecheck bench
+.PHONY: demo test install install-dev assets clean typecheck bench gpu-check gpu-check-wheels
 .DEFAULT_GOAL := demo
 
 $(VPY):
@@ -33,10 +33,13 @@ $(VENV)/.installed: setup.py | $(VPY)
 
 # Test-only tools: pytest, mypy + fixed TensorRT stubs, TensorRT-RTX (the parser/builder that
 # runs without a GPU) and CUDA 12.6 NVRTC (compiles kernels for JetPack 6 without a GPU).
+# The CUDA 13 generation (desktop drivers) is tested too: cuda-bindings 13 lives apart in
+# .venv/cu13 (one process holds one cuda-bindings), with NVRTC 13 from the venv.
 $(VENV)/.installed-dev: $(VENV)/.installed tools/setup_trt_stubs.py
 	$(PIP) install -e ".[dev]" tensorrt-rtx-cu12 "cuda-bindings==12.*" \
-		"nvidia-cuda-nvrtc-cu12==12.6.*" "nvidia-cuda-runtime-cu12==12.6.*"
+		"nvidia-cuda-nvrtc-cu12==12.6.*" "nvidia-cuda-runtime-cu12==12.6.*" "nvidia-cuda-nvrtc==13.*"
 	$(PIP) install --no-deps tensorrt-stubs
+	$(PIP) install --no-deps --upgrade --target $(VENV)/cu13 "cuda-bindings==13.*" "cuda-pathfinder>=1.1"
 	$(VPY) tools/setup_trt_stubs.py
 	touch $@
 
@@ -68,6 +71,16 @@ demo: assets
 test: $(VENV)/.installed-dev $(VTEST)
 	$(VPY) -m ruff check --select F,E9 edgevision converters tests benchmarks demos tools
 	$(VPY) -m pytest -q
+
+# Everything a GPU machine can prove, in one call (docs/gpu-check.md). Installs nothing: a GPU
+# machine may have no network. Without a GPU: one line, exit 0 (tests/test_gpu_check.py runs it).
+GPU_PY := $(if $(wildcard $(VPY)),$(VPY),$(PYTHON))
+gpu-check:
+	@$(GPU_PY) tools/gpu_check.py $(if $(GPU_CHECK_OUT),--out "$(GPU_CHECK_OUT)")
+
+# What such a machine lacks (CUDA 12 wheels, the video, converted models) -> .gpu-check/
+gpu-check-wheels: $(VENV)/.installed $(VTEST)
+	$(VPY) tools/gpu_check_bundle.py
 
 typecheck: $(VENV)/.installed-dev
 	$(VPY) -m mypy

@@ -13,21 +13,40 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "gpu: needs an NVIDIA GPU with TensorRT; skipped elsewhere")
+    config.addinivalue_line(
+        "markers", "gpu: needs an NVIDIA GPU; gpu('tensorrt') also needs TensorRT. Skipped, with the reason, elsewhere"
+    )
     config.addinivalue_line("markers", "slow: takes more than ~30 s on a 2-core machine")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """One place decides whether `gpu` tests run: a CUDA device must answer."""
+    """One place decides whether `gpu` tests run: a CUDA device must answer, and for
+    gpu("tensorrt") tests a TensorRT must import (tools/gpu_check.py reports both)."""
     from edgevision.device import gpu_status
 
     status = gpu_status()
-    if status.available:
-        return
-    skip = pytest.mark.skip(reason=f"gpu test: {status.reason}")
+    no_trt = "" if not status.available else _no_tensorrt()
     for item in items:
-        if "gpu" in item.keywords:
-            item.add_marker(skip)
+        marker = item.get_closest_marker("gpu")
+        if marker is None:
+            continue
+        if not status.available:
+            item.add_marker(pytest.mark.skip(reason=f"gpu test: {status.reason}"))
+        elif "tensorrt" in marker.args and no_trt:
+            item.add_marker(pytest.mark.skip(reason=f"gpu test: TensorRT not available: {no_trt}"))
+
+
+def _no_tensorrt() -> str:
+    """'' where a TensorRT imports, else why not (in words)."""
+    from edgevision.errors import EdgeVisionError
+
+    try:
+        from edgevision.engine.target import find_flavor
+
+        find_flavor()
+    except EdgeVisionError as exc:
+        return str(exc)
+    return ""
 
 
 @pytest.fixture(scope="session")
@@ -63,13 +82,41 @@ def _convert(ckpt: Path, out: Path, frames: list[np.ndarray] | None, **opts: obj
     return convert(ckpt, out, ExportOptions(**opts), frames).onnx_path  # type: ignore[arg-type]
 
 
+# Where converted artifacts were brought along (a GPU machine or a Jetson without torch or
+# the demo checkpoint: tools/gpu_check_bundle.py puts them there). Else they are converted.
+ARTIFACTS_ENV = "EDGEVISION_TEST_ARTIFACTS"
+
+
+def _brought(name: str) -> Path | None:
+    folder = os.environ.get(ARTIFACTS_ENV)
+    path = Path(folder) / name if folder else None
+    return path if path is not None and path.is_file() else None
+
+
+def _needs_converter(name: str) -> None:
+    import importlib.util
+
+    missing = [m for m in ("torch", "ultralytics") if importlib.util.find_spec(m) is None]
+    if missing:
+        pytest.skip(f"{name} must be converted here, which needs {' and '.join(missing)}; or put a converted "
+                    f"{name} in ${ARTIFACTS_ENV} (make gpu-check-wheels does)")
+
+
 @pytest.fixture(scope="session")
-def seg_onnx(seg_checkpoint: Path, vtest_frames: list[np.ndarray], tmp_path_factory: pytest.TempPathFactory) -> Path:
+def seg_onnx(vtest_frames: list[np.ndarray], tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Path:
     """yolo11n-seg converted at 640x640 (verified against PyTorch on vtest frames)."""
-    return _convert(seg_checkpoint, tmp_path_factory.mktemp("seg"), vtest_frames[:4])
+    brought = _brought("yolo11n-seg.onnx")
+    if brought is not None:
+        return brought
+    _needs_converter("yolo11n-seg.onnx")
+    return _convert(request.getfixturevalue("seg_checkpoint"), tmp_path_factory.mktemp("seg"), vtest_frames[:4])
 
 
 @pytest.fixture(scope="session")
-def det_onnx(det_checkpoint: Path, vtest_frames: list[np.ndarray], tmp_path_factory: pytest.TempPathFactory) -> Path:
+def det_onnx(vtest_frames: list[np.ndarray], tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Path:
     """The yolo11n detector converted at 640x640 (verified against PyTorch on vtest frames)."""
-    return _convert(det_checkpoint, tmp_path_factory.mktemp("det_onnx"), vtest_frames[:4])
+    brought = _brought("yolo11n-det.onnx")
+    if brought is not None:
+        return brought
+    _needs_converter("yolo11n-det.onnx")
+    return _convert(request.getfixturevalue("det_checkpoint"), tmp_path_factory.mktemp("det_onnx"), vtest_frames[:4])

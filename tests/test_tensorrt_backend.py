@@ -79,7 +79,7 @@ def _gpu_engine(onnx_path: Path, tmp_path: Path, precision: str) -> Path:
     return engine
 
 
-@pytest.mark.gpu
+@pytest.mark.gpu("tensorrt")
 @pytest.mark.parametrize("graph", ["det_onnx", "seg_onnx"])
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_engine_agrees_with_onnxruntime(
@@ -101,7 +101,7 @@ def test_engine_agrees_with_onnxruntime(
             assert len(one) == len(two) and np.allclose(one.xyxy, two.xyxy, atol=1.0)
 
 
-@pytest.mark.gpu
+@pytest.mark.gpu("tensorrt")
 def test_instances_share_the_engine_and_cuda_graphs_replay_exactly(det_onnx: Path, vtest_frames: list[np.ndarray], tmp_path: Path) -> None:
     engine = _gpu_engine(det_onnx, tmp_path, "fp32")
     with TensorRTBackend(engine) as cam1, TensorRTBackend(engine, cuda_graphs=False) as cam2:
@@ -119,7 +119,7 @@ def test_instances_share_the_engine_and_cuda_graphs_replay_exactly(det_onnx: Pat
         assert alone.describe()["instances_sharing_engine"] == 1  # closed instances let go of the engine
 
 
-@pytest.mark.gpu
+@pytest.mark.gpu("tensorrt")
 @pytest.mark.parametrize(
     "change, message",
     [

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgevision.cuda import CudaError, CudaGraph, DeviceBuffer, PinnedBuffer, Stream
+from edgevision.cuda import CudaError, CudaGraph, DeviceBuffer, Event, PinnedBuffer, Stream
 from edgevision.cuda.device import use_device
 from edgevision.device import gpu_status
 
@@ -47,6 +47,10 @@ CALLS = {
     "cudaStreamEndCapture": (cudart.cudaStream_t(0),), "cudaGraphInstantiate": (cudart.cudaGraph_t(0), 0),
     "cudaGraphLaunch": (cudart.cudaGraphExec_t(0), cudart.cudaStream_t(0)),
     "cudaGraphExecDestroy": (cudart.cudaGraphExec_t(0),), "cudaGraphDestroy": (cudart.cudaGraph_t(0),),
+    "cudaDriverGetVersion": (), "cudaEventCreateWithFlags": (cudart.cudaEventDisableTiming,),
+    "cudaEventRecord": (cudart.cudaEvent_t(0), cudart.cudaStream_t(0)), "cudaEventQuery": (cudart.cudaEvent_t(0),),
+    "cudaEventSynchronize": (cudart.cudaEvent_t(0),), "cudaEventElapsedTime": (cudart.cudaEvent_t(0), cudart.cudaEvent_t(0)),
+    "cudaEventDestroy": (cudart.cudaEvent_t(0),),
 }
 
 
@@ -59,7 +63,9 @@ def test_stub_return_arity_matches(name: str) -> None:
     """cuda-python returns (err, *values); the stub's tuple must have as many items."""
     if gpu_status().available and name in {"cudaFree", "cudaFreeHost", "cudaStreamDestroy", "cudaGraphExecDestroy",
                                            "cudaGraphDestroy", "cudaGraphLaunch", "cudaStreamEndCapture",
-                                           "cudaGraphInstantiate", "cudaStreamBeginCapture", "cudaMemcpyAsync"}:
+                                           "cudaGraphInstantiate", "cudaStreamBeginCapture", "cudaMemcpyAsync",
+                                           "cudaEventRecord", "cudaEventQuery", "cudaEventSynchronize",
+                                           "cudaEventElapsedTime", "cudaEventDestroy"}:
         pytest.skip("null handles are only harmless where the driver is absent")
     ret = _stub_functions()[name].returns
     assert isinstance(ret, ast.Subscript) and isinstance(ret.slice, ast.Tuple | ast.Name)
@@ -77,7 +83,7 @@ def test_stub_classes_and_members_exist() -> None:
                     assert hasattr(real(), item.target.id), (cls_name, item.target.id)
                 elif "ClassVar" in ast.unparse(item.annotation):
                     assert hasattr(real, item.target.id), (cls_name, item.target.id)
-    for const in ("cudaStreamNonBlocking", "cudaHostAllocDefault"):
+    for const in ("cudaStreamNonBlocking", "cudaHostAllocDefault", "cudaEventDefault", "cudaEventDisableTiming"):
         assert isinstance(getattr(cudart, const), int)
 
 
@@ -93,6 +99,7 @@ def _no_gpu_only() -> None:
         (lambda: PinnedBuffer(1024), "cudaMallocHost(1024 bytes) failed"),
         (Stream, "cudaStreamCreateWithFlags failed"),
         (lambda: use_device(0), "cudaSetDevice(0) failed"),
+        (Event, "cudaEventCreateWithFlags failed"),
     ],
 )
 def test_without_a_gpu_every_helper_says_so(make: object, call: str) -> None:
@@ -151,3 +158,77 @@ def test_graph_replays_with_current_host_data() -> None:
         assert np.all(dst.view(np.float32, (n,)) == value)
     graph.close()
     stream.close()
+
+
+@pytest.mark.gpu
+def test_pinned_views_share_memory_and_refuse_what_does_not_fit() -> None:
+    buf = PinnedBuffer(64)
+    a, b = buf.view(np.uint8, (64,)), buf.view(np.float32, (4, 4))
+    a[:] = 0
+    b[1, 2] = 1.5
+    assert a.view(np.float32)[6] == 1.5  # one block of memory seen two ways, no copy
+    with pytest.raises(ValueError, match="needs 68 bytes; the pinned buffer holds 64"):
+        buf.view(np.float32, (17,))
+    buf.free()
+    buf.free()  # idempotent: close paths may run twice
+
+
+@pytest.mark.gpu
+def test_events_time_gpu_work_and_order_streams() -> None:
+    """Events bracket work on the GPU's clock: a large copy takes measurable time, and an
+    event recorded after it is done once the stream is synchronised."""
+    n = 64 << 20  # 64 MiB each way
+    host, dev, stream = PinnedBuffer(n), DeviceBuffer(n), Stream()
+    start, end, marker = Event(), Event(), Event(timing=False)
+    host.view(np.uint8, (n,))[:] = 7
+    start.record(stream)
+    for _ in range(4):
+        stream.copy_to_device(dev, host, n)
+        stream.copy_to_host(host, dev, n)
+    end.record(stream)
+    marker.record(stream)
+    end.synchronize()
+    assert end.done() and marker.done()
+    ms = end.elapsed_ms(start)
+    gbps = 8 * n / (ms * 1e-3) / 1e9
+    print(f"\n512 MiB through PCIe/NVLink-C2C in {ms:.2f} ms: {gbps:.1f} GB/s")
+    assert 0.05 < ms < 10_000 and gbps < 2_000  # positive, and no faster than any real bus
+    with pytest.raises(CudaError, match="cudaEventElapsedTime"):
+        end.elapsed_ms(marker)  # a timing-free event cannot be timed: a CUDA error, not a crash
+    for obj in (start, end, marker, stream):
+        obj.close()
+    host.free()
+    dev.free()
+
+
+@pytest.mark.gpu
+def test_buffers_made_on_one_thread_work_on_another() -> None:
+    """Pipeline threads start with no current device; set_current makes the buffers of the
+    model's thread usable there (the TensorRT backend calls it on every inference)."""
+    import threading
+
+    from edgevision.cuda.device import set_current
+
+    data = np.arange(4096, dtype=np.int32)
+    src, dst, dev = PinnedBuffer(data.nbytes), PinnedBuffer(data.nbytes), DeviceBuffer(data.nbytes)
+    src.view(np.int32, data.shape)[:] = data
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            set_current(0)
+            stream = Stream()
+            stream.copy_to_device(dev, src, data.nbytes)
+            stream.copy_to_host(dst, dev, data.nbytes)
+            stream.synchronize()
+            stream.close()
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+            errors.append(exc)
+
+    t = threading.Thread(target=worker)
+    t.start()
+    t.join()
+    assert not errors, errors
+    np.testing.assert_array_equal(dst.view(np.int32, data.shape), data)
+    for b in (src, dst, dev):
+        b.free()

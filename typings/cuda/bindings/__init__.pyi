@@ -1,1 +1,2 @@
 """Partial stubs for cuda-python: only cuda.bindings.runtime, the part edgevision calls."""
+__version__: str
