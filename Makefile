@@ -36,7 +36,7 @@ $(VENV)/.installed: setup.py | $(VPY)
 # The CUDA 13 generation (desktop drivers) is tested too: cuda-bindings 13 lives apart in
 # .venv/cu13 (one process holds one cuda-bindings), with NVRTC 13 from the venv.
 $(VENV)/.installed-dev: $(VENV)/.installed tools/setup_trt_stubs.py
-	$(PIP) install -e ".[dev]" tensorrt-rtx-cu12 "cuda-bindings==12.*" \
+	$(PIP) install -e ".[dev,openvino]" tensorrt-rtx-cu12 "cuda-bindings==12.*" \
 		"nvidia-cuda-nvrtc-cu12==12.6.*" "nvidia-cuda-runtime-cu12==12.6.*" "nvidia-cuda-nvrtc==13.*"
 	$(PIP) install --no-deps tensorrt-stubs
 	$(PIP) install --no-deps --upgrade --target $(VENV)/cu13 "cuda-bindings==13.*" "cuda-pathfinder>=1.1"

@@ -29,8 +29,8 @@ from edgevision.pipeline import Pipeline, plan_workers  # noqa: E402
 
 def run_edgevision(onnx: Path, frames: int) -> dict[str, float]:
     """What `edgevision run ONNX --source VIDEO` does, without writing outputs."""
-    workers, threads = plan_workers(False, onnx, "onnxruntime")
-    model = edgevision.load(onnx, threads=threads)
+    workers, options = plan_workers(False, onnx, "onnxruntime")
+    model = edgevision.load(onnx, **options)
     pipe = Pipeline(model, str(VTEST), max_frames=frames, workers=workers)
     t0 = time.perf_counter()
     stats = pipe.run()

@@ -32,6 +32,29 @@ def export_ultralytics_onnx(checkpoint: Path, out_dir: Path, imgsz: int = 640) -
     return target
 
 
+def export_ultralytics_openvino(checkpoint: Path, out_dir: Path, calib_images: Path | None = None,
+                                imgsz: int = 640) -> Path:
+    """Ultralytics' OpenVINO export into out_dir: FP32 IR, or with calib_images (a folder of
+    plain images) its INT8 export (NNCF post-training quantization on those images). Returns
+    the *_openvino_model folder Ultralytics' predictor loads."""
+    from ultralytics import YOLO
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    local = out_dir / checkpoint.name
+    if not local.exists():
+        shutil.copy(checkpoint, local)
+    model = YOLO(str(local))
+    if calib_images is None:
+        return Path(model.export(format="openvino", imgsz=imgsz, verbose=False))
+    data = out_dir / "calib.yaml"
+    names = "\n".join(f"  {i}: {n}" for i, n in model.names.items())
+    data.write_text(f"path: {calib_images.parent.resolve()}\ntrain: {calib_images.name}\nval: {calib_images.name}\n"
+                    f"names:\n{names}\n")
+    if not any(calib_images.glob("*.jpg")):
+        raise FileNotFoundError(f"no calibration images in {calib_images}")
+    return Path(model.export(format="openvino", int8=True, data=str(data), fraction=1.0, imgsz=imgsz, verbose=False))
+
+
 def load_predictor(onnx_path: Path, task: str = "segment") -> Any:
     from ultralytics import YOLO
 

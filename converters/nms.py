@@ -45,7 +45,11 @@ class DetectPostprocess(nn.Module):  # type: ignore[misc]
         score, cls = cls_scores.max(-1)  # [B, N]: single best class per anchor, as Ultralytics does
         top_score, idx = score.topk(self.topk, dim=1)  # [B, K], sorted descending
         top_cls = cls.gather(1, idx)
-        xywh = p[..., :4].gather(1, idx.unsqueeze(-1).expand(-1, -1, 4))
+        # Whole rows are gathered and sliced afterwards: a GatherElements whose data is a Slice
+        # of a wider tensor is valid ONNX, but OpenVINO folds the Slice away and then rejects
+        # the mismatched widths ([B, N, 4+C+M] data, [B, K, 4] indices).
+        rows = p.gather(1, idx.unsqueeze(-1).expand(-1, -1, p.shape[-1]))  # [B, K, 4+C+M]
+        xywh = rows[..., :4]
         xy, half = xywh[..., :2], xywh[..., 2:] / 2
         boxes = torch.cat([xy - half, xy + half], -1)  # [B, K, 4] xyxy
 
@@ -72,7 +76,6 @@ class DetectPostprocess(nn.Module):  # type: ignore[misc]
         out_cls = top_cls.gather(1, order).to(torch.int32)
         outs = [out_boxes, out_score, out_cls, num]
         if self.nm:
-            src = idx.gather(1, order)  # [B, D] anchor index of each output row
-            coeffs = p[..., 4 + self.nc :].gather(1, src.unsqueeze(-1).expand(-1, -1, self.nm))
-            outs.append(coeffs)
+            kept_rows = rows.gather(1, order.unsqueeze(-1).expand(-1, -1, rows.shape[-1]))  # [B, D, 4+C+M]
+            outs.append(kept_rows[..., 4 + self.nc :])
         return tuple(outs)

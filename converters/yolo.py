@@ -63,8 +63,10 @@ def load_yolo(path: str | Path, trust: bool = False) -> YoloSource:
             m.export, m.format, m.dynamic, m.shape = True, "onnx", False, None
             if hasattr(m, "xyxy"):
                 m.xyxy = False  # keep cx,cy,w,h: our post-processing converts
-        if type(m).__name__ == "C2f":
-            m.forward = m.forward_split  # Split instead of chunk: a cleaner graph
+        if any(c.__name__ == "C2f" for c in type(m).__mro__):  # C2f and its subclasses (C3k2 in YOLO11)
+            # Split with constant sizes instead of chunk, whose Slice bounds come from the
+            # run-time shape: OpenVINO miscomputes that Slice inside INT8 Q/DQ graphs.
+            m.forward = m.forward_split
         if type(m).__name__ == "DFL":
             m.forward = types.MethodType(dfl_last_axis, m)
     names = model.names

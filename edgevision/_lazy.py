@@ -14,6 +14,7 @@ from .errors import EdgeVisionError
 # module -> (pip extra or package, what it is for)
 _EXTRAS: dict[str, tuple[str, str]] = {
     "onnxruntime": ("edgevision[ort]", "running ONNX models on ONNX Runtime"),
+    "openvino": ("edgevision[openvino]", "running ONNX models on OpenVINO"),
     "cv2": ("edgevision[video]", "reading and writing video and images"),
     "onnx": ("edgevision[convert]", "reading and editing ONNX graphs"),
     "torch": ("edgevision[convert]", "converting PyTorch models"),

@@ -3,12 +3,14 @@
 `edgevision convert --precision ...` leaves several artifacts of one model side by side
 (FP32, INT8 for TensorRT, INT8 for ONNX Runtime's CPU kernels, FP16) and a report,
 <model>.precision.json, saying which passed the accuracy gate and how fast each ran here.
-resolve_artifact() turns "this folder" into "the file to load": the fastest *accepted*
-artifact for the backend, FP32 when nothing else qualifies. Numpy-free, stdlib only.
+resolve() turns "this folder" into "what to run": the fastest *accepted* pair of artifact and
+runtime configuration (ONNX Runtime; OpenVINO at f32 or bf16: each run through the accuracy
+gate), FP32 on ONNX Runtime when nothing else qualifies. Numpy-free, stdlib only.
 """
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,25 @@ from .errors import EdgeVisionError
 
 # Without a measured speed for a backend, prefer the lowest accepted precision built for it.
 _PREFERENCE = ("int8", "int8-cpu", "fp16", "fp32")
+
+# Runtime configurations the precision report measures and gates: name -> (backend, options).
+# bf16 is OpenVINO's default on AMX CPUs and changes results, so it is a configuration of its own.
+CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
+    "onnxruntime": ("onnxruntime", {}),
+    "tensorrt": ("tensorrt", {}),
+    "openvino": ("openvino", {}),
+    "openvino-bf16": ("openvino", {"precision": "bf16"}),
+}
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """What to run: an artifact file, the backend, and the backend options its gate passed with."""
+
+    path: Path
+    backend: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    config: str = ""
 
 
 def _load_report(path: Path) -> dict[str, Any] | None:
@@ -43,31 +64,49 @@ def _fp32_fallback(folder: Path) -> Path:
     raise EdgeVisionError(f"{folder} is not a convert output folder with one model (ONNX files here: {found})")
 
 
+def accepted_on(entry: dict[str, Any], config: str) -> bool:
+    """Did this artifact pass the gate when run by `config`? The artifact's own verdict covers
+    the backends it was built for; other configurations carry their own (entry["runtimes"])."""
+    own = entry.get("runtimes", {}).get(config)
+    if isinstance(own, dict):
+        return bool(own.get("accepted"))
+    return bool(entry.get("accepted")) and CONFIGS.get(config, (config, {}))[0] in entry.get("targets", [])
+
+
+def choose_run(report: dict[str, Any], backends: list[str]) -> tuple[str, str] | None:
+    """(variant, configuration) to run with one of `backends`: accepted there, fastest measured
+    (speedups over FP32 on ONNX Runtime from the same interleaved run, so they compare across
+    configurations); without measurements, by _PREFERENCE on the first backend."""
+    configs = [c for c, (b, _) in CONFIGS.items() if b in backends]
+    pairs = [(name, c) for name, e in report.get("artifacts", {}).items() if isinstance(e, dict)
+             for c in configs if accepted_on(e, c)]
+    speed = {
+        (name, c): float(report["artifacts"][name]["speed"][c]["speedup_vs_fp32"]) for name, c in pairs
+        if isinstance(report["artifacts"][name].get("speed", {}).get(c), dict)
+        and "speedup_vs_fp32" in report["artifacts"][name]["speed"][c]
+    }
+    if speed:
+        return max(speed, key=lambda k: speed[k])
+    first = next((c for c in configs if any(pc == c for _, pc in pairs)), None)
+    names = {n for n, c in pairs if c == first}
+    ranked = [n for n in _PREFERENCE if n in names] + sorted(names - set(_PREFERENCE))
+    return (ranked[0], str(first)) if ranked else None
+
+
 def choose(report: dict[str, Any], backend: str) -> str | None:
-    """The variant to run on `backend`: accepted, built for it, fastest measured (speedup over
-    FP32 from the same run); without measurements, by _PREFERENCE."""
-    entries = {
-        name: e for name, e in report.get("artifacts", {}).items()
-        if isinstance(e, dict) and e.get("accepted") and backend in e.get("targets", [])
-    }
-    measured = {
-        name: float(e["speed"][backend]["speedup_vs_fp32"])
-        for name, e in entries.items()
-        if isinstance(e.get("speed", {}).get(backend), dict) and "speedup_vs_fp32" in e["speed"][backend]
-    }
-    if measured:
-        best: str = max(measured, key=lambda n: measured[n])
-        return best
-    ranked = [n for n in _PREFERENCE if n in entries] + sorted(set(entries) - set(_PREFERENCE))
-    return ranked[0] if ranked else None
+    """The variant to run on `backend` (see choose_run)."""
+    run = choose_run(report, [backend])
+    return run[0] if run else None
 
 
-def resolve_artifact(path: str | Path, backend: str = "onnxruntime") -> Path:
-    """A file is returned as is. A convert output folder gives the fastest accepted artifact
-    for `backend` according to its precision report (falling back to the FP32 ONNX)."""
+def resolve(path: str | Path, backends: list[str] | None = None) -> Resolved:
+    """A file is returned as is (backend None: the caller's choice). A convert output folder
+    gives the fastest accepted (artifact, configuration) among `backends` (default: ONNX
+    Runtime; edgevision.load passes every usable one) according to its precision report, else
+    the FP32 ONNX."""
     path = Path(path)
     if path.is_file():
-        return path
+        return Resolved(path)
     if not path.is_dir():
         raise EdgeVisionError(f"model file not found: {path}")
     reports = sorted(path.glob("*.precision.json"))
@@ -76,9 +115,15 @@ def resolve_artifact(path: str | Path, backend: str = "onnxruntime") -> Path:
             f"{path} holds reports for several models ({', '.join(r.name for r in reports)}); pass the artifact file"
         )
     if reports and (data := _load_report(reports[0])) is not None:
-        name = choose(data, backend)
-        if name is not None:
-            candidate = path / str(data["artifacts"][name]["path"])
+        run = choose_run(data, backends or ["onnxruntime"])
+        if run is not None:
+            candidate = path / str(data["artifacts"][run[0]]["path"])
             if candidate.is_file():
-                return candidate
-    return _fp32_fallback(path)
+                backend, options = CONFIGS[run[1]]
+                return Resolved(candidate, backend, dict(options), run[1])
+    return Resolved(_fp32_fallback(path), backends[0] if backends and len(backends) == 1 else None)
+
+
+def resolve_artifact(path: str | Path, backend: str = "onnxruntime") -> Path:
+    """The file resolve() picks for one backend."""
+    return resolve(path, [backend]).path

@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from .artifacts import resolve_artifact
-from .backends import open_backend
+from .artifacts import resolve
+from .backends import onnx_backends, open_backend
 from .backends.base import Backend
 from .detections import Detections
 from .errors import EdgeVisionError, GpuPreprocessUnavailable, closest
@@ -129,13 +129,16 @@ class Model:
 def load(path: str | Path, backend: str | None = None, **options: Any) -> Model:
     """Load a converted artifact (.onnx, or an engine with its sidecar) for inference.
 
-    path: a file, or a convert output folder (its accepted artifact that runs fastest on
-    the backend). backend: "onnxruntime", "tensorrt"; default: the best usable one.
+    path: a file, or a convert output folder (its accepted artifact and runtime configuration
+    that run fastest here, among the usable backends or the one named). backend:
+    "onnxruntime", "openvino", "tensorrt"; default: the best usable one.
     options: conf, iou, classes, masks go to Model; the rest to the backend.
     """
-    if Path(path).is_dir():
-        path = resolve_artifact(Path(path), backend or "onnxruntime")
     model_keys = {"conf", "iou", "classes", "masks"}
     model_opts = {k: v for k, v in options.items() if k in model_keys}
     backend_opts = {k: v for k, v in options.items() if k not in model_keys}
+    if Path(path).is_dir():
+        picked = resolve(Path(path), [backend] if backend else onnx_backends())
+        path, backend = picked.path, backend or picked.backend
+        backend_opts = {**picked.options, **backend_opts}  # what the caller says wins
     return Model(open_backend(path, backend, **backend_opts), **model_opts)

@@ -199,16 +199,19 @@ class Pipeline:
         self._stop.set()
 
 
-def plan_workers(live: bool, artifact: str | Path, backend: str | None, workers: int | None = None) -> tuple[int, int | None]:
-    """(frames in flight, ONNX Runtime threads per inference) for a run.
+def plan_workers(live: bool, artifact: str | Path, backend: str | None,
+                 workers: int | None = None) -> tuple[int, dict[str, int]]:
+    """(frames in flight, backend options) for a run.
 
-    Files on ONNX Runtime: one single-threaded inference per core (throughput); live
-    sources: one inference with every core (latency); other backends: theirs to decide.
+    Files on a CPU backend (ONNX Runtime, OpenVINO): one single-threaded inference per core
+    (throughput; OpenVINO gets a stream per worker); live sources: one inference with every
+    core (latency); other backends: theirs to decide.
     """
     cores = os.cpu_count() or 1
     if workers is None:
         workers = 1 if live else max(1, min(cores, 4))
-    on_ort = (backend or "onnxruntime") == "onnxruntime" and str(artifact).endswith(".onnx")
-    threads = max(1, cores // workers) if workers > 1 and on_ort else None
-    return workers, threads
-
+    name = backend or ("onnxruntime" if str(artifact).endswith(".onnx") else "")
+    if workers <= 1 or name not in ("onnxruntime", "openvino"):
+        return workers, {}
+    threads = max(1, cores // workers)
+    return workers, ({"threads": threads} if name == "onnxruntime" else {"threads": threads, "streams": workers})

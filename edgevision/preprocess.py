@@ -48,7 +48,8 @@ def letterbox_geometry(frame_hw: tuple[int, int], input_hw: tuple[int, int]) -> 
     h, w = frame_hw
     ih, iw = input_hw
     gain = min(ih / h, iw / w)
-    nw, nh = int(round(w * gain)), int(round(h * gain))
+    # At least one pixel: a 1-pixel strip into a wide input would otherwise round to nothing.
+    nw, nh = max(1, int(round(w * gain))), max(1, int(round(h * gain)))
     dw, dh = (iw - nw) / 2, (ih - nh) / 2
     # round(d - 0.1) puts the odd pixel at the bottom/right, as Ultralytics does.
     return Letterbox(gain, int(round(dw - 0.1)), int(round(dh - 0.1)), (h, w), (nh, nw))

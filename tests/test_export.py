@@ -1,6 +1,7 @@
 """Conversion of real YOLO checkpoints (segment and detect) and what the artifact promises."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import zipfile
@@ -75,6 +76,11 @@ def test_small_input_size_and_conversion_options(det_checkpoint: Path, vtest_fra
     m = read_manifest(res.onnx_path)
     assert m.input_hw == (320, 416) and m.max_det == 50 and m.extra["anchors"] == 40 * 52 + 20 * 26 + 10 * 13
     assert res.agreement is not None and res.agreement.f1 == 1.0
+    if importlib.util.find_spec("openvino") is not None:
+        from tests.portability import openvino_vs_onnxruntime
+
+        a, _ = openvino_vs_onnxruntime(res.onnx_path, vtest_frames[:4])
+        assert a.f1 == 1.0 and a.reference_detections > 10, a.summary()
 
 
 def _malicious(path: Path, marker: Path) -> None:

@@ -110,8 +110,45 @@ def test_orchestration_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     out = tmp_path / "out"
     code = gpu_check.main(["--out", str(out), "--bundle", str(bundle)])
     report = (out / "gpu-check.md").read_text()
-    assert code == 1 and "- not run: broken: wheels did not install" in report
+    assert code == 1 and "- NOT PROVEN: broken: wheels did not install" in report
+    # the child pytest saw no GPU: the check must not pass on skips
+    assert "- NOT PROVEN: system: no test passed" in report and "saw no GPU in this process" in report
     assert "| system | test_kernels::test_gpu_letterbox_equals_its_twin[" in report
     assert "skipped: gpu test: no CUDA device" in report
     assert "- stack `system`: python" in report and "cuda-bindings 12." in report
     assert (out / "junit-system.xml").is_file() and "$ " in (out / "gpu-check.log").read_text()
+
+
+def test_only_modules_with_gpu_tests_are_collected() -> None:
+    """Another module's imports (onnx, ultralytics) must not stop a GPU machine's run."""
+    files = gpu_check.gpu_test_files()
+    assert "tests/test_kernels.py" in files and "tests/test_gpu_pipeline.py" in files
+    assert "tests/test_export.py" not in files and "tests/test_cli.py" not in files
+
+
+def _case(test: str, outcome: str = "passed", message: str = "", **props: str) -> CaseResult:
+    return CaseResult("cu12", test, outcome, 0.1, message, tuple(props.items()))
+
+
+@pytest.mark.parametrize("results, code, problems", [
+    ([_case("test_kernels::test_cuda_stack_in_use", cuda_bindings="12.9.10", nvrtc="12.6")], 0, []),
+    ([_case("test_kernels::test_cuda_stack_in_use", cuda_bindings="13.5.0", nvrtc="13.0")], 0,
+     ["cuda_bindings in use is 13.5.0, not CUDA 12", "nvrtc in use is 13.0, not CUDA 12"]),
+    ([_case("test_kernels::test_cuda_stack_in_use", cuda_bindings="12.9.10", nvrtc="12.6"),
+      _case("t::x", "skipped", "gpu test: TensorRT not available: none")], 1, []),
+    ([_case("test_kernels::test_cuda_stack_in_use", "skipped", "gpu test: no CUDA device (35)")], 0,
+     ["no test passed", "1 test(s) saw no GPU in this process: gpu test: no CUDA device (35)",
+      "cuda_bindings in use is unknown, not CUDA 12", "nvrtc in use is unknown, not CUDA 12"]),
+    ([], 2, ["pytest exited 2 (collection or usage error; see gpu-check.log)", "no test passed",
+             "cuda_bindings in use is unknown, not CUDA 12", "nvrtc in use is unknown, not CUDA 12"]),
+])
+def test_a_stack_proves_only_what_ran_as_named(results: list[CaseResult], code: int, problems: list[str]) -> None:
+    assert gpu_check.stack_problems("cu12", results, code) == problems
+
+
+def test_junit_properties_are_read(tmp_path: Path) -> None:
+    (tmp_path / "test_p.py").write_text("def test_p(record_property):\n    record_property('nvrtc', '12.6')\n")
+    junit = tmp_path / "j.xml"
+    subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={junit}",
+                    "-c", os.devnull, str(tmp_path / "test_p.py")], cwd=tmp_path, capture_output=True, timeout=120)
+    assert read_junit(junit, "x")[0].properties == (("nvrtc", "12.6"),)

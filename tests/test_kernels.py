@@ -8,6 +8,7 @@ from __future__ import annotations
 import ast
 import inspect
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -114,7 +115,7 @@ def test_gpu_letterbox_equals_its_twin(preset: str, input_hw: tuple[int, int], v
     frames = [make(vtest_frames[i % len(vtest_frames)]) for i, make in enumerate(EDGE_FRAMES.values())]
     plane = 3 * input_hw[0] * input_hw[1] * 4
     dev, host = DeviceBuffer(plane * len(frames)), PinnedBuffer(plane * len(frames))
-    for order in (frames, frames[::-1]):  # second round: every slot gets a frame of another size
+    for order in (frames, frames[1:] + frames[:1]):  # second round: every slot gets a frame of another size
         geos = [lb.enqueue(f, i, dev.ptr + i * plane, input_hw, pre, stream) for i, f in enumerate(order)]
         stream.copy_to_host(host, dev, plane * len(order))
         stream.synchronize()
@@ -143,6 +144,29 @@ def test_kernel_compiles_and_loads_for_this_gpu(kernel: str) -> None:
     if arch.startswith("sm_"):
         regs = int(re.search(r"Used (\d+) registers", compiled.log).group(1))  # type: ignore[union-attr]
         assert regs <= 64 and "0 bytes spill stores" in compiled.log
+    from cuda.bindings import driver as cu
+
+    from edgevision.cuda.device import use_device
+
+    use_device(0)  # the primary context, current for the driver API
+    err, module = cu.cuModuleLoadData(compiled.cubin)
+    assert int(err) == 0, f"the driver refused the {arch} binary: {err}"
+    err, _ = cu.cuModuleGetFunction(module, b"letterbox_bgr_to_nchw")
+    assert int(err) == 0, err
+    assert int(cu.cuModuleUnload(module)[0]) == 0
+
+
+@pytest.mark.gpu
+def test_cuda_stack_in_use(record_property: Callable[[str, object], None]) -> None:
+    """Which cuda-bindings and NVRTC this process really runs (make gpu-check checks each
+    stack ran the generation it is named for)."""
+    import cuda.bindings
+
+    from edgevision.kernels.nvrtc import nvrtc_version
+
+    record_property("cuda_bindings", cuda.bindings.__version__)
+    record_property("nvrtc", "%d.%d" % nvrtc_version())
+    print(f"\ncuda-bindings {cuda.bindings.__version__}, NVRTC {'%d.%d' % nvrtc_version()}")
 
 
 @pytest.mark.parametrize("cc, target", [((8, 7), "sm_87"), ((7, 2), "sm_72"), ((9, 0), "sm_90"),

@@ -3,6 +3,7 @@ that disappears mid-run, and per-stage statistics."""
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -107,11 +108,14 @@ def test_several_workers_keep_frame_order_and_results(seg_onnx: Path, vtest: Pat
         np.testing.assert_allclose(a.detections.xyxy, b.detections.xyxy, atol=1e-3)
 
 
-@pytest.mark.parametrize("live, workers, expect", [(True, None, (1, None)), (False, 1, (1, None))])
-def test_worker_plan(live: bool, workers: int | None, expect: tuple[int, int | None]) -> None:
+@pytest.mark.parametrize("live, artifact, backend, workers, expect", [
+    (True, "m.onnx", None, None, (1, {})),
+    (False, "m.onnx", None, 1, (1, {})),
+    (False, "m.engine", "tensorrt", 2, (2, {})),
+    (False, "m.onnx", None, 2, (2, {"threads": max(1, (os.cpu_count() or 1) // 2)})),
+    (False, "m.onnx", "openvino", 2, (2, {"threads": max(1, (os.cpu_count() or 1) // 2), "streams": 2})),
+])
+def test_worker_plan(live: bool, artifact: str, backend: str | None, workers: int | None, expect: tuple) -> None:
     from edgevision.pipeline import plan_workers
 
-    assert plan_workers(live, "m.onnx", None, workers) == expect
-    w, threads = plan_workers(False, "m.onnx", None, 2)
-    assert w == 2 and threads is not None and threads >= 1
-    assert plan_workers(False, "m.engine", "tensorrt", 2) == (2, None)
+    assert plan_workers(live, artifact, backend, workers) == expect

@@ -79,3 +79,12 @@ def test_fp16_builds_strongly_typed_with_tensorrt_rtx(fp16_path: Path) -> None:
     result = build_engine(fp16_path, options=BuildOptions(target="tensorrt_rtx", check_only=True, batch=BatchRange(1, 2, 4),
                                                           progress=False), log=lambda _: None)
     assert result.layers > 100 and result.plan_bytes > 1_000_000
+
+
+def test_fp16_runs_in_openvino(fp16_path: Path, vtest_frames: list) -> None:
+    pytest.importorskip("openvino")
+    from tests.portability import openvino_vs_onnxruntime
+
+    a, worst_mask = openvino_vs_onnxruntime(fp16_path, vtest_frames)
+    print(f"\nfp16 OpenVINO vs ONNX Runtime: {a.summary()}; lowest mask IoU {worst_mask:.3f}")
+    assert a.reference_detections >= 40 and a.f1 >= 0.98

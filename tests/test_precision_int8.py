@@ -214,8 +214,8 @@ def test_qdq_graphs_build_with_tensorrt_rtx(name: str, int8_dir: Path, rejected:
              "rejected int8": rejected[2] / "yolo11n-seg.int8.rejected.onnx"}
     options = BuildOptions(target="tensorrt_rtx", check_only=True, batch=BatchRange(1, 2, 4), progress=False)
     if name == "cpu twin":
-        assert read_manifest(paths[name]).extra["precision"]["targets"] == ["onnxruntime"]
-        with pytest.raises(EdgeVisionError, match=r"onnxruntime only; TensorRT cannot read it.*edgevision build yolo11n-seg\.int8\.onnx"):
+        assert read_manifest(paths[name]).extra["precision"]["targets"] == ["onnxruntime", "openvino"]
+        with pytest.raises(EdgeVisionError, match=r"onnxruntime, openvino only; TensorRT cannot read it.*edgevision build yolo11n-seg\.int8\.onnx"):
             build_engine(paths[name], options=options, log=lambda _: None)
         return
     result = build_engine(paths[name], options=options, log=lambda _: None)
@@ -232,3 +232,37 @@ def test_detector_family_takes_the_same_path(det_onnx: Path, vtest: Path, tmp_pa
         ev = data["artifacts"][variant]["evaluation"]
         assert data["artifacts"][variant]["accepted"] and ev["mask_iou"] is None and ev["f1"] >= 0.95
     assert out == tmp_path / "yolo11n-det.int8.onnx" and read_manifest(out).task == "detect"
+
+
+# Every artifact runs in OpenVINO too. The TensorRT placement runs there with OpenVINO's own INT8
+# transformations off (they miscompute it), i.e. ONNX Runtime's arithmetic; the CPU twin runs on
+# OpenVINO's integer kernels, whose rounding differs a little from ONNX Runtime's.
+@pytest.mark.parametrize("variant, min_f1", [("int8", 0.98), ("int8-cpu", 0.95)])
+def test_int8_artifacts_run_in_openvino(int8_dir: Path, variant: str, min_f1: float, vtest_frames: list[np.ndarray]) -> None:
+    pytest.importorskip("openvino")
+    from tests.portability import openvino_vs_onnxruntime
+
+    path = int8_dir / report(int8_dir)["artifacts"][variant]["path"]
+    a, worst_mask = openvino_vs_onnxruntime(path, vtest_frames)
+    print(f"\n{variant} OpenVINO vs ONNX Runtime: {a.summary()}; lowest mask IoU {worst_mask:.3f}")
+    assert a.reference_detections >= 40 and a.f1 >= min_f1
+
+
+def test_openvino_configurations_are_gated_and_timed(int8_dir: Path) -> None:
+    """OpenVINO at f32 and bf16 are accuracy decisions: each (artifact, configuration) has its
+    own verdict and speed, and the folder's pick is the fastest accepted pair."""
+    pytest.importorskip("openvino")
+    from edgevision.artifacts import resolve
+
+    data = report(int8_dir)
+    for name, entry in data["artifacts"].items():
+        assert set(entry["speed"]) == {"onnxruntime", "openvino", "openvino-bf16"}, name
+        for config in ("openvino", "openvino-bf16"):
+            verdict = entry["runtimes"][config]
+            assert verdict["evaluation"]["frames"] == 16 and isinstance(verdict["accepted"], bool)
+    assert data["artifacts"]["fp32"]["runtimes"]["openvino"]["evaluation"]["f1"] == 1.0  # f32 is FP32
+    best = data["fastest_run"]
+    picked = resolve(int8_dir, ["onnxruntime", "openvino"])
+    assert picked.path == int8_dir / data["artifacts"][best["variant"]]["path"] and picked.config == best["config"]
+    md = (int8_dir / "yolo11n-seg.precision.md").read_text()
+    assert "| int8-cpu | openvino-bf16 |" in md and f"runs **{best['variant']}** on **{best['config']}**" in md

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -41,9 +42,10 @@ def _compatible(ref: Manifest, cand: Manifest, path: Path) -> None:
 
 def evaluate_artifacts(
     reference: Path, candidates: Mapping[str, Path], frames: Sequence[np.ndarray] | Prepared,
-    backend: str | None = None,
+    backend: str | None = None, options: Mapping[str, Any] | None = None,
 ) -> dict[str, Evaluation]:
-    """name -> Evaluation of each candidate vs the reference (FP32 on ONNX Runtime) on the frames."""
+    """name -> Evaluation of each candidate vs the reference (FP32 on ONNX Runtime) on the frames.
+    backend, options: how the candidates run (e.g. "openvino", {"precision": "bf16"})."""
     import edgevision
 
     prepared = frames if isinstance(frames, Prepared) else prepare(reference, frames)
@@ -52,7 +54,7 @@ def evaluate_artifacts(
         ref = detections(ref_model.infer, prepared, manifest)
     out = {}
     for name, path in candidates.items():
-        with edgevision.load(path, backend=backend, conf=AP_CONF, masks=False) as model:
+        with edgevision.load(path, backend=backend, conf=AP_CONF, masks=False, **(options or {})) as model:
             _compatible(manifest, model.manifest, Path(path))
             out[name] = compare(detections(model.infer, prepared, model.manifest), ref, manifest.task == "segment")
     return out
@@ -60,8 +62,8 @@ def evaluate_artifacts(
 
 def gate(
     reference: Path, candidates: Mapping[str, Path], frames: Sequence[np.ndarray] | Prepared, budget: Budget,
-    backend: str | None = None,
+    backend: str | None = None, options: Mapping[str, Any] | None = None,
 ) -> dict[str, GateResult]:
     """evaluate_artifacts() judged against the budget."""
-    evs = evaluate_artifacts(reference, candidates, frames, backend)
+    evs = evaluate_artifacts(reference, candidates, frames, backend, options)
     return {name: GateResult(ev, budget.failures(ev)) for name, ev in evs.items()}

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from edgevision._lazy import available
+from edgevision.artifacts import CONFIGS
 from edgevision.errors import EdgeVisionError
 from edgevision.manifest import Manifest, sha256_file
 
@@ -27,14 +29,27 @@ from .budget import Budget, parse_budget
 from .calibration import describe_indices, split_frames
 from .evaluate import prepare
 from .gate import GateResult, gate
-from .speed import machine, measure
+from .speed import machine, measure_runs
 
 TARGETS = {
-    "fp32": ["onnxruntime", "tensorrt"],
-    "int8": ["tensorrt", "onnxruntime"],
-    "int8-cpu": ["onnxruntime"],
-    "fp16": ["tensorrt", "onnxruntime"],
+    "fp32": ["onnxruntime", "tensorrt", "openvino"],
+    "int8": ["tensorrt", "onnxruntime", "openvino"],
+    "int8-cpu": ["onnxruntime", "openvino"],
+    "fp16": ["tensorrt", "onnxruntime", "openvino"],
 }
+# Runtime configurations gated and timed beside ONNX Runtime, where their runtime is installed:
+# each is an accuracy decision of its own (OpenVINO's INT8 kernels, bf16 on AMX CPUs).
+EXTRA_CONFIGS = ("openvino", "openvino-bf16")
+
+
+def extra_configs() -> list[str]:
+    return [c for c in EXTRA_CONFIGS if available(CONFIGS[c][0])]
+
+
+def _one_thread(config: str) -> dict[str, Any]:
+    """Backend options for one single-threaded inference (how `edgevision run` runs files)."""
+    backend, opts = CONFIGS[config]
+    return {**opts, "threads": 1, **({"streams": 1, "cache_dir": ""} if backend == "openvino" else {})}
 
 
 def log(msg: str) -> None:
@@ -43,7 +58,8 @@ def log(msg: str) -> None:
 
 @dataclass
 class Variant:
-    """A candidate artifact on its way through the gate. tmp: where it is written first."""
+    """A candidate artifact on its way through the gate. tmp: where it is written first (a
+    hidden *.partial.onnx: runtimes that pick their reader by suffix, OpenVINO's, can read it)."""
 
     name: str
     precision: str
@@ -90,19 +106,37 @@ def finish(
     for v in variants:
         v.result = results[v.name]
         log(f"{v.name}: {'accepted' if v.result.accepted else 'REJECTED'}: {v.result.evaluation.summary()}")
+    files = {"fp32": fp32, **{v.name: v.tmp for v in variants}}
+    configs = extra_configs()
+    verdicts: dict[str, dict[str, GateResult]] = {}
+    for config in configs:
+        backend, opts = CONFIGS[config]
+        verdicts[config] = gate(fp32, files, prepared, budget, backend=backend, options={**opts, "cache_dir": ""})
+        for name, r in verdicts[config].items():
+            log(f"{name} on {config}: {'accepted' if r.accepted else 'REJECTED'}: {r.evaluation.summary()}")
     # One thread per inference: how `edgevision run` runs files (one inference per core), and
     # steadier than all-core timings on a shared machine.
-    log(f"speed on this CPU (ONNX Runtime, batch 1, 1 thread, {rounds} interleaved rounds)")
-    lat = measure({"fp32": fp32, **{v.name: v.tmp for v in variants}}, manifest, prepared.batches[0][:1], rounds=rounds,
-                  threads=1)
-    base = lat["fp32"].median_ms
+    log(f"speed on this CPU ({', '.join(['onnxruntime', *configs])}; batch 1, 1 thread, {rounds} interleaved rounds)")
+    runs = {(name, c): (path, CONFIGS[c][0], _one_thread(c)) for name, path in files.items()
+            for c in ["onnxruntime", *configs]}
+    timed = measure_runs({f"{n}@{c}": r for (n, c), r in runs.items()}, prepared.batches[0][:1], rounds=rounds)
+    lat = {key: timed[f"{key[0]}@{key[1]}"] for key in runs}
+    base = lat[("fp32", "onnxruntime")].median_ms
+
+    def speeds(name: str) -> dict[str, dict[str, Any]]:
+        return {c: {**lat[(name, c)].as_dict(), "speedup_vs_fp32": round(base / lat[(name, c)].median_ms, 3)}
+                for c in ["onnxruntime", *configs]}
+
+    def runtimes(name: str) -> dict[str, dict[str, Any]]:
+        return {c: {"accepted": verdicts[c][name].accepted, "evaluation": verdicts[c][name].evaluation.as_dict(),
+                    "failures": verdicts[c][name].failures} for c in configs}
 
     folder, stem = fp32.parent, fp32.stem
     json_path, md_path = report.report_paths(folder, stem)
     data = report.load(json_path, fp32_sha)
     data.update(model=stem, reference=fp32.name, machine={**machine(), "threads_per_inference": 1})
-    entries = {"fp32": report.Entry(fp32.name, "fp32", TARGETS["fp32"], True,
-                                    speed={"onnxruntime": {**lat["fp32"].as_dict(), "speedup_vs_fp32": 1.0}})}
+    entries = {"fp32": report.Entry(fp32.name, "fp32", TARGETS["fp32"], True, speed=speeds("fp32"),
+                                    runtimes=runtimes("fp32"))}
     for v in variants:
         assert v.result is not None
         good, bad = _final_paths(folder, stem, v.name)
@@ -110,13 +144,14 @@ def finish(
         _stamp(v, manifest, fp32, fp32_sha, budget, v.result.accepted)
         v.tmp.replace(v.final)
         (bad if v.result.accepted else good).unlink(missing_ok=True)  # no stale file of the other verdict
-        speed = {**lat[v.name].as_dict(), "speedup_vs_fp32": round(base / lat[v.name].median_ms, 3)}
+        speed = speeds(v.name)
         entries[v.name] = report.Entry(
             v.final.name, v.precision, TARGETS[v.name], v.result.accepted, v.result.evaluation.as_dict(),
-            v.result.failures, {"onnxruntime": speed}, v.kept_float, list(v.info.get("notes", [])),
-            str(v.info.get("kept_summary", "")),
+            v.result.failures, speed, v.kept_float, list(v.info.get("notes", [])),
+            str(v.info.get("kept_summary", "")), runtimes(v.name),
         )
-        log(f"{v.name}: {speed['median_ms']} ms vs FP32 {base:.1f} ms ({speed['speedup_vs_fp32']}x)")
+        for c, sp in speed.items():
+            log(f"{v.name} on {c}: {sp['median_ms']} ms vs FP32 on ONNX Runtime {base:.1f} ms ({sp['speedup_vs_fp32']}x)")
     run = {"precision": variants[0].precision, "budget": budget.as_dict(), "details": run_details, "frames": frames}
     data = report.update(data, entries, run)
     report.save(data, json_path, md_path)
@@ -134,7 +169,11 @@ def _print(variants: list[Variant], data: dict[str, Any]) -> None:
         print(f"          ORT CPU {speed['median_ms']} ms ({speed['speedup_vs_fp32']}x FP32)")
     fast = data.get("fastest", {}).get("onnxruntime")
     if fast:
-        print(f"CPU pick  {fast} (fastest accepted on ONNX Runtime here)")
+        print(f"ORT pick  {fast} (fastest accepted on ONNX Runtime here)")
+    best = data.get("fastest_run")
+    if best:
+        print(f"CPU pick  {best['variant']} on {best['config']} (fastest accepted configuration here; "
+              "edgevision run on this folder runs it)")
 
 
 def run_int8(fp32: Path, manifest: Manifest, args: argparse.Namespace, budget: Budget) -> Path:
@@ -153,8 +192,8 @@ def run_int8(fp32: Path, manifest: Manifest, args: argparse.Namespace, budget: B
     if getattr(args, "calib_percentile", None):  # given: one clipping point for both graphs
         opts.percentile = opts.cpu_percentile = float(args.calib_percentile)
     folder, stem = fp32.parent, fp32.stem
-    trt = Variant("int8", "int8", folder / f".{stem}.int8.onnx.partial")
-    cpu = Variant("int8-cpu", "int8", folder / f".{stem}.int8-cpu.onnx.partial")
+    trt = Variant("int8", "int8", folder / f".{stem}.int8.partial.onnx")
+    cpu = Variant("int8-cpu", "int8", folder / f".{stem}.int8-cpu.partial.onnx")
     build = build_int8(fp32, manifest, split.calib, trt.tmp, cpu.tmp, budget, opts, log)
     layers = build.layer_summary()
     cpu_ranges = build.cpu_ranges or build.ranges
@@ -219,7 +258,7 @@ def run_fp16(fp32: Path, manifest: Manifest, args: argparse.Namespace, budget: B
     if not val:
         raise EdgeVisionError(f"{source}: no frames could be read")
     folder, stem = fp32.parent, fp32.stem
-    v = Variant("fp16", "fp16", folder / f".{stem}.fp16.onnx.partial")
+    v = Variant("fp16", "fp16", folder / f".{stem}.fp16.partial.onnx")
     model = onnx.load(str(fp32))
     regions = find_regions(model, manifest.family, manifest.extra)
     _, keep = build_fp16(model, regions, v.tmp)

@@ -8,7 +8,9 @@ JSON layout (format 1):
                              "accepted": true, "evaluation": {...}, "failures": [],
                              "speed": {"onnxruntime": {"median_ms": 57.6, "speedup_vs_fp32": 1.31, ...}},
                              "kept_float": [layer names], "notes": [...]}},
-     "fastest": {"onnxruntime": VARIANT}}
+     "fastest": {"onnxruntime": VARIANT}, "fastest_run": {"variant": VARIANT, "config": CONFIG}}
+Each artifact entry also has "runtimes": {CONFIG: {"accepted", "evaluation", "failures"}} for the
+runtime configurations gated on their own (OpenVINO f32 / bf16), and "speed" per CONFIG.
 VARIANT is fp32, int8 (explicit Q/DQ for TensorRT), int8-cpu (ONNX Runtime CPU twin), fp16.
 A second `convert --precision` into the same folder adds its variants; speedups are always
 relative to FP32 measured in the same interleaved run, so runs under different load compare.
@@ -20,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgevision.artifacts import choose
+from edgevision.artifacts import CONFIGS, choose, choose_run
 
 FORMAT = 1
 
@@ -39,6 +41,7 @@ class Entry:
     kept_float: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     kept_summary: str = ""  # what else stays in higher precision (decode, NMS, sensitive ops)
+    runtimes: dict[str, dict[str, Any]] = field(default_factory=dict)  # config -> own gate verdict
 
 
 def report_paths(folder: Path, stem: str) -> tuple[Path, Path]:
@@ -60,9 +63,12 @@ def load(path: Path, reference_sha256: str) -> dict[str, Any]:
 def update(data: dict[str, Any], entries: dict[str, Entry], run: dict[str, Any]) -> dict[str, Any]:
     data["artifacts"].update({k: e.__dict__ for k, e in entries.items()})
     data["runs"] = [r for r in data.get("runs", []) if r.get("precision") != run.get("precision")] + [run]
-    backends = sorted({b for e in data["artifacts"].values() for b in e.get("speed", {})})
-    # the runtime's own rule (edgevision.artifacts.choose), so the report says what `run` really picks
+    configs = {c for e in data["artifacts"].values() for c in e.get("speed", {})}
+    backends = sorted({CONFIGS[c][0] for c in configs if c in CONFIGS} | {"tensorrt"})
+    # the runtime's own rule (edgevision.artifacts.choose_run), so the report says what `run` really picks
     data["fastest"] = {b: choose(data, b) for b in backends}
+    cpu = choose_run(data, [b for b in backends if b != "tensorrt"])
+    data["fastest_run"] = {"variant": cpu[0], "config": cpu[1]} if cpu else None
     return data
 
 
@@ -102,10 +108,26 @@ def markdown(data: dict[str, Any]) -> str:
             f"| {_fmt(ev.get('ap50_95_all_classes'))} | {_fmt(ev.get('mask_iou'))} "
             f"| {_fmt(sp.get('median_ms'), 1)} | {_fmt(sp.get('speedup_vs_fp32'), 2)}x | {kept_text} |"
         )
+    rows = [(name, c, e, e.get("runtimes", {}).get(c)) for name, e in data["artifacts"].items()
+            for c in e.get("speed", {}) if c != "onnxruntime"]
+    if rows:
+        lines += ["", "Each artifact on other runtime configurations, gated on the same frames against FP32 on ONNX "
+                  "Runtime (bf16 and OpenVINO's INT8 kernels change results, so each is an accuracy decision):", "",
+                  "| artifact | runs on | accepted | F1 | AP50-95 | mask IoU | ms | vs FP32 on ORT |", "|---|---|---|---|---|---|---|---|"]
+        for name, c, e, verdict in rows:
+            ev = (verdict or {}).get("evaluation") or {}
+            sp = e["speed"][c]
+            ok = "yes" if (verdict or {}).get("accepted") else "**no**"
+            lines.append(f"| {name} | {c} | {ok} | {_fmt(ev.get('f1'))} | {_fmt(ev.get('ap50_95'))} | "
+                         f"{_fmt(ev.get('mask_iou'))} | {_fmt(sp.get('median_ms'), 1)} | {_fmt(sp.get('speedup_vs_fp32'), 2)}x |")
     fast = data.get("fastest", {})
     if fast:
-        lines += ["", "Fastest accepted artifact per backend (what `edgevision run` picks): "
+        lines += ["", "Fastest accepted artifact per backend: "
                   + ", ".join(f"{b}: **{v}**" for b, v in fast.items())]
+    best = data.get("fastest_run")
+    if best:
+        lines += ["", f"`edgevision run` on this folder runs **{best['variant']}** on **{best['config']}** "
+                  "(the fastest accepted configuration here)."]
     for run in data.get("runs", []):
         lines += ["", f"## {run.get('precision')} run", ""]
         fr = run.get("frames", {})

@@ -17,9 +17,7 @@ from typing import Any
 import numpy as np
 
 from edgevision._lazy import lazy_import
-from edgevision.manifest import Manifest
 
-from .calibration import graph_feeds
 
 
 @dataclass
@@ -46,20 +44,26 @@ def cpu_session(path: str | Path, threads: int | None = None) -> Any:
     return ort.InferenceSession(os.fspath(path), opts, providers=["CPUExecutionProvider"])
 
 
-def measure(
-    paths: Mapping[str, str | Path], manifest: Manifest, image: np.ndarray, rounds: int = 10, warmup: int = 2,
-    threads: int | None = None,
+def measure_runs(
+    runs: Mapping[str, tuple[str | Path, str, Mapping[str, Any]]], image: np.ndarray, rounds: int = 10, warmup: int = 2,
 ) -> dict[str, Latency]:
-    """name -> Latency for each artifact, on one pre-processed image float32[1, 3, H, W]."""
-    sessions = {name: cpu_session(p, threads) for name, p in paths.items()}
-    feeds = {name: graph_feeds(manifest, image, [i.name for i in s.get_inputs()]) for name, s in sessions.items()}
-    times: dict[str, list[float]] = {name: [] for name in sessions}
-    for r in range(warmup + rounds):
-        for name, s in sessions.items():
-            t0 = time.perf_counter()
-            s.run(None, feeds[name])
-            if r >= warmup:
-                times[name].append((time.perf_counter() - t0) * 1e3)
+    """name -> Latency of each (artifact, backend, options) through the runtime's own backends,
+    one inference each per round, round-robin (what `edgevision run` runs, compared under one load).
+    image: one pre-processed float32[1, 3, H, W]."""
+    import edgevision
+
+    models = {name: edgevision.load(path, backend=backend, masks=False, **dict(opts)) for name, (path, backend, opts) in runs.items()}
+    times: dict[str, list[float]] = {name: [] for name in models}
+    try:
+        for r in range(warmup + rounds):
+            for name, model in models.items():
+                t0 = time.perf_counter()
+                model.infer(image)
+                if r >= warmup:
+                    times[name].append((time.perf_counter() - t0) * 1e3)
+    finally:
+        for model in models.values():
+            model.close()
     return {
         name: Latency(float(np.median(t)), float(np.percentile(t, 10)), float(np.percentile(t, 90)), len(t))
         for name, t in times.items()
@@ -75,7 +79,14 @@ def machine() -> dict[str, Any]:
             info = f.read()
         cpu = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), cpu)
         flags = next((line for line in info.splitlines() if line.startswith("flags")), "")
-        isa = [f for f in ("avx2", "avx512_vnni", "avx_vnni", "amx_int8", "avx512_fp16") if f" {f}" in flags]
+        isa = [f for f in ("avx2", "avx512_vnni", "avx_vnni", "amx_int8", "amx_bf16", "avx512_bf16", "avx512_fp16") if f" {f}" in flags]
     except OSError:
         isa = []
-    return {"cpu": cpu, "cores": os.cpu_count(), "isa": isa, "onnxruntime": ort.__version__, "provider": "CPUExecutionProvider"}
+    info = {"cpu": cpu, "cores": os.cpu_count(), "isa": isa, "onnxruntime": ort.__version__, "provider": "CPUExecutionProvider"}
+    try:
+        import openvino
+
+        info["openvino"] = openvino.__version__.split("-")[0]
+    except ImportError:
+        pass
+    return info

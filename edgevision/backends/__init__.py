@@ -24,12 +24,19 @@ BACKENDS: dict[str, BackendEntry] = {
     # Engines only (by suffix): the backend itself says so when there is no GPU.
     "tensorrt": BackendEntry("edgevision.backends.tensorrt:TensorRTBackend", (".engine", ".plan"), ("tensorrt", "cuda.bindings")),
     "onnxruntime": BackendEntry("edgevision.backends.onnxruntime:OnnxRuntimeBackend", (".onnx",), ("onnxruntime",)),
+    # The same .onnx files on Intel CPUs / GPUs / NPUs; chosen by name, or by a convert folder's speed report.
+    "openvino": BackendEntry("edgevision.backends.openvino:OpenVinoBackend", (".onnx",), ("openvino",)),
 }
 
 
 def usable_backends() -> list[str]:
     """Backends whose dependencies import on this machine."""
     return [name for name, e in BACKENDS.items() if all(available(m) for m in e.requires)]
+
+
+def onnx_backends() -> list[str]:
+    """Usable backends that run .onnx files, in table order (ONNX Runtime first)."""
+    return [n for n in usable_backends() if ".onnx" in BACKENDS[n].suffixes]
 
 
 def choose_backend(path: Path, requested: str | None = None) -> str:

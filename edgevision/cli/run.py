@@ -21,7 +21,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--iou", type=float, default=None, help="NMS IoU threshold (default: the artifact's)")
     p.add_argument("--classes", default=None, help="keep only these classes: ids or names, comma separated")
     p.add_argument("--max-frames", type=int, default=None, help="stop after N frames")
-    p.add_argument("--backend", default=None, help="onnxruntime, tensorrt, ... (default: the best usable)")
+    p.add_argument("--backend", default=None,
+                   help="onnxruntime, openvino, tensorrt (default: the best usable; for a convert folder, the fastest "
+                        "accepted in its precision report)")
+    p.add_argument("--device", default=None,
+                   help="OpenVINO device: CPU (default), GPU, NPU, AUTO (with --backend openvino)")
     p.add_argument("--workers", type=int, default=None,
                    help="frames inferred at once (default: one per CPU core for files on ONNX Runtime, 1 for live sources)")
     p.add_argument("--stats-json", metavar="FILE", help="write the run statistics as JSON")
@@ -30,12 +34,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from .. import load
-    from ..artifacts import resolve_artifact
+    from ..artifacts import resolve
+    from ..backends import onnx_backends
     from ..pipeline import Pipeline, plan_workers
     from ..sources import open_source
 
-    # a convert output folder -> its accepted artifact that runs fastest on this backend
-    artifact = resolve_artifact(Path(args.artifact), args.backend or "onnxruntime")
+    # a convert output folder -> its accepted artifact and runtime configuration that run fastest here
+    picked = resolve(Path(args.artifact), [args.backend] if args.backend else onnx_backends())
+    artifact, backend = picked.path, args.backend or picked.backend
+    if picked.config:
+        print(f"running {artifact.name} on {picked.config}: the fastest accepted in its precision report",
+              file=sys.stderr)
     classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
     sinks: list[str] = []
     if args.save:
@@ -48,11 +57,15 @@ def main(args: argparse.Namespace) -> int:
         sinks.append(f"http://{args.serve}")
         print(f"live preview: http://{args.serve}/", file=sys.stderr)
     source = open_source(args.source)
-    workers, threads = plan_workers(source.live, artifact, args.backend, args.workers)
-    options = {"threads": threads} if threads else {}
+    workers, options = plan_workers(source.live, artifact, backend, args.workers)
+    if args.device:
+        if backend != "openvino":
+            source.close()
+            raise EdgeVisionError(f"--device {args.device} chooses an OpenVINO device: add --backend openvino")
+        options["device"] = args.device
     try:
-        model = load(artifact, backend=args.backend, conf=args.conf, iou=args.iou, classes=classes,
-                     masks=bool(args.save or args.show or args.serve), **options)
+        model = load(artifact, backend=backend, conf=args.conf, iou=args.iou, classes=classes,
+                     masks=bool(args.save or args.show or args.serve), **picked.options, **options)
     except BaseException:
         source.close()
         raise

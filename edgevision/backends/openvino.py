@@ -1,0 +1,173 @@
+"""OpenVINO backend: the same converted ONNX file on Intel CPUs (and Intel GPUs / NPUs).
+
+Same contract as the other backends: {input name: array} in, {output name: array} out,
+plus the manifest (read from the ONNX metadata OpenVINO keeps in the model's rt_info).
+
+Precision is an accuracy decision, not a speed knob: OpenVINO's CPU plugin computes in
+bf16 by default on AMX/AVX-512-BF16 CPUs, which moves detections. edgevision asks for f32
+unless told otherwise (`precision="bf16"`), and `edgevision convert --precision ...` gates
+bf16 against FP32 like any other precision. INT8 comes from the Q/DQ graph itself.
+
+INT8 graphs: the CPU placement (`*.int8-cpu.onnx`) runs on OpenVINO's integer kernels. The
+TensorRT placement (`*.int8.onnx`: symmetric int8 activations, Q/DQ on layer inputs only) is
+miscomputed by OpenVINO 2026.4's low-precision transformations (no detections at all on
+yolo11n-seg; tests/test_openvino.py), so for it those transformations are turned off and the
+quantization is emulated in float: ONNX Runtime's numbers, at float speed.
+
+Compiled models are cached on disk (CACHE_DIR), so a second start skips compilation.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._lazy import lazy_import
+from ..errors import EdgeVisionError, closest
+from ..manifest import METADATA_KEY, Manifest
+
+PRECISIONS = {"f32": "f32", "fp32": "f32", "bf16": "bf16", "f16": "f16", "fp16": "f16"}
+
+
+def default_cache_dir() -> Path:
+    """Where compiled models are cached: $EDGEVISION_CACHE/openvino, else ~/.cache/edgevision/openvino."""
+    base = os.environ.get("EDGEVISION_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "edgevision")
+    return Path(base) / "openvino"
+
+
+def read_manifest(model: Any, path: Path) -> Manifest:
+    """The edgevision manifest from an OpenVINO model read from ONNX (metadata_props land in
+    rt_info["framework"])."""
+    try:
+        value = model.get_rt_info()["framework"][METADATA_KEY]
+    except (KeyError, TypeError, RuntimeError, AttributeError):  # no metadata at all: rt_info has no "framework"
+        raise EdgeVisionError(
+            f"{path} has no edgevision manifest in its metadata: it was not made by `edgevision convert`; "
+            "convert the source checkpoint: edgevision convert MODEL.pt"
+        ) from None
+    return Manifest.from_json(value.astype(str) if hasattr(value, "astype") else str(value))
+
+
+def int8_kernels(manifest: Manifest) -> bool:
+    """May OpenVINO run this artifact's Q/DQ on its integer kernels? Not the TensorRT placement."""
+    variant = manifest.extra.get("precision", {}).get("variant") if isinstance(manifest.extra.get("precision"), dict) else None
+    return variant != "int8"
+
+
+def compile_config(precision: str, threads: int | None, streams: int | None, low_precision: bool = True) -> dict[str, str]:
+    """OpenVINO properties for one compiled model.
+
+    threads: CPU threads per inference; streams: inferences that may run at once (one per
+    pipeline worker). Neither: OpenVINO's latency preset (one inference with every core).
+    low_precision: False turns OpenVINO's INT8 transformations off (Q/DQ emulated in float).
+    """
+    if precision not in PRECISIONS:
+        raise EdgeVisionError(f"unknown OpenVINO precision {precision!r}{closest(precision, PRECISIONS)}; "
+                              f"choose from f32, bf16, f16")
+    config = {"INFERENCE_PRECISION_HINT": PRECISIONS[precision]}
+    if threads or streams:
+        n = max(1, streams or 1)
+        config.update(NUM_STREAMS=str(n), INFERENCE_NUM_THREADS=str(max(1, threads or 1) * n))
+    else:
+        config["PERFORMANCE_HINT"] = "LATENCY"
+    if not low_precision:
+        config["LP_TRANSFORMS_MODE"] = "NO"
+    return config
+
+
+class OpenVinoBackend:
+    """A converted ONNX file compiled by OpenVINO.
+
+    device: "CPU" (default), "GPU", "NPU", "AUTO", ... as OpenVINO names them. precision:
+    "f32" (default: the same numbers as FP32 elsewhere) or "bf16" / "f16" (faster where the
+    hardware has them; gate them first). threads / streams: see compile_config. cache_dir:
+    compiled-model cache (None: default_cache_dir(); "" turns caching off).
+    """
+
+    name = "openvino"
+    thread_safe = True  # every calling thread gets its own infer request
+
+    def __init__(self, path: str | Path, device: str = "CPU", precision: str = "f32", threads: int | None = None,
+                 streams: int | None = None, cache_dir: str | Path | None = None) -> None:
+        ov = lazy_import("openvino")
+        self.path = Path(path)
+        if self.path.suffix.lower() in (".engine", ".plan"):
+            raise EdgeVisionError(f"the openvino backend runs converted .onnx files; {self.path.name} is a TensorRT engine")
+        core = ov.Core()
+        devices = list(core.available_devices)
+        if device.split(":")[0] not in {*devices, "AUTO", "MULTI", "HETERO"}:
+            raise EdgeVisionError(f"OpenVINO device {device!r} is not here{closest(device, devices)}; "
+                                  f"available: {', '.join(devices) or 'none'}")
+        cache = default_cache_dir() if cache_dir is None else (Path(cache_dir) if str(cache_dir) else None)
+        if cache is not None:
+            cache.mkdir(parents=True, exist_ok=True)
+            core.set_property({"CACHE_DIR": str(cache)})
+        try:
+            model = core.read_model(os.fspath(self.path))
+            self.manifest = read_manifest(model, self.path)
+            self.int8_kernels = int8_kernels(self.manifest)
+            self.config = compile_config(precision, threads, streams, low_precision=self.int8_kernels)
+            # From the path, not the read model: only then does OpenVINO use its cache.
+            self.compiled = core.compile_model(os.fspath(self.path), device, self.config)
+        except EdgeVisionError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - OpenVINO raises RuntimeError with its own text
+            raise EdgeVisionError(f"OpenVINO cannot load {self.path}: {str(exc).strip()[:500]}") from exc
+        self.device = device
+        self.precision = PRECISIONS[precision]
+        self.cache_dir = cache
+        # The ONNX names, as read: a compiled output may answer first to an internal tensor name.
+        self.input_names = tuple(i.get_any_name() for i in model.inputs)
+        self.output_names = tuple(o.get_any_name() for o in model.outputs)
+        self._local = threading.local()
+        self._closed = False
+
+    def _request(self) -> Any:
+        request = getattr(self._local, "request", None)
+        if request is None:
+            request = self._local.request = self.compiled.create_infer_request()
+        return request
+
+    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self._closed:
+            raise EdgeVisionError(f"the OpenVINO backend for {self.path.name} is closed")
+        request = self._request()
+        try:
+            request.infer({name: np.ascontiguousarray(feeds[name]) for name in self.input_names})
+        except KeyError as exc:
+            raise EdgeVisionError(f"missing input {exc} for {self.path.name}; it takes {', '.join(self.input_names)}") from None
+        except Exception as exc:  # noqa: BLE001
+            shapes = {k: tuple(v.shape) for k, v in feeds.items()}
+            raise EdgeVisionError(f"OpenVINO failed on inputs {shapes}: {str(exc).strip()[:300]}") from exc
+        # Copies: the request's output tensors are overwritten by its next inference.
+        return {name: np.array(request.get_tensor(name).data) for name in self.output_names}
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "backend": self.name,
+            "device": self.device,
+            "execution_devices": list(self.compiled.get_property("EXECUTION_DEVICES")),
+            "precision_hint": self.precision,
+            "int8": ("integer kernels" if self.int8_kernels else "emulated in float (TensorRT placement)")
+                    if self.manifest.precision == "int8" else None,
+            "streams": int(self.compiled.get_property("NUM_STREAMS")),
+            "cache_dir": str(self.cache_dir) if self.cache_dir else None,
+            "inputs": {n: [str(i.get_element_type()), str(i.get_partial_shape())]
+                       for n, i in zip(self.input_names, self.compiled.inputs)},
+            "outputs": {n: [str(o.get_element_type()), str(o.get_partial_shape())]
+                        for n, o in zip(self.output_names, self.compiled.outputs)},
+        }
+
+    def close(self) -> None:
+        self._closed = True
+        self._local = threading.local()
+        self.compiled = None
+
+    def __enter__(self) -> OpenVinoBackend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
