@@ -87,36 +87,29 @@ def _convert(ckpt: Path, out: Path, frames: list[np.ndarray] | None, **opts: obj
 ARTIFACTS_ENV = "EDGEVISION_TEST_ARTIFACTS"
 
 
-def _brought(name: str) -> Path | None:
-    folder = os.environ.get(ARTIFACTS_ENV)
-    path = Path(folder) / name if folder else None
-    return path if path is not None and path.is_file() else None
-
-
-def _needs_converter(name: str) -> None:
+def _artifact(name: str, checkpoint_fixture: str, frames: list[np.ndarray], tmp_path_factory: pytest.TempPathFactory,
+              request: pytest.FixtureRequest) -> Path:
+    """A converted artifact: the one brought in $EDGEVISION_TEST_ARTIFACTS, else converted here
+    from the checkpoint fixture (skipped, with the reason, where torch or ultralytics is missing)."""
     import importlib.util
 
+    folder = os.environ.get(ARTIFACTS_ENV)
+    if folder and (Path(folder) / name).is_file():
+        return Path(folder) / name
     missing = [m for m in ("torch", "ultralytics") if importlib.util.find_spec(m) is None]
     if missing:
         pytest.skip(f"{name} must be converted here, which needs {' and '.join(missing)}; or put a converted "
                     f"{name} in ${ARTIFACTS_ENV} (make gpu-check-wheels does)")
+    return _convert(request.getfixturevalue(checkpoint_fixture), tmp_path_factory.mktemp(name.split(".")[0]), frames[:4])
 
 
 @pytest.fixture(scope="session")
 def seg_onnx(vtest_frames: list[np.ndarray], tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Path:
     """yolo11n-seg converted at 640x640 (verified against PyTorch on vtest frames)."""
-    brought = _brought("yolo11n-seg.onnx")
-    if brought is not None:
-        return brought
-    _needs_converter("yolo11n-seg.onnx")
-    return _convert(request.getfixturevalue("seg_checkpoint"), tmp_path_factory.mktemp("seg"), vtest_frames[:4])
+    return _artifact("yolo11n-seg.onnx", "seg_checkpoint", vtest_frames, tmp_path_factory, request)
 
 
 @pytest.fixture(scope="session")
 def det_onnx(vtest_frames: list[np.ndarray], tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Path:
     """The yolo11n detector converted at 640x640 (verified against PyTorch on vtest frames)."""
-    brought = _brought("yolo11n-det.onnx")
-    if brought is not None:
-        return brought
-    _needs_converter("yolo11n-det.onnx")
-    return _convert(request.getfixturevalue("det_checkpoint"), tmp_path_factory.mktemp("det_onnx"), vtest_frames[:4])
+    return _artifact("yolo11n-det.onnx", "det_checkpoint", vtest_frames, tmp_path_factory, request)

@@ -266,3 +266,17 @@ def test_openvino_configurations_are_gated_and_timed(int8_dir: Path) -> None:
     assert picked.path == int8_dir / data["artifacts"][best["variant"]]["path"] and picked.config == best["config"]
     md = (int8_dir / "yolo11n-seg.precision.md").read_text()
     assert "| int8-cpu | openvino-bf16 |" in md and f"runs **{best['variant']}** on **{best['config']}**" in md
+
+
+def test_openvino_int8_kernels_still_miscompute_the_tensorrt_placement(int8_dir: Path, vtest_frames: list[np.ndarray]) -> None:
+    """Why the TensorRT placement runs on OpenVINO with its INT8 transformations off. The day
+    this fails, OpenVINO computes it right: let allows_int8_kernels() take it (it is faster)."""
+    pytest.importorskip("openvino")
+    import edgevision
+    from edgevision.metrics import agreement
+
+    path = int8_dir / "yolo11n-seg.int8.onnx"
+    with edgevision.load(path, backend="onnxruntime", masks=False) as ort_model, \
+            edgevision.load(path, backend="openvino", masks=False, cache_dir="", int8_kernels=True) as ov_model:
+        a = agreement(ov_model.predict(vtest_frames[:4]), ort_model.predict(vtest_frames[:4]))
+    assert a.reference_detections > 20 and a.f1 < 0.5, a.summary()

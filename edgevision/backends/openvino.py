@@ -11,8 +11,9 @@ bf16 against FP32 like any other precision. INT8 comes from the Q/DQ graph itsel
 INT8 graphs: the CPU placement (`*.int8-cpu.onnx`) runs on OpenVINO's integer kernels. The
 TensorRT placement (`*.int8.onnx`: symmetric int8 activations, Q/DQ on layer inputs only) is
 miscomputed by OpenVINO 2026.4's low-precision transformations (no detections at all on
-yolo11n-seg; tests/test_openvino.py), so for it those transformations are turned off and the
-quantization is emulated in float: ONNX Runtime's numbers, at float speed.
+yolo11n-seg; reduced to Conv -> SiLU -> Concat -> Q/DQ -> Conv, 18% off a numpy emulation of
+the graph while ONNX Runtime matches it), so for it those transformations are turned off and
+the quantization is emulated in float: ONNX Runtime's numbers, at float speed.
 
 Compiled models are cached on disk (CACHE_DIR), so a second start skips compilation.
 """
@@ -51,7 +52,7 @@ def read_manifest(model: Any, path: Path) -> Manifest:
     return Manifest.from_json(value.astype(str) if hasattr(value, "astype") else str(value))
 
 
-def int8_kernels(manifest: Manifest) -> bool:
+def allows_int8_kernels(manifest: Manifest) -> bool:
     """May OpenVINO run this artifact's Q/DQ on its integer kernels? Not the TensorRT placement."""
     variant = manifest.extra.get("precision", {}).get("variant") if isinstance(manifest.extra.get("precision"), dict) else None
     return variant != "int8"
@@ -84,14 +85,16 @@ class OpenVinoBackend:
     device: "CPU" (default), "GPU", "NPU", "AUTO", ... as OpenVINO names them. precision:
     "f32" (default: the same numbers as FP32 elsewhere) or "bf16" / "f16" (faster where the
     hardware has them; gate them first). threads / streams: see compile_config. cache_dir:
-    compiled-model cache (None: default_cache_dir(); "" turns caching off).
+    compiled-model cache (None: default_cache_dir(); "" turns caching off). int8_kernels:
+    None decides per artifact (not for the TensorRT placement); True/False forces it.
     """
 
     name = "openvino"
     thread_safe = True  # every calling thread gets its own infer request
 
     def __init__(self, path: str | Path, device: str = "CPU", precision: str = "f32", threads: int | None = None,
-                 streams: int | None = None, cache_dir: str | Path | None = None) -> None:
+                 streams: int | None = None, cache_dir: str | Path | None = None,
+                 int8_kernels: bool | None = None) -> None:
         ov = lazy_import("openvino")
         self.path = Path(path)
         if self.path.suffix.lower() in (".engine", ".plan"):
@@ -108,7 +111,8 @@ class OpenVinoBackend:
         try:
             model = core.read_model(os.fspath(self.path))
             self.manifest = read_manifest(model, self.path)
-            self.int8_kernels = int8_kernels(self.manifest)
+            # None: decided by the artifact (see the module docstring); True/False forces it.
+            self.int8_kernels = allows_int8_kernels(self.manifest) if int8_kernels is None else int8_kernels
             self.config = compile_config(precision, threads, streams, low_precision=self.int8_kernels)
             # From the path, not the read model: only then does OpenVINO use its cache.
             self.compiled = core.compile_model(os.fspath(self.path), device, self.config)
