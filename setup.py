@@ -4,7 +4,8 @@ from setuptools import find_packages, setup
 EXTRAS = {
     # runtime on a device: pick what the device has
     "ort": ["onnxruntime>=1.17"],
-    "openvino": ["openvino>=2024.6"],  # Intel CPUs (and iGPUs / NPUs)
+    # Intel CPUs (and iGPUs / NPUs). Tested with 2026.4: the manifest in rt_info, the INT8 workaround.
+    "openvino": ["openvino>=2026.4"],
     "video": ["opencv-python-headless>=4.8"],
     # TensorRT itself comes from JetPack / NVIDIA's index. cuda-python 13 needs a CUDA 13
     # driver; JetPack 6 ships CUDA 12.6. onnx: `edgevision build` reads the graph.

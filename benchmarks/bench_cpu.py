@@ -5,8 +5,9 @@ Side by side, interleaved rounds in one run (the machine is shared: only ratios 
   `edgevision run FOLDER` runs it (the fastest accepted artifact and runtime configuration
   from its precision report; one single-threaded inference per core), and FP32 on ONNX Runtime;
 - Ultralytics' predictor on its ONNX export, on its OpenVINO export (FP32 IR, which OpenVINO
-  runs in bf16 on AMX CPUs by default) and on its OpenVINO INT8 export (NNCF post-training
-  quantization calibrated on the same 256 vtest frames edgevision calibrates on).
+  runs in bf16 by default on CPUs that have it: AVX512-BF16 or AMX) and on its OpenVINO INT8 export (NNCF post-training
+  quantization calibrated on the same 256 vtest frames edgevision calibrates on; needs
+  `pip install nncf`, which Ultralytics' exporter uses).
 
 Every run is a fresh process that decodes the whole video, infers boxes and instance masks for
 every frame and writes its detections; wall time covers the whole process (start-up, model
@@ -192,6 +193,9 @@ def main() -> None:
     lines += ["", f"edgevision best vs the fastest peer ({fastest_peer}): **{result['edgevision_best_vs_fastest_peer']}x** "
               "(median of per-round ratios)"]
     (RESULTS / "bench_cpu.md").write_text("\n".join(lines) + "\n")
+    # The precision report of the folder edgevision ran: every (artifact, runtime) verdict and speed.
+    for suffix in ("json", "md"):
+        shutil.copy(work / "edgevision" / f"yolo11n-seg.precision.{suffix}", RESULTS / f"precision_report_cpu.{suffix}")
     print("\n".join(lines))
 
 

@@ -64,12 +64,17 @@ def _fp32_fallback(folder: Path) -> Path:
     raise EdgeVisionError(f"{folder} is not a convert output folder with one model (ONNX files here: {found})")
 
 
+# Configurations gated on their own: only their own verdict (entry["runtimes"]) accepts them.
+GATED_ALONE = ("openvino", "openvino-bf16")
+
+
 def accepted_on(entry: dict[str, Any], config: str) -> bool:
     """Did this artifact pass the gate when run by `config`? The artifact's own verdict covers
-    the backends it was built for; other configurations carry their own (entry["runtimes"])."""
+    the backends it was built for (ONNX Runtime, TensorRT); OpenVINO configurations count only
+    with a verdict of their own (a report made without OpenVINO has none: never picked there)."""
     own = entry.get("runtimes", {}).get(config)
-    if isinstance(own, dict):
-        return bool(own.get("accepted"))
+    if config in GATED_ALONE:
+        return isinstance(own, dict) and bool(own.get("accepted"))
     return bool(entry.get("accepted")) and CONFIGS.get(config, (config, {}))[0] in entry.get("targets", [])
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from .artifacts import resolve
-from .backends import onnx_backends, open_backend
+from .backends import accepted_options, onnx_backends, open_backend
 from .backends.base import Backend
 from .detections import Detections
 from .errors import EdgeVisionError, GpuPreprocessUnavailable, closest
@@ -138,7 +138,9 @@ def load(path: str | Path, backend: str | None = None, **options: Any) -> Model:
     model_opts = {k: v for k, v in options.items() if k in model_keys}
     backend_opts = {k: v for k, v in options.items() if k not in model_keys}
     if Path(path).is_dir():
-        picked = resolve(Path(path), [backend] if backend else onnx_backends())
+        # Only backends that take the caller's options may be picked (threads=, device=, ...).
+        candidates = [backend] if backend else [b for b in onnx_backends() if set(backend_opts) <= accepted_options(b)]
+        picked = resolve(Path(path), candidates or onnx_backends())
         path, backend = picked.path, backend or picked.backend
         backend_opts = {**picked.options, **backend_opts}  # what the caller says wins
     return Model(open_backend(path, backend, **backend_opts), **model_opts)

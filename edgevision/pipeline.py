@@ -200,18 +200,22 @@ class Pipeline:
 
 
 def plan_workers(live: bool, artifact: str | Path, backend: str | None,
-                 workers: int | None = None) -> tuple[int, dict[str, int]]:
+                 workers: int | None = None) -> tuple[int, dict[str, Any]]:
     """(frames in flight, backend options) for a run.
 
     Files on a CPU backend (ONNX Runtime, OpenVINO): one single-threaded inference per core
-    (throughput; OpenVINO gets a stream per worker); live sources: one inference with every
-    core (latency); other backends: theirs to decide.
+    (throughput); live sources: one inference with every core (latency); other backends:
+    theirs to decide. backend None: the one `open_backend` would choose for the file here.
     """
+    from .backends import choose_backend, run_options
+
     cores = os.cpu_count() or 1
     if workers is None:
         workers = 1 if live else max(1, min(cores, 4))
-    name = backend or ("onnxruntime" if str(artifact).endswith(".onnx") else "")
-    if workers <= 1 or name not in ("onnxruntime", "openvino"):
+    if workers <= 1:
         return workers, {}
-    threads = max(1, cores // workers)
-    return workers, ({"threads": threads} if name == "onnxruntime" else {"threads": threads, "streams": workers})
+    try:
+        name = choose_backend(Path(artifact), backend)
+    except EdgeVisionError:
+        return workers, {}
+    return workers, run_options(name, max(1, cores // workers), workers)

@@ -3,6 +3,7 @@ detections at f32; bf16 is a choice that costs agreement; devices, caching, thre
 errors behave as the other backends do."""
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -31,12 +32,17 @@ def test_artifacts_give_onnxruntimes_detections(fixture: str, request: pytest.Fi
 
 
 def test_bf16_is_not_the_default_and_is_measured(seg_onnx: Path, vtest_frames: list[np.ndarray]) -> None:
-    """OpenVINO's own CPU default is bf16 on AMX CPUs; edgevision asks for f32 unless told."""
+    """OpenVINO's own CPU default is bf16 where the CPU has it (AVX512-BF16, AMX); edgevision
+    asks for f32 unless told, because bf16 moves detections."""
+    import openvino as ov
+
+    if "BF16" not in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        pytest.skip("this CPU computes no bf16: OpenVINO would run the bf16 hint in f32")
     with edgevision.load(seg_onnx, backend="openvino", cache_dir="") as model:
         assert model.backend.describe()["precision_hint"] == "f32"
     a, _ = openvino_vs_onnxruntime(seg_onnx, vtest_frames, precision="bf16")
     print(f"\nbf16 vs FP32: {a.summary()}")
-    assert a.f1 >= 0.9  # close, but not the same numbers: that is why it is gated (tests/test_precision_*)
+    assert 0.9 <= a.f1 < 1.0 or a.ap50_95 < 1.0  # close, but not the same numbers: that is why it is gated
 
 
 def test_batch_and_threads(det_onnx: Path, vtest_frames: list[np.ndarray]) -> None:
@@ -62,6 +68,13 @@ def test_batch_and_threads(det_onnx: Path, vtest_frames: list[np.ndarray]) -> No
                 np.testing.assert_allclose(d.xyxy, (one[i] if i < 4 else model(vtest_frames[i])).xyxy, atol=1e-2)
 
 
+def test_an_unusable_cache_only_costs_start_up_time(det_onnx: Path, tmp_path: Path, vtest_frames: list[np.ndarray]) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with edgevision.load(det_onnx, backend="openvino", cache_dir=blocker / "cache") as model:
+        assert model.backend.describe()["cache_dir"] is None and len(model(vtest_frames[0])) > 0
+
+
 def test_compiled_model_cache(det_onnx: Path, tmp_path: Path) -> None:
     with edgevision.load(det_onnx, backend="openvino", cache_dir=tmp_path) as model:
         assert model.backend.describe()["cache_dir"] == str(tmp_path)
@@ -69,6 +82,7 @@ def test_compiled_model_cache(det_onnx: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("precision, threads, streams, want", [
+    ("f32", None, 2, {"INFERENCE_PRECISION_HINT": "f32", "NUM_STREAMS": "2"}),  # OpenVINO splits the cores
     ("f32", None, None, {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}),
     ("bf16", 1, 2, {"INFERENCE_PRECISION_HINT": "bf16", "NUM_STREAMS": "2", "INFERENCE_NUM_THREADS": "2"}),
     ("fp32", 2, None, {"INFERENCE_PRECISION_HINT": "f32", "NUM_STREAMS": "1", "INFERENCE_NUM_THREADS": "2"}),
@@ -110,19 +124,21 @@ def test_listed_and_chosen_by_name() -> None:
 
 def test_info_and_run_on_openvino(det_onnx: Path, vtest: Path, tmp_path: Path) -> None:
     exe = [sys.executable, "-m", "edgevision"]
-    info = subprocess.run([*exe, "info", str(det_onnx), "--backend", "openvino"], capture_output=True, text=True, timeout=300)
+    env = {**os.environ, "EDGEVISION_CACHE": str(tmp_path / "cache")}  # not the user's compiled-model cache
+    info = subprocess.run([*exe, "info", str(det_onnx), "--backend", "openvino"], capture_output=True, text=True,
+                          timeout=300, env=env)
     assert info.returncode == 0, info.stderr
     assert re.search(r"backend\s+openvino", info.stdout) and "usable here" in info.stdout and "openvino" in info.stdout
     out = tmp_path / "d.jsonl"
     run = subprocess.run([*exe, "run", str(det_onnx), "--source", str(vtest), "--backend", "openvino", "--max-frames", "12",
-                          "--jsonl", str(out), "--quiet"], capture_output=True, text=True, timeout=300)
+                          "--jsonl", str(out), "--quiet"], capture_output=True, text=True, timeout=300, env=env)
     assert run.returncode == 0, run.stderr
     assert len(out.read_text().splitlines()) == 12 and "frames" in run.stdout
 
 
 @pytest.mark.parametrize("extra, message", [
     (["--device", "GPU"], "--device GPU chooses an OpenVINO device: add --backend openvino"),
-    (["--backend", "openvino", "--device", "NPU"], "OpenVINO device 'NPU' is not here"),
+    (["--backend", "openvino", "--device", "NOSUCH"], "OpenVINO device 'NOSUCH' is not here"),
 ])
 def test_device_errors_are_one_line(det_onnx: Path, vtest: Path, extra: list[str], message: str) -> None:
     run = subprocess.run([sys.executable, "-m", "edgevision", "run", str(det_onnx), "--source", str(vtest),

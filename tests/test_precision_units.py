@@ -245,3 +245,62 @@ def test_resolve_artifact_errors(tmp_path: Path) -> None:
         resolve_artifact(tmp_path / "nothing")
     with pytest.raises(EdgeVisionError, match="not a convert output folder"):
         resolve_artifact(tmp_path)
+
+
+def _ov(entry: dict[str, object], **configs: tuple[bool, float]) -> dict[str, object]:
+    """entry plus OpenVINO configurations: config=(accepted, speedup)."""
+    speed = dict(entry["speed"])  # type: ignore[call-overload]
+    runtimes = {}
+    for name, (ok, speedup) in configs.items():
+        c = name.replace("_", "-")
+        speed[c] = {"speedup_vs_fp32": speedup}
+        runtimes[c] = {"accepted": ok}
+    return {**entry, "speed": speed, "runtimes": runtimes}
+
+
+@pytest.mark.parametrize("artifacts, backends, want", [
+    # the fastest accepted pair across runtimes wins
+    ({"fp32": _ov(_entry("m.onnx", TRT, speedup=1.0), openvino=(True, 0.8), openvino_bf16=(True, 1.3)),
+      "int8-cpu": _ov(_entry("m.int8-cpu.onnx", ORT, speedup=1.2), openvino=(True, 1.1))},
+     ["onnxruntime", "openvino"], ("m.onnx", "openvino", "openvino-bf16")),
+    # bf16 rejected by its own gate: never picked, however fast
+    ({"fp32": _ov(_entry("m.onnx", TRT, speedup=1.0), openvino=(True, 0.8), openvino_bf16=(False, 1.9)),
+      "int8-cpu": _ov(_entry("m.int8-cpu.onnx", ORT, speedup=1.2), openvino=(True, 1.1))},
+     ["onnxruntime", "openvino"], ("m.int8-cpu.onnx", "onnxruntime", "onnxruntime")),
+    # a report made without OpenVINO (no runtimes): OpenVINO configurations were never judged
+    ({"fp32": _entry("m.onnx", TRT, speedup=1.0), "int8": _entry("m.int8.onnx", TRT, speedup=0.7)},
+     ["openvino"], ("m.onnx", "openvino", "")),  # FP32 itself, on the backend asked for
+    ({"fp32": _entry("m.onnx", TRT, speedup=1.0), "int8": _entry("m.int8.onnx", TRT, speedup=0.7)},
+     ["onnxruntime", "openvino"], ("m.onnx", "onnxruntime", "onnxruntime")),
+    # only OpenVINO here: its fastest accepted configuration
+    ({"fp32": _ov(_entry("m.onnx", TRT, speedup=1.0), openvino=(True, 0.8)),
+      "int8-cpu": _ov(_entry("m.int8-cpu.onnx", ORT, speedup=1.6), openvino=(True, 1.1))},
+     ["openvino"], ("m.int8-cpu.onnx", "openvino", "openvino")),
+])
+def test_resolve_picks_artifact_and_runtime(artifacts: dict, backends: list[str], want: tuple, tmp_path: Path) -> None:
+    from edgevision.artifacts import CONFIGS, resolve
+
+    folder = _folder(tmp_path, artifacts)
+    picked = resolve(folder, backends)
+    assert (picked.path.name, picked.backend, picked.config) == want
+    if picked.config:
+        assert picked.options == CONFIGS[picked.config][1]  # e.g. {"precision": "bf16"}
+
+
+def test_backend_options_are_checked_in_words(det_onnx: Path) -> None:
+    import edgevision
+
+    with pytest.raises(EdgeVisionError, match=r"the onnxruntime backend takes no option 'streams' \(that is for openvino\)"):
+        edgevision.load(det_onnx, backend="onnxruntime", streams=2)
+
+
+def test_worker_plan_follows_the_backend_that_will_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An OpenVINO-only install: a .onnx file runs on OpenVINO, so the plan is OpenVINO's."""
+    import os
+
+    import edgevision.backends as backends
+    from edgevision.pipeline import plan_workers
+
+    monkeypatch.setattr(backends, "usable_backends", lambda: ["openvino"])
+    threads = max(1, (os.cpu_count() or 1) // 2)
+    assert plan_workers(False, "m.onnx", None, 2) == (2, {"threads": threads, "streams": 2})

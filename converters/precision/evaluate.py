@@ -35,6 +35,8 @@ class Prepared:
 
     batches: list[np.ndarray]
     geos: list[Letterbox]
+    # reference path -> its detections on these frames: computed once, however many runtimes are gated
+    references: dict[str, Any] = field(default_factory=dict)
 
     @property
     def frames(self) -> int:

@@ -51,7 +51,10 @@ def evaluate_artifacts(
     prepared = frames if isinstance(frames, Prepared) else prepare(reference, frames)
     with edgevision.load(reference, backend="onnxruntime", conf=AP_CONF, masks=False) as ref_model:
         manifest = ref_model.manifest
-        ref = detections(ref_model.infer, prepared, manifest)
+        key = str(Path(reference).resolve())
+        if key not in prepared.references:
+            prepared.references[key] = detections(ref_model.infer, prepared, manifest)
+        ref = prepared.references[key]
     out = {}
     for name, path in candidates.items():
         with edgevision.load(path, backend=backend, conf=AP_CONF, masks=False, **(options or {})) as model:

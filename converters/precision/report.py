@@ -120,10 +120,11 @@ def markdown(data: dict[str, Any]) -> str:
             ok = "yes" if (verdict or {}).get("accepted") else "**no**"
             lines.append(f"| {name} | {c} | {ok} | {_fmt(ev.get('f1'))} | {_fmt(ev.get('ap50_95'))} | "
                          f"{_fmt(ev.get('mask_iou'))} | {_fmt(sp.get('median_ms'), 1)} | {_fmt(sp.get('speedup_vs_fp32'), 2)}x |")
-    fast = data.get("fastest", {})
-    if fast:
-        lines += ["", "Fastest accepted artifact per backend: "
-                  + ", ".join(f"{b}: **{v}**" for b, v in fast.items())]
+    measured = sorted({CONFIGS[c][0] for e in data["artifacts"].values() for c in e.get("speed", {}) if c in CONFIGS})
+    picks = {b: choose_run(data, [b]) for b in measured}
+    if any(picks.values()):
+        lines += ["", "Fastest accepted per measured backend: "
+                  + ", ".join(f"{b}: **{p[0]}** on {p[1]}" for b, p in picks.items() if p)]
     best = data.get("fastest_run")
     if best:
         lines += ["", f"`edgevision run` on this folder runs **{best['variant']}** on **{best['config']}** "

@@ -52,9 +52,11 @@ def measure_runs(
     image: one pre-processed float32[1, 3, H, W]."""
     import edgevision
 
-    models = {name: edgevision.load(path, backend=backend, masks=False, **dict(opts)) for name, (path, backend, opts) in runs.items()}
-    times: dict[str, list[float]] = {name: [] for name in models}
+    models: dict[str, Any] = {}
+    times: dict[str, list[float]] = {name: [] for name in runs}
     try:
+        for name, (path, backend, opts) in runs.items():
+            models[name] = edgevision.load(path, backend=backend, masks=False, **dict(opts))
         for r in range(warmup + rounds):
             for name, model in models.items():
                 t0 = time.perf_counter()

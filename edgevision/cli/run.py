@@ -78,6 +78,10 @@ def main(args: argparse.Namespace) -> int:
                       f"{result.timings['infer']:.1f} ms inference", end="", file=sys.stderr)
     except KeyboardInterrupt:
         interrupted = True
+    finally:
+        # Release the runtime here, in order, not at interpreter exit (where OpenVINO's and
+        # ONNX Runtime's thread pools may already be going down).
+        model.close()
     if not args.quiet and sys.stderr.isatty():
         print(file=sys.stderr)
     stats = pipeline.stats
