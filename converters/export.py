@@ -1,8 +1,9 @@
-"""`edgevision convert`: checkpoint -> ONNX with decode + NMS in the graph, verified.
+"""`edgevision convert`: checkpoint -> ONNX with its post-processing in the graph, verified.
 
-The verification runs the exported file through the runtime (edgevision.load, ONNX
-Runtime) and compares it, frame by frame, with the PyTorch model followed by the
-numpy greedy-NMS reference. The artifact is written only if they agree.
+The family registry (converters.families) turns the file into an exportable module, a
+manifest and a PyTorch reference. The verification runs the exported file through the
+runtime (edgevision.load, ONNX Runtime) and compares it, frame by frame, with that reference
+(converters.verify). The artifact is written only if they agree.
 """
 from __future__ import annotations
 
@@ -16,23 +17,24 @@ from typing import Any
 import numpy as np
 
 from edgevision._lazy import lazy_import
-from edgevision.detections import Detections
 from edgevision.errors import EdgeVisionError
-from edgevision.manifest import (
-    IN_CONF, IN_IMAGES, IN_IOU, OUT_BOXES, OUT_CLASSES, OUT_COEFFS, OUT_NUM, OUT_PROTOS, OUT_SCORES,
-    Manifest, sha256_file,
-)
-from edgevision.metrics import Agreement, agreement
+from edgevision.manifest import IN_IMAGES, Manifest
+from edgevision.metrics import Agreement
 
+from .families.base import Exportable
 from .onnx_io import check_model, write_manifest
+from .verify import Verdict, batch_consistent, compare
 
 
 @dataclass
 class ExportOptions:
-    """imgsz: (H, W) network input. max_det: D rows per image. pre_nms_topk: candidates that
-    enter NMS. nms_iters: fixed-point NMS iterations. opset: ONNX opset."""
+    """imgsz: (H, W) network input (None: the family's default). max_det: D rows per image.
+    pre_nms_topk: candidates that enter NMS. nms_iters: fixed-point NMS iterations. opset:
+    ONNX opset. arch: "family:name" (e.g. "torchvision:resnet18"; None: detect the family).
+    task, num_classes, class_names: override what the checkpoint says. accept_unverified:
+    keep an artifact whose verification frames showed nothing."""
 
-    imgsz: tuple[int, int] = (640, 640)
+    imgsz: tuple[int, int] | None = None
     max_det: int = 300
     pre_nms_topk: int = 512
     nms_iters: int = 8
@@ -40,6 +42,11 @@ class ExportOptions:
     iou: float = 0.7
     opset: int = 17
     trust: bool = False
+    arch: str | None = None
+    task: str | None = None
+    num_classes: int | None = None
+    class_names: tuple[str, ...] | None = None
+    accept_unverified: bool = False
 
 
 @dataclass
@@ -48,6 +55,7 @@ class ConvertResult:
     manifest: Manifest
     agreement: Agreement | None = None
     batch_consistent: bool | None = None
+    verdict: Verdict | None = None
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
 
@@ -56,75 +64,32 @@ def log(msg: str) -> None:
     print(f"[convert] {msg}", file=sys.stderr, flush=True)
 
 
-def export_yolo(model_path: Path, out_path: Path, opts: ExportOptions) -> tuple[Manifest, Any]:
-    """Export a YOLO checkpoint with post-processing; returns (manifest, loaded source)."""
+def export_graph(ex: Exportable, out_path: Path, opset: int) -> None:
+    """torch.onnx.export with a dynamic batch axis on the images and every output."""
     torch = lazy_import("torch")
-    from .nms import DetectPostprocess
-    from .yolo import YoloWithPostprocess, load_yolo, yolo_manifest
-
-    src = load_yolo(model_path, trust=opts.trust)
-    h, w = opts.imgsz
-    if h % max(src.strides) or w % max(src.strides):
-        raise EdgeVisionError(f"--imgsz {h}x{w} must be a multiple of the model's stride {max(src.strides)}")
-    anchors = sum((h // s) * (w // s) for s in src.strides)
-    topk = min(opts.pre_nms_topk, anchors)
-    post = DetectPostprocess(len(src.class_names), src.num_masks, min(opts.max_det, topk), topk, opts.nms_iters)
-    wrapper = YoloWithPostprocess(src, post).eval()
-    example = (torch.rand(2, 3, h, w), torch.tensor([opts.conf]), torch.tensor([opts.iou]))
-    outputs = [OUT_BOXES, OUT_SCORES, OUT_CLASSES, OUT_NUM] + ([OUT_COEFFS, OUT_PROTOS] if src.task == "segment" else [])
-    dyn = {name: {0: "batch"} for name in [IN_IMAGES, *outputs]}
+    dyn = {name: {0: "batch"} for name in [IN_IMAGES, *ex.output_names]}
     with torch.no_grad():
-        protos_shape = wrapper(*example)[-1].shape[1:] if src.task == "segment" else None
         torch.onnx.export(
-            wrapper, example, str(out_path), opset_version=opts.opset, dynamo=False,
-            input_names=[IN_IMAGES, IN_CONF, IN_IOU], output_names=outputs, dynamic_axes=dyn,
+            ex.module, ex.example, str(out_path), opset_version=opset, dynamo=False,
+            input_names=ex.input_names, output_names=ex.output_names, dynamic_axes=dyn,
         )
-    manifest = yolo_manifest(
-        src, (h, w), post.max_det, protos_shape,
-        pre_nms_topk=topk, nms_iters=opts.nms_iters, anchors=anchors,
-    ).replace(
-        conf_threshold=opts.conf, iou_threshold=opts.iou,
-        source={"file": model_path.name, "sha256": sha256_file(model_path), "kind": "ultralytics"},
-    )
-    write_manifest(out_path, manifest)
+    write_manifest(out_path, ex.manifest)
     check_model(out_path)
-    return manifest, src
 
 
-def reference_detections(src: Any, frames: list[np.ndarray], manifest: Manifest) -> list[Detections]:
-    """The PyTorch model on each frame, decoded with the numpy greedy-NMS reference."""
-    torch = lazy_import("torch")
-    from edgevision.preprocess import preprocess
-
-    from .reference import decode_nms
-
-    out = []
-    for frame in frames:
-        x, geo = preprocess(frame, manifest.input_hw, manifest.preprocess)
-        with torch.no_grad():
-            raw = src.model(torch.from_numpy(x))
-        preds = (raw[0] if isinstance(raw, (tuple, list)) else raw)[0].numpy()
-        ref = decode_nms(preds, manifest.num_classes, manifest.conf_threshold, manifest.iou_threshold, manifest.max_det,
-                         manifest.extra.get("pre_nms_topk"))
-        out.append(Detections(geo.boxes_to_frame(ref.boxes), ref.scores, ref.class_ids, None, manifest.class_names))
-    return out
-
-
-def verify_export(onnx_path: Path, src: Any, frames: list[np.ndarray], manifest: Manifest) -> tuple[Agreement, bool]:
-    """Agreement of the ONNX artifact (via the runtime) with the PyTorch reference, and
-    whether batch 2 gives each image the same detections as batch 1."""
+def verify_export(onnx_path: Path, ex: Exportable, frames: list[np.ndarray], min_f1: float = 0.99,
+                  min_ap: float = 0.97) -> tuple[Verdict, bool]:
+    """The artifact through the runtime (ONNX Runtime) against the family's PyTorch reference,
+    and whether batch 2 gives each frame what batch 1 gave it."""
     import edgevision
 
     model = edgevision.load(onnx_path, backend="onnxruntime", masks=False)
-    single = [model(f) for f in frames]
-    ref = reference_detections(src, frames, manifest)
-    agree = agreement(single, ref)
-    consistent = True
-    for i in range(0, len(frames) - 1, 2):
-        pair = model.predict(frames[i : i + 2])
-        for got, want in zip(pair, single[i : i + 2]):
-            consistent &= len(got) == len(want) and np.allclose(got.xyxy, want.xyxy, atol=1e-2)
-    return agree, consistent
+    try:
+        single = [model(f) for f in frames]
+        verdict = compare(ex.manifest.task, single, ex.reference(frames), min_f1=min_f1, min_ap=min_ap)
+        return verdict, batch_consistent(model, frames, single)
+    finally:
+        model.close()
 
 
 def convert(
@@ -135,31 +100,49 @@ def convert(
     min_f1: float = 0.99,
     min_ap: float = 0.97,
 ) -> ConvertResult:
-    """Convert a checkpoint to a verified ONNX artifact in out_dir (named after the model)."""
+    """Convert a checkpoint to a verified ONNX artifact in out_dir (named after the model).
+
+    The family (converters.families) is found from the file and opts.arch; verification runs
+    the artifact through the runtime against the family's PyTorch reference on verify_frames.
+    """
+    from .families import Request, find_family
+    from .intake import open_checkpoint
+
     opts = opts or ExportOptions()
     model_path = Path(model_path)
     out_dir = Path(out_dir)
-    if not model_path.is_file():
-        raise EdgeVisionError(f"model file not found: {model_path}")
-    out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    suffix = model_path.suffix.lower()
-    if suffix not in (".pt", ".pth"):
-        raise EdgeVisionError(f"{model_path}: edgevision converts Ultralytics YOLO .pt checkpoints (got {suffix or 'no suffix'})")
+    ckpt = open_checkpoint(model_path, trust=opts.trust)
+    req = Request(model_path, opts.arch, opts.task, opts.num_classes, opts.class_names, opts.trust, opts.imgsz,
+                  verify_frames[0].shape[:2] if verify_frames else None, opts)
+    family = find_family(ckpt, req)
+    ex = family.prepare(ckpt, req)
+    out_dir.mkdir(parents=True, exist_ok=True)
     final = out_dir / f"{model_path.stem}.onnx"
     tmp = out_dir / f".{model_path.stem}.onnx.partial"
-    log(f"exporting {model_path} at {opts.imgsz[0]}x{opts.imgsz[1]} with decode + NMS in the graph")
-    manifest, src = export_yolo(model_path, tmp, opts)
-    result = ConvertResult(final, manifest)
+    h, w = ex.manifest.input_hw
+    log(f"exporting {model_path} ({family.name}, {ex.manifest.task}) at {h}x{w} with its post-processing in the graph")
+    export_graph(ex, tmp, opts.opset)
+    manifest = ex.manifest
+    result = ConvertResult(final, manifest, notes=list(ex.notes))
     if verify_frames:
         log(f"verifying against PyTorch on {len(verify_frames)} frames")
-        result.agreement, result.batch_consistent = verify_export(tmp, src, verify_frames, manifest)
-        log(f"agreement with PyTorch: {result.agreement.summary()}; batch 2 == batch 1: {result.batch_consistent}")
-        if not result.agreement.passes(min_f1, min_ap) or not result.batch_consistent:
+        verdict, result.batch_consistent = verify_export(tmp, ex, verify_frames, min_f1, min_ap)
+        result.verdict, result.agreement = verdict, verdict.agreement
+        log(f"agreement with PyTorch: {verdict.summary}; batch 2 == batch 1: {result.batch_consistent}")
+        if not verdict.verified and opts.accept_unverified:
+            result.notes.append(f"{verdict.summary} (accepted with --accept-unverified)")
+        elif not verdict.verified:
+            tmp.unlink(missing_ok=True)
+            raise EdgeVisionError(
+                f"{verdict.summary}: verify on frames where it finds something (--verify SOURCE), "
+                "or pass --accept-unverified"
+            )
+        elif not verdict.passed or not result.batch_consistent:
             bad = out_dir / f"{model_path.stem}.rejected.onnx"
             tmp.replace(bad)
             raise EdgeVisionError(
-                f"the exported graph disagrees with the PyTorch model ({result.agreement.summary()}, "
+                f"the exported graph disagrees with the PyTorch model ({verdict.summary}, "
                 f"batch consistent: {result.batch_consistent}); kept for inspection at {bad}"
             )
     else:
@@ -169,6 +152,7 @@ def convert(
     report = {
         "onnx": str(final), "seconds": round(result.seconds, 2), "notes": result.notes,
         "agreement": asdict(result.agreement) if result.agreement else None,
+        "verification": asdict(result.verdict) if result.verdict else None,
         "batch_consistent": result.batch_consistent, "manifest": json.loads(manifest.to_json()),
     }
     (out_dir / f"{model_path.stem}.convert.json").write_text(json.dumps(report, indent=2))

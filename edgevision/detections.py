@@ -18,6 +18,9 @@ class Detections:
     class_id: int32[N].
     masks: bool[N, H, W] at frame resolution, or None for detectors.
     class_names: names indexed by class_id (shared, not copied, between frames).
+    tracker_id: int64[N] track ids given by a tracker, or None when nothing tracked them.
+    data: free-form per-detection arrays (each with N rows), indexed with the rest; e.g.
+      keypoints. Frame-level facts go in `frame_data` (not indexed).
 
     Index with an int array, a slice or a bool[N] mask: `dets[dets.confidence > 0.5]`.
     """
@@ -27,6 +30,9 @@ class Detections:
     class_id: np.ndarray
     masks: np.ndarray | None = None
     class_names: tuple[str, ...] = field(default=(), repr=False)
+    tracker_id: np.ndarray | None = None
+    data: dict[str, np.ndarray] = field(default_factory=dict)
+    frame_data: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self.xyxy = np.asarray(self.xyxy, dtype=np.float32).reshape(-1, 4)
@@ -42,6 +48,14 @@ class Detections:
             self.masks = np.asarray(self.masks, dtype=bool)
             if self.masks.ndim != 3 or len(self.masks) != n:
                 raise EdgeVisionError(f"masks must be bool[{n}, H, W], got shape {self.masks.shape}")
+        if self.tracker_id is not None:
+            self.tracker_id = np.asarray(self.tracker_id, dtype=np.int64).reshape(-1)
+            if len(self.tracker_id) != n:
+                raise EdgeVisionError(f"tracker_id has {len(self.tracker_id)} rows, the detections {n}")
+        for key, value in self.data.items():
+            self.data[key] = value = np.asarray(value)
+            if len(value) != n:
+                raise EdgeVisionError(f"Detections.data[{key!r}] has {len(value)} rows, the detections {n}")
 
     @classmethod
     def empty(cls, class_names: tuple[str, ...] = ()) -> Detections:
@@ -59,6 +73,9 @@ class Detections:
             self.class_id[index],
             None if self.masks is None else self.masks[index],
             self.class_names,
+            None if self.tracker_id is None else self.tracker_id[index],
+            {k: v[index] for k, v in self.data.items()},
+            self.frame_data,
         )
 
     @property
@@ -67,11 +84,24 @@ class Detections:
         names = self.class_names
         return [names[c] if 0 <= c < len(names) else f"class {c}" for c in self.class_id.tolist()]
 
+    def count_names(self) -> list[str]:
+        """What the run statistics count for this frame: one name per detection."""
+        return self.class_name
+
     def to_records(self) -> list[dict[str, Any]]:
-        """JSON-ready list: [{"xyxy": [...], "confidence": f, "class_id": i, "class_name": s}]."""
-        return [
+        """JSON-ready list: [{"xyxy": [...], "confidence": f, "class_id": i, "class_name": s}],
+        plus "tracker_id" per detection when a tracker ran."""
+        records = [
             {"xyxy": [round(v, 2) for v in box], "confidence": round(conf, 4), "class_id": cid, "class_name": name}
             for box, conf, cid, name in zip(
                 self.xyxy.tolist(), self.confidence.tolist(), self.class_id.tolist(), self.class_name
             )
         ]
+        if self.tracker_id is not None:
+            for record, tid in zip(records, self.tracker_id.tolist()):
+                record["tracker_id"] = tid
+        return records
+
+    def to_json(self) -> dict[str, Any]:
+        """The frame's JSON-lines fields: {"detections": [...]}."""
+        return {"detections": self.to_records()}

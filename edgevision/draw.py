@@ -1,10 +1,13 @@
-"""Annotate a frame with boxes, labels and instance masks (OpenCV drawing)."""
+"""Annotate a frame with a result: boxes, labels and instance masks; a class-map overlay;
+a classifier's top classes (OpenCV drawing)."""
 from __future__ import annotations
 
 import numpy as np
 
 from ._lazy import lazy_import
 from .detections import Detections
+from .results import Classification, ClassMap
+from .results import Result as TaskResult
 
 # A fixed, high-contrast palette (BGR); class id picks the colour.
 _PALETTE = np.array(
@@ -21,8 +24,48 @@ def color(class_id: int) -> tuple[int, int, int]:
     return int(c[0]), int(c[1]), int(c[2])
 
 
-def annotate(frame: np.ndarray, dets: Detections, mask_alpha: float = 0.45) -> np.ndarray:
-    """uint8[H, W, 3] BGR -> a new annotated copy. Masks are blended inside their boxes only."""
+def annotate(frame: np.ndarray, result: TaskResult, mask_alpha: float = 0.45) -> np.ndarray:
+    """uint8[H, W, 3] BGR -> a new copy with the result drawn on it, whatever its task."""
+    if isinstance(result, ClassMap):
+        return annotate_class_map(frame, result, mask_alpha)
+    if isinstance(result, Classification):
+        return annotate_classification(frame, result)
+    return annotate_detections(frame, result, mask_alpha)
+
+
+def _label(out: np.ndarray, text: str, x: int, y: int, c: tuple[int, int, int]) -> None:
+    """A filled label box with white text whose top-left is at (x, y - height)."""
+    cv2 = lazy_import("cv2")
+    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)
+    cv2.rectangle(out, (x, y - th - 3), (x + tw + 4, y + base - 1), c, -1)
+    cv2.putText(out, text, (x + 2, y - 1), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
+
+
+def annotate_class_map(frame: np.ndarray, cmap: ClassMap, alpha: float = 0.45) -> np.ndarray:
+    """Every non-background pixel tinted with its class colour; a legend of the classes present."""
+    colours = np.array([color(i) for i in range(len(_PALETTE))], np.float32)
+    ids = cmap.class_map
+    tint = colours[ids % len(_PALETTE)]
+    blend = frame.astype(np.float32) * (1 - alpha) + tint * alpha
+    keep = ids == cmap.background if cmap.background is not None else np.zeros(ids.shape, bool)
+    out = np.where(keep[..., None], frame, blend.astype(np.uint8))
+    out = np.ascontiguousarray(out)
+    for row, (cid, pixels) in enumerate((c, n) for c, n in cmap.pixel_counts().items() if c != cmap.background):
+        name = cmap.class_names[cid] if 0 <= cid < len(cmap.class_names) else f"class {cid}"
+        _label(out, f"{name} {100 * pixels / ids.size:.1f}%", 4, 18 + 18 * row, color(cid))
+    return out
+
+
+def annotate_classification(frame: np.ndarray, cls: Classification) -> np.ndarray:
+    """The top classes with their probabilities, best first, in the top-left corner."""
+    out = frame.copy()
+    for row, (cid, name, p) in enumerate(zip(cls.class_id.tolist(), cls.class_name, cls.confidence.tolist())):
+        _label(out, f"{name} {p:.3f}", 4, 18 + 18 * row, color(cid))
+    return out
+
+
+def annotate_detections(frame: np.ndarray, dets: Detections, mask_alpha: float = 0.45) -> np.ndarray:
+    """Boxes, labels (with track ids when tracked) and masks, blended inside their boxes only."""
     cv2 = lazy_import("cv2")
     out = frame.copy()
     if dets.masks is not None:
@@ -33,14 +76,13 @@ def annotate(frame: np.ndarray, dets: Detections, mask_alpha: float = 0.45) -> n
                 tint = np.asarray(color(cid), np.float32)
                 region[m] = (region[m] * (1 - mask_alpha) + tint * mask_alpha).astype(np.uint8)
     thickness = max(1, round(sum(frame.shape[:2]) / 600))
-    for (x1, y1, x2, y2), conf, cid, name in zip(
-        dets.xyxy.astype(int).tolist(), dets.confidence.tolist(), dets.class_id.tolist(), dets.class_name
+    tracks = [None] * len(dets) if dets.tracker_id is None else dets.tracker_id.tolist()
+    for (x1, y1, x2, y2), conf, cid, name, tid in zip(
+        dets.xyxy.astype(int).tolist(), dets.confidence.tolist(), dets.class_id.tolist(), dets.class_name, tracks
     ):
         c = color(cid)
         cv2.rectangle(out, (x1, y1), (x2, y2), c, thickness, cv2.LINE_AA)
-        label = f"{name} {conf:.2f}"
-        (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)
-        ty = y1 - 4 if y1 - th - 6 >= 0 else y1 + th + 4
-        cv2.rectangle(out, (x1, ty - th - 3), (x1 + tw + 4, ty + base - 1), c, -1)
-        cv2.putText(out, label, (x1 + 2, ty - 1), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
+        label = f"{name} {conf:.2f}" if tid is None else f"#{tid} {name} {conf:.2f}"
+        th = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)[0][1]
+        _label(out, label, x1, y1 - 4 if y1 - th - 6 >= 0 else y1 + th + 4, c)
     return out

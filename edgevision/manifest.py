@@ -25,18 +25,48 @@ OUT_SCORES = "scores"  # float32[B, D], sorted descending; padding rows are 0
 OUT_CLASSES = "class_ids"  # int32[B, D]
 OUT_NUM = "num_dets"  # int32[B], rows of each image that are real
 OUT_COEFFS = "mask_coeffs"  # float32[B, D, M] (segmenters only)
-OUT_PROTOS = "protos"  # float32[B, M, Hp, Wp] (segmenters only)
+OUT_PROTOS = "protos"  # float32[B, M, Hp, Wp] (segmenters with prototype masks)
+OUT_MASKS = "masks"  # float32[B, D, Hm, Wm] per-detection mask probabilities (segmenters with mask heads)
+OUT_CLASS_MAP = "class_map"  # int32[B, H, W] class per input pixel (semantic)
+OUT_CLASS_SCORES = "class_scores"  # float32[B, C, H, W] per-class scores (semantic, optional)
+OUT_TOPK_IDS = "topk_class_ids"  # int32[B, k], best first (classify)
+OUT_TOPK_PROBS = "topk_probs"  # float32[B, k] softmax probabilities, best first (classify)
 IN_IMAGES = "images"  # float32[B, 3, H, W]
 IN_CONF = "conf_threshold"  # float32[1]
 IN_IOU = "iou_threshold"  # float32[1]
 
+# What each task's graph outputs (beyond the optional ones); the runtime decodes by task.
+TASKS: dict[str, tuple[str, ...]] = {
+    "detect": (OUT_BOXES, OUT_SCORES, OUT_CLASSES, OUT_NUM),
+    "segment": (OUT_BOXES, OUT_SCORES, OUT_CLASSES, OUT_NUM),  # + protos/mask_coeffs or masks
+    "semantic": (OUT_CLASS_MAP,),
+    "classify": (OUT_TOPK_IDS, OUT_TOPK_PROBS),
+}
+MASK_KINDS = ("prototypes", "per_detection")
+RESIZE_MODES = ("letterbox", "fit", "stretch", "center_crop")
+
 
 @dataclass(frozen=True)
 class Preprocess:
-    """How a uint8 BGR frame becomes the network input. Mirrors the training pipeline.
+    """How a uint8 BGR frame becomes the network input. Mirrors the source model's own pipeline.
 
-    resize: "letterbox" keeps aspect ratio and pads, centred.
-    pad_value: the grey the padding is filled with (0..255, before scaling).
+    resize: one of RESIZE_MODES.
+      "letterbox": keep aspect, fit inside input_hw, centred, pad with pad_value (Ultralytics).
+      "fit": keep aspect with torchvision's min/max side rule (scale = min(min_size / short side,
+        max_size / long side); max_size 0 = no cap), placed top-left; if that does not fit
+        input_hw it is scaled down to fit. Padding is 0 after normalisation, as torchvision's
+        GeneralizedRCNNTransform batches images (pad_normalized=True).
+      "stretch": plain resize to input_hw.
+      "center_crop": shorter side to resize_size, then the centre input_hw (torchvision's
+        ImageClassification).
+    antialias: resize with torch's antialiased bilinear filter when shrinking (torchvision's
+      tensor transforms), instead of OpenCV's plain bilinear taps.
+    resize_dtype: "uint8" resizes uint8 pixels with fixed-point weights (PIL, torchvision v2
+      uint8 kernels, OpenCV); "float32" resizes unrounded values (torchvision's R-CNN transform
+      resizes float tensors); "float32-rounded" resizes in float32 and rounds half to even
+      back to uint8 (torchvision's v1 presets, ImageClassification / SemanticSegmentation,
+      on uint8 tensors).
+    pad_value: the grey the letterbox padding is filled with (0..255, before scaling).
     color: channel order the network expects ("RGB" or "BGR").
     scale, mean, std: x = (pixel * scale - mean) / std, per channel in network order.
     """
@@ -48,14 +78,34 @@ class Preprocess:
     mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
     std: tuple[float, float, float] = (1.0, 1.0, 1.0)
     interpolation: str = "linear"
+    min_size: int = 0
+    max_size: int = 0
+    resize_size: int = 0
+    antialias: bool = False
+    resize_dtype: str = "uint8"
+    pad_normalized: bool = False
+
+    def __post_init__(self) -> None:
+        if self.resize not in RESIZE_MODES:
+            raise EdgeVisionError(f"manifest resize {self.resize!r} is not one of {', '.join(RESIZE_MODES)}")
+        if self.resize == "fit" and self.min_size <= 0:
+            raise EdgeVisionError("a 'fit' resize needs min_size > 0")
+        if self.resize == "center_crop" and self.resize_size <= 0:
+            raise EdgeVisionError("a 'center_crop' resize needs resize_size > 0")
+        if self.resize_dtype not in ("uint8", "float32", "float32-rounded"):
+            raise EdgeVisionError(f"manifest resize_dtype {self.resize_dtype!r} is not uint8, float32 or float32-rounded")
 
 
 @dataclass(frozen=True)
 class Manifest:
     """What an artifact is and how to feed it.
 
-    input_hw: (H, W) of the network input. max_det: D, rows in each output.
-    proto_shape: (M, Hp, Wp) for segmenters, None for detectors.
+    task: one of TASKS; it alone decides how the runtime decodes the outputs.
+    input_hw: (H, W) of the network input. max_det: D, rows in each detection output.
+    proto_shape: (M, Hp, Wp) for segmenters with prototype masks (YOLO), else None.
+    mask_kind: "prototypes" (mask_coeffs @ protos) or "per_detection" (fixed-size mask
+      probabilities per detection, pasted into the box by the runtime: Mask R-CNN).
+    mask_hw: (Hm, Wm) of per-detection masks. topk: k of a classifier's outputs.
     """
 
     task: str
@@ -64,6 +114,9 @@ class Manifest:
     max_det: int
     preprocess: Preprocess = field(default_factory=Preprocess)
     proto_shape: tuple[int, int, int] | None = None
+    mask_kind: str = "prototypes"
+    mask_hw: tuple[int, int] | None = None
+    topk: int = 0
     conf_threshold: float = 0.25
     iou_threshold: float = 0.7
     dynamic_batch: bool = True
@@ -74,10 +127,29 @@ class Manifest:
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
-        if self.task not in ("detect", "segment"):
-            raise EdgeVisionError(f"manifest task {self.task!r} is not one of detect, segment")
-        if self.task == "segment" and self.proto_shape is None:
-            raise EdgeVisionError("a segment manifest needs proto_shape (M, Hp, Wp)")
+        if self.task not in TASKS:
+            raise EdgeVisionError(f"manifest task {self.task!r} is not one of {', '.join(TASKS)}")
+        if self.mask_kind not in MASK_KINDS:
+            raise EdgeVisionError(f"manifest mask_kind {self.mask_kind!r} is not one of {', '.join(MASK_KINDS)}")
+        if self.task == "segment" and self.mask_kind == "prototypes" and self.proto_shape is None:
+            raise EdgeVisionError("a segment manifest with prototype masks needs proto_shape (M, Hp, Wp)")
+        if self.task == "segment" and self.mask_kind == "per_detection" and self.mask_hw is None:
+            raise EdgeVisionError("a segment manifest with per-detection masks needs mask_hw (Hm, Wm)")
+        if self.task == "classify" and self.topk <= 0:
+            raise EdgeVisionError("a classify manifest needs topk > 0")
+
+    @property
+    def detects(self) -> bool:
+        """True for tasks whose results are Detections (detect, segment)."""
+        return self.task in ("detect", "segment")
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        """The graph outputs this manifest's task requires."""
+        extra: tuple[str, ...] = ()
+        if self.task == "segment":
+            extra = (OUT_COEFFS, OUT_PROTOS) if self.mask_kind == "prototypes" else (OUT_MASKS,)
+        return TASKS[self.task] + extra
 
     @property
     def num_classes(self) -> int:
@@ -100,12 +172,18 @@ class Manifest:
         pre = raw.pop("preprocess", {})
         pre = Preprocess(**{**pre, "mean": tuple(pre.get("mean", (0, 0, 0))), "std": tuple(pre.get("std", (1, 1, 1)))})
         proto = raw.pop("proto_shape", None)
+        mask_hw = raw.pop("mask_hw", None)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise EdgeVisionError(f"the artifact's manifest has fields this edgevision does not know: {unknown}")
         return cls(
             **{
                 **raw,
                 "class_names": tuple(raw["class_names"]),
                 "input_hw": tuple(raw["input_hw"]),
                 "proto_shape": tuple(proto) if proto else None,
+                "mask_hw": tuple(mask_hw) if mask_hw else None,
                 "preprocess": pre,
             }
         )

@@ -1,4 +1,5 @@
-"""`edgevision.load(path)`: an artifact you call on frames to get Detections."""
+"""`edgevision.load(path)`: an artifact you call on frames to get its task's results
+(Detections for detect/segment, ClassMap for semantic, Classification for classify)."""
 from __future__ import annotations
 
 import sys
@@ -12,19 +13,20 @@ import numpy as np
 from .artifacts import resolve
 from .backends import accepted_options, onnx_backends, open_backend
 from .backends.base import Backend
-from .detections import Detections
 from .errors import EdgeVisionError, GpuPreprocessUnavailable, closest
 from .manifest import IN_CONF, IN_IMAGES, IN_IOU, Manifest
-from .postprocess import to_detections
-from .preprocess import Letterbox, preprocess_batch
+from .postprocess import DecodeOptions, decode
+from .preprocess import Geometry, preprocess_batch
+from .results import Result
 
 
 class Model:
-    """A loaded detector or segmenter.
+    """A loaded artifact: detector, segmenter, semantic segmenter or classifier.
 
-    model(frame) -> Detections for one uint8[H, W, 3] BGR frame; model.predict(frames)
-    runs a batch through the graph's dynamic batch axis. conf / iou feed the graph's
-    threshold inputs; classes keeps only those class ids (or names).
+    model(frame) -> the task's result for one uint8[H, W, 3] BGR frame (Detections, ClassMap
+    or Classification); model.predict(frames) runs a batch through the graph's dynamic batch
+    axis. conf / iou feed the graph's threshold inputs (detectors); classes keeps only those
+    class ids (or names) of a detector's results.
     """
 
     def __init__(
@@ -44,9 +46,12 @@ class Model:
             if not 0.0 <= v <= 1.0:
                 raise EdgeVisionError(f"--{label} must be between 0 and 1, got {v}")
         self.class_filter = self._class_ids(classes)
+        if self.class_filter is not None and not m.detects:
+            raise EdgeVisionError(f"classes= filters detections; this artifact's task is {m.task}")
         # Backends that letterbox on the GPU take frames directly (TensorRT).
         self._on_gpu = getattr(backend, "infer_frames", None)
         self.with_masks = masks
+        self._decode = DecodeOptions(masks, self.class_filter)
         self._thresholds = {
             IN_CONF: np.array([self.conf], np.float32),
             IN_IOU: np.array([self.iou], np.float32),
@@ -73,7 +78,7 @@ class Model:
     def class_names(self) -> tuple[str, ...]:
         return self.manifest.class_names
 
-    def preprocess(self, frames: Sequence[np.ndarray]) -> tuple[np.ndarray, list[Letterbox]]:
+    def preprocess(self, frames: Sequence[np.ndarray]) -> tuple[np.ndarray, list[Geometry]]:
         """uint8 BGR frames -> (float32[B, 3, H, W], geometry per frame)."""
         return preprocess_batch(frames, self.manifest)
 
@@ -81,12 +86,11 @@ class Model:
         """float32[B, 3, H, W] -> raw graph outputs."""
         return self.backend.infer({IN_IMAGES: batch, **self._thresholds})
 
-    def postprocess(self, outputs: dict[str, np.ndarray], geos: Sequence[Letterbox]) -> list[Detections]:
-        return [
-            to_detections(outputs, i, g, self.manifest, self.with_masks, self.class_filter) for i, g in enumerate(geos)
-        ]
+    def postprocess(self, outputs: dict[str, np.ndarray], geos: Sequence[Geometry]) -> list[Result]:
+        """Raw outputs of a batch -> one result per frame, decoded by the manifest's task."""
+        return [decode(outputs, i, g, self.manifest, self._decode) for i, g in enumerate(geos)]
 
-    def predict_timed(self, frames: Sequence[np.ndarray]) -> tuple[list[Detections], dict[str, float]]:
+    def predict_timed(self, frames: Sequence[np.ndarray]) -> tuple[list[Result], dict[str, float]]:
         """predict() plus milliseconds spent in each stage: preprocess, infer, postprocess.
 
         On a backend that letterboxes on the GPU (TensorRT), "infer" includes the upload and
@@ -110,10 +114,10 @@ class Model:
         t3 = time.perf_counter()
         return dets, {"preprocess": (t1 - t0) * 1e3, "infer": (t2 - t1) * 1e3, "postprocess": (t3 - t2) * 1e3}
 
-    def predict(self, frames: Sequence[np.ndarray]) -> list[Detections]:
+    def predict(self, frames: Sequence[np.ndarray]) -> list[Result]:
         return self.predict_timed(frames)[0]
 
-    def __call__(self, frame: np.ndarray) -> Detections:
+    def __call__(self, frame: np.ndarray) -> Result:
         return self.predict([frame])[0]
 
     def close(self) -> None:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .detections import Detections
+from .results import Result as TaskResult
 from .draw import annotate
 from .errors import EdgeVisionError
 from .model import Model
@@ -37,7 +37,7 @@ class Result:
     """One processed frame. timings: stage -> ms (decode, wait, preprocess, infer, postprocess)."""
 
     frame: Frame
-    detections: Detections
+    detections: TaskResult  # Detections, ClassMap or Classification, by the model's task
     timings: dict[str, float]
 
 
@@ -56,7 +56,7 @@ class Pipeline:
         self,
         model: Model,
         source: Source | str | int,
-        sinks: Sequence[Sink | str | Path | Callable[[Frame, Detections], None]] = (),
+        sinks: Sequence[Sink | str | Path | Callable[[Frame, TaskResult], None]] = (),
         max_frames: int | None = None,
         queue_size: int = 4,
         workers: int = 1,
@@ -136,7 +136,7 @@ class Pipeline:
                 result.timings["annotate"] = (t1 - t0) * 1e3
                 result.timings["write"] = (t2 - t1) * 1e3
                 result.timings["latency"] = (t2 - result.frame.timestamp) * 1e3
-                self.stats.add(result.timings, result.detections.class_name)
+                self.stats.add(result.timings, result.detections.count_names())
         except BaseException as exc:  # noqa: BLE001 - surfaced in the caller's thread
             self._writer_error = exc
             self._stop.set()

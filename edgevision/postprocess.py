@@ -1,21 +1,29 @@
-"""Fixed-size graph outputs -> Detections in frame pixels (and instance masks).
+"""Fixed-size graph outputs -> one frame's result, decoded by the manifest's task.
 
-The graph already did decode, NMS and top-D selection; what is left is per-image
-bookkeeping that depends on the frame: undoing the letterbox and, for segmenters,
-turning the kept rows' mask coefficients into frame-resolution masks.
+The graph already did decode, NMS, top-D / top-k and arg-max; what is left is per-image
+bookkeeping that depends on the frame: mapping boxes and class maps back to frame pixels
+and, for segmenters, turning the kept rows' masks into frame-resolution masks. DECODERS is
+the one table from task to decoder: the runtime never asks which family made the graph.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from ._lazy import lazy_import
+from collections.abc import Callable
+from dataclasses import dataclass
+
 from .detections import Detections
-from .manifest import OUT_BOXES, OUT_CLASSES, OUT_COEFFS, OUT_NUM, OUT_PROTOS, OUT_SCORES, Manifest
-from .preprocess import Letterbox
+from .manifest import (
+    OUT_BOXES, OUT_CLASS_MAP, OUT_CLASSES, OUT_COEFFS, OUT_MASKS, OUT_NUM, OUT_PROTOS, OUT_SCORES, OUT_TOPK_IDS,
+    OUT_TOPK_PROBS, Manifest,
+)
+from .preprocess import Geometry
+from .results import Classification, ClassMap, Result
 
 
 def instance_masks(
-    coeffs: np.ndarray, protos: np.ndarray, xyxy: np.ndarray, geo: Letterbox, input_hw: tuple[int, int]
+    coeffs: np.ndarray, protos: np.ndarray, xyxy: np.ndarray, geo: Geometry, input_hw: tuple[int, int]
 ) -> np.ndarray:
     """Mask coefficients -> bool[N, H, W] masks at frame resolution, cropped to their boxes.
 
@@ -62,11 +70,51 @@ def instance_masks(
     return out
 
 
+def paste_masks(probs: np.ndarray, xyxy: np.ndarray, frame_hw: tuple[int, int], threshold: float = 0.5) -> np.ndarray:
+    """Per-detection mask probabilities -> bool[N, H, W] frame masks, as torchvision pastes them.
+
+    probs: float32[N, Hm, Wm] in [0, 1] (Mask R-CNN's sigmoid output); xyxy: float32[N, 4] in
+    frame pixels. torchvision's paste_masks_in_image: pad each mask by one pixel, grow its box
+    by the same ratio, truncate the box to integers, resize the mask bilinearly to the box's
+    (w + 1, h + 1) pixels and keep what lies in the frame; then probability > threshold.
+    """
+    cv2 = lazy_import("cv2")
+    h, w = frame_hw
+    n, mh, mw = probs.shape
+    out = np.zeros((n, h, w), dtype=bool)
+    padded = np.zeros((n, mh + 2, mw + 2), np.float32)
+    padded[:, 1:-1, 1:-1] = probs
+    sx, sy = (mw + 2) / mw, (mh + 2) / mh
+    for i, (x1, y1, x2, y2) in enumerate(xyxy.astype(np.float32).tolist()):
+        # expand_boxes in float32, then .to(int64) truncates toward zero
+        cx, cy = (x2 + x1) * 0.5, (y2 + y1) * 0.5
+        hw_, hh_ = (x2 - x1) * 0.5 * sx, (y2 - y1) * 0.5 * sy
+        bx1, by1 = int(np.float32(cx - hw_)), int(np.float32(cy - hh_))
+        bx2, by2 = int(np.float32(cx + hw_)), int(np.float32(cy + hh_))
+        bw, bh = max(bx2 - bx1 + 1, 1), max(by2 - by1 + 1, 1)
+        patch = cv2.resize(padded[i], (bw, bh), interpolation=cv2.INTER_LINEAR)
+        fx1, fy1 = max(bx1, 0), max(by1, 0)
+        fx2, fy2 = min(bx2 + 1, w), min(by2 + 1, h)
+        if fx2 <= fx1 or fy2 <= fy1:
+            continue
+        out[i, fy1:fy2, fx1:fx2] = patch[fy1 - by1 : fy2 - by1, fx1 - bx1 : fx2 - bx1] > threshold
+    return out
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """What the caller asked of the decoding. masks: assemble instance masks (segment);
+    classes: int32 class ids to keep (None: all), filtered before any mask is made."""
+
+    masks: bool = True
+    classes: np.ndarray | None = None
+
+
 def to_detections(
-    outputs: dict[str, np.ndarray], index: int, geo: Letterbox, manifest: Manifest, with_masks: bool = True,
+    outputs: dict[str, np.ndarray], index: int, geo: Geometry, manifest: Manifest, with_masks: bool = True,
     classes: np.ndarray | None = None,
 ) -> Detections:
-    """Row `index` of a batch of graph outputs -> Detections in the frame's pixels.
+    """Row `index` of a batch of detect/segment outputs -> Detections in the frame's pixels.
 
     classes: int32 class ids to keep (None: all); filtered before any mask is assembled.
     """
@@ -77,5 +125,43 @@ def to_detections(
     xyxy = geo.boxes_to_frame(outputs[OUT_BOXES][index, rows])
     masks = None
     if manifest.task == "segment" and with_masks:
-        masks = instance_masks(outputs[OUT_COEFFS][index, rows], outputs[OUT_PROTOS][index], xyxy, geo, manifest.input_hw)
+        if manifest.mask_kind == "per_detection":
+            masks = paste_masks(outputs[OUT_MASKS][index, rows], xyxy, geo.frame_hw)
+        else:
+            masks = instance_masks(
+                outputs[OUT_COEFFS][index, rows], outputs[OUT_PROTOS][index], xyxy, geo, manifest.input_hw
+            )
     return Detections(xyxy, outputs[OUT_SCORES][index, rows], outputs[OUT_CLASSES][index, rows], masks, manifest.class_names)
+
+
+def _detections(outputs: dict[str, np.ndarray], index: int, geo: Geometry, manifest: Manifest,
+                opts: DecodeOptions) -> Result:
+    return to_detections(outputs, index, geo, manifest, opts.masks, opts.classes)
+
+
+def to_class_map(outputs: dict[str, np.ndarray], index: int, geo: Geometry, manifest: Manifest,
+                 opts: DecodeOptions) -> Result:
+    """int32[B, H, W] input-resolution class map -> ClassMap at frame resolution."""
+    return ClassMap(geo.map_to_frame(outputs[OUT_CLASS_MAP][index]), manifest.class_names,
+                    manifest.extra.get("background", 0))
+
+
+def to_classification(outputs: dict[str, np.ndarray], index: int, geo: Geometry, manifest: Manifest,
+                      opts: DecodeOptions) -> Result:
+    """top-k ids / probabilities -> Classification, best first."""
+    return Classification(outputs[OUT_TOPK_IDS][index], outputs[OUT_TOPK_PROBS][index], manifest.class_names)
+
+
+Decoder = Callable[[dict[str, np.ndarray], int, Geometry, Manifest, DecodeOptions], Result]
+DECODERS: dict[str, Decoder] = {
+    "detect": _detections,
+    "segment": _detections,
+    "semantic": to_class_map,
+    "classify": to_classification,
+}
+
+
+def decode(outputs: dict[str, np.ndarray], index: int, geo: Geometry, manifest: Manifest,
+           opts: DecodeOptions = DecodeOptions()) -> Result:
+    """Row `index` of a batch of graph outputs -> the result type of the manifest's task."""
+    return DECODERS[manifest.task](outputs, index, geo, manifest, opts)

@@ -17,7 +17,8 @@ from typing import IO, Any
 import numpy as np
 
 from ._lazy import lazy_import
-from .detections import Detections
+from .results import ClassMap
+from .results import Result as TaskResult
 from .errors import EdgeVisionError
 from .sources import Frame
 
@@ -27,7 +28,7 @@ class Sink:
 
     needs_annotated = False
 
-    def write(self, frame: Frame, dets: Detections, annotated: np.ndarray | None) -> None:
+    def write(self, frame: Frame, dets: TaskResult, annotated: np.ndarray | None) -> None:
         raise NotImplementedError
 
     def close(self) -> None:
@@ -44,7 +45,7 @@ class VideoSink(Sink):
         self.writer: Any = None
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
-    def write(self, frame: Frame, dets: Detections, annotated: np.ndarray | None) -> None:
+    def write(self, frame: Frame, dets: TaskResult, annotated: np.ndarray | None) -> None:
         cv2 = lazy_import("cv2")
         image = frame.image if annotated is None else annotated
         if self.writer is None:
@@ -62,15 +63,19 @@ class VideoSink(Sink):
 
 
 class JsonlSink(Sink):
-    """{"frame": i, "detections": [{"xyxy": [...], "confidence": f, "class_id": i, "class_name": s}]} per line."""
+    """One line per frame: {"frame": i, ...the result's fields}. Detectors: "detections":
+    [{"xyxy": [...], "confidence": f, "class_id": i, "class_name": s}]; semantic segmenters:
+    "pixels": {class name: count} (+ "rle" with rle=True); classifiers: "classes": top-k."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, rle: bool = False) -> None:
+        self.rle = rle
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.file: IO[str] = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
 
-    def write(self, frame: Frame, dets: Detections, annotated: np.ndarray | None) -> None:
-        record: dict[str, Any] = {"frame": frame.index, "detections": dets.to_records()}
+    def write(self, frame: Frame, dets: TaskResult, annotated: np.ndarray | None) -> None:
+        fields = dets.to_json(rle=self.rle) if isinstance(dets, ClassMap) else dets.to_json()
+        record: dict[str, Any] = {"frame": frame.index, **fields}
         if frame.name:
             record["image"] = frame.name
         self.file.write(json.dumps(record) + "\n")
@@ -91,7 +96,7 @@ class DisplaySink(Sink):
         self.title = title
         self.stop_requested = False
 
-    def write(self, frame: Frame, dets: Detections, annotated: np.ndarray | None) -> None:
+    def write(self, frame: Frame, dets: TaskResult, annotated: np.ndarray | None) -> None:
         cv2 = lazy_import("cv2")
         cv2.imshow(self.title, frame.image if annotated is None else annotated)
         if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
@@ -105,14 +110,14 @@ class DisplaySink(Sink):
 class CallbackSink(Sink):
     """Calls fn(frame, detections) for every frame."""
 
-    def __init__(self, fn: Callable[[Frame, Detections], None]) -> None:
+    def __init__(self, fn: Callable[[Frame, TaskResult], None]) -> None:
         self.fn = fn
 
-    def write(self, frame: Frame, dets: Detections, annotated: np.ndarray | None) -> None:
+    def write(self, frame: Frame, dets: TaskResult, annotated: np.ndarray | None) -> None:
         self.fn(frame, dets)
 
 
-def open_sink(target: str | Path | Callable[[Frame, Detections], None], fps: float = 25.0) -> Sink:
+def open_sink(target: str | Path | Callable[[Frame, TaskResult], None], fps: float = 25.0) -> Sink:
     """A sink from a URI, a path or a callable (see the module docstring)."""
     if callable(target):
         return CallbackSink(target)

@@ -14,7 +14,7 @@ from urllib.parse import urlparse
 import numpy as np
 
 from ._lazy import lazy_import
-from .detections import Detections
+from .results import Result as TaskResult
 from .errors import EdgeVisionError
 from .sinks import Sink
 from .sources import Frame
@@ -78,7 +78,7 @@ class WebPreviewSink(Sink):
                 self._cond.wait(timeout)
             return self._jpeg
 
-    def write(self, frame: Frame, dets: Detections, annotated: np.ndarray | None) -> None:
+    def write(self, frame: Frame, dets: TaskResult, annotated: np.ndarray | None) -> None:
         cv2 = lazy_import("cv2")
         ok, buf = cv2.imencode(".jpg", frame.image if annotated is None else annotated,
                                [cv2.IMWRITE_JPEG_QUALITY, self.quality])

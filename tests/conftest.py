@@ -76,6 +76,15 @@ def vtest_frames(vtest: Path) -> list[np.ndarray]:
     return frames
 
 
+@pytest.fixture(scope="session")
+def vtest_frames40(vtest: Path) -> list[np.ndarray]:
+    """40 real frames spread over vtest.avi: BN statistics, verification and unseen test frames apart."""
+    from edgevision.sources import sample_frames
+
+    frames, _ = sample_frames(vtest, 40)
+    return frames
+
+
 def _convert(ckpt: Path, out: Path, frames: list[np.ndarray] | None, **opts: object) -> Path:
     from converters.export import ExportOptions, convert
 

@@ -19,7 +19,7 @@ import torch
 from converters.export import ExportOptions, convert
 from converters.onnx_io import read_manifest
 from converters.reference import decode_nms
-from converters.yolo import load_yolo
+from converters.families.ultralytics import load_yolo
 from edgevision.manifest import Preprocess
 from edgevision.preprocess import preprocess
 

@@ -19,9 +19,21 @@ def _hw(text: str) -> tuple[int, int]:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="Ultralytics YOLO .pt checkpoint (detect or segment, v8/11)")
+    p.add_argument("model", help="the trained model: an Ultralytics YOLO .pt checkpoint (detect or segment, v8/11), "
+                                 "or a state_dict with --arch torchvision:NAME (classifiers, FCN/DeepLabV3/LRASPP)")
+    p.add_argument("--arch", default=None, metavar="FAMILY:NAME",
+                   help="the architecture of a state_dict, e.g. torchvision:resnet18, torchvision:deeplabv3_resnet50")
+    p.add_argument("--task", default=None, choices=("detect", "segment", "semantic", "classify"),
+                   help="override the task the family detects")
+    p.add_argument("--num-classes", type=int, default=None,
+                   help="classes of the checkpoint's head (default: read from the checkpoint)")
+    p.add_argument("--class-names", metavar="FILE", default=None,
+                   help="text file with one class name per line (default: the checkpoint's or the weights' names)")
+    p.add_argument("--accept-unverified", action="store_true",
+                   help="keep the artifact even when the model found nothing on the --verify frames")
     p.add_argument("-o", "--output", default=None, help="output folder (default: runs/convert/<model name>)")
-    p.add_argument("--imgsz", type=_hw, default=(640, 640), help="network input, N or HxW (default 640)")
+    p.add_argument("--imgsz", type=_hw, default=None,
+                   help="network input, N or HxW (default: 640 for YOLO, the weights' preset for torchvision)")
     p.add_argument("--max-det", type=int, default=300, help="detections kept per image (default 300)")
     p.add_argument("--conf", type=float, default=0.25, help="default confidence threshold recorded in the artifact")
     p.add_argument("--iou", type=float, default=0.7, help="default NMS IoU threshold recorded in the artifact")
@@ -56,6 +68,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--engine", action="store_true", help="also build a TensorRT engine (needs TensorRT and a GPU)")
 
 
+def _names(path: str | None) -> tuple[str, ...] | None:
+    if path is None:
+        return None
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise EdgeVisionError(f"--class-names {path}: {exc.strerror}") from exc
+    names = tuple(line.strip() for line in lines if line.strip())
+    if not names:
+        raise EdgeVisionError(f"--class-names {path} lists no names")
+    return names
+
+
 def main(args: argparse.Namespace) -> int:
     from converters.export import ExportOptions, convert
 
@@ -71,11 +96,13 @@ def main(args: argparse.Namespace) -> int:
     opts = ExportOptions(
         imgsz=args.imgsz, max_det=args.max_det, pre_nms_topk=args.pre_nms_topk, nms_iters=args.nms_iters,
         conf=args.conf, iou=args.iou, opset=args.opset, trust=args.trust_checkpoint,
+        arch=args.arch, task=args.task, num_classes=args.num_classes, class_names=_names(args.class_names),
+        accept_unverified=args.accept_unverified,
     )
     result = convert(model, out, opts, frames)
     print(f"ONNX      {result.onnx_path}  ({result.seconds:.1f} s)")
-    if result.agreement:
-        print(f"verified  {result.agreement.summary()}; batch 2 == batch 1: {result.batch_consistent}")
+    if result.verdict and result.verdict.verified:
+        print(f"verified  {result.verdict.summary}; batch 2 == batch 1: {result.batch_consistent}")
     for note in result.notes:
         print(f"note      {note}", file=sys.stderr)
     artifact = result.onnx_path

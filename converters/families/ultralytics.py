@@ -1,4 +1,4 @@
-"""Ultralytics YOLO (v8 / 11, detect and segment) checkpoint -> exportable torch module.
+"""Family: Ultralytics YOLO (v8 / 11, detect and segment) checkpoint -> exportable torch module.
 
 Needs the `ultralytics` package only to rebuild the pickled layer classes (AGPL-3.0,
 optional extra `edgevision[yolo]`). The checkpoint is loaded with converters.checkpoint,
@@ -11,12 +11,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgevision._lazy import lazy_import
-from edgevision.errors import EdgeVisionError
-from edgevision.manifest import Manifest, Preprocess
+from collections.abc import Sequence
 
-from .checkpoint import load_checkpoint
-from .nms import DetectPostprocess
+import numpy as np
+
+from edgevision._lazy import lazy_import
+from edgevision.detections import Detections
+from edgevision.errors import EdgeVisionError
+from edgevision.manifest import (
+    IN_CONF, IN_IMAGES, IN_IOU, OUT_BOXES, OUT_CLASSES, OUT_COEFFS, OUT_NUM, OUT_PROTOS, OUT_SCORES, Manifest,
+    Preprocess, sha256_file,
+)
+from edgevision.results import Result
+
+from ..checkpoint import load_checkpoint
+from ..nms import DetectPostprocess
+from .base import Checkpoint, Exportable, Request
 
 torch = lazy_import("torch")
 
@@ -39,7 +49,11 @@ def is_yolo_checkpoint(ckpt: Any) -> bool:
 
 def load_yolo(path: str | Path, trust: bool = False) -> YoloSource:
     """Load an Ultralytics checkpoint and put its head in export mode (decoded boxes, no NMS)."""
-    ckpt = load_checkpoint(path, trust=trust)
+    return yolo_source(load_checkpoint(path, trust=trust), path)
+
+
+def yolo_source(ckpt: Any, path: str | Path) -> YoloSource:
+    """An unpickled Ultralytics checkpoint -> YoloSource with its head in export mode."""
     if not is_yolo_checkpoint(ckpt):
         kind = type(ckpt).__name__
         raise EdgeVisionError(f"{path} is not an Ultralytics YOLO checkpoint (found a {kind}); see `edgevision convert --help`")
@@ -121,3 +135,57 @@ def yolo_manifest(src: YoloSource, imgsz: tuple[int, int], max_det: int, proto_s
         family="ultralytics-yolo",
         extra=extra,
     )
+
+
+def reference_detections(src: YoloSource, frames: Sequence[np.ndarray], manifest: Manifest) -> list[Result]:
+    """The PyTorch model on each frame, decoded with the numpy greedy-NMS reference."""
+    from edgevision.preprocess import preprocess
+
+    from ..reference import decode_nms
+
+    out: list[Result] = []
+    for frame in frames:
+        x, geo = preprocess(frame, manifest.input_hw, manifest.preprocess)
+        with torch.no_grad():
+            raw = src.model(torch.from_numpy(x))
+        preds = (raw[0] if isinstance(raw, (tuple, list)) else raw)[0].numpy()
+        ref = decode_nms(preds, manifest.num_classes, manifest.conf_threshold, manifest.iou_threshold, manifest.max_det,
+                         manifest.extra.get("pre_nms_topk"))
+        out.append(Detections(geo.boxes_to_frame(ref.boxes), ref.scores, ref.class_ids, None, manifest.class_names))
+    return out
+
+
+class UltralyticsFamily:
+    """Ultralytics YOLO v8/11 detect and segment checkpoints (.pt), decode + NMS in the graph."""
+
+    name = "ultralytics"
+    summary = "Ultralytics YOLO v8/11 detect and segment (.pt)"
+
+    def claims(self, ckpt: Checkpoint, req: Request) -> bool:
+        return ckpt.kind == "ultralytics" and (req.arch is None or req.arch.split(":")[0] == self.name)
+
+    def prepare(self, ckpt: Checkpoint, req: Request) -> Exportable:
+        opts = req.options
+        src = yolo_source(ckpt.obj, ckpt.path)
+        h, w = req.imgsz or (640, 640)
+        if h % max(src.strides) or w % max(src.strides):
+            raise EdgeVisionError(f"--imgsz {h}x{w} must be a multiple of the model's stride {max(src.strides)}")
+        anchors = sum((h // s) * (w // s) for s in src.strides)
+        topk = min(opts.pre_nms_topk, anchors)
+        post = DetectPostprocess(len(src.class_names), src.num_masks, min(opts.max_det, topk), topk, opts.nms_iters)
+        wrapper = YoloWithPostprocess(src, post).eval()
+        example = (torch.rand(2, 3, h, w), torch.tensor([opts.conf]), torch.tensor([opts.iou]))
+        outputs = [OUT_BOXES, OUT_SCORES, OUT_CLASSES, OUT_NUM]
+        outputs += [OUT_COEFFS, OUT_PROTOS] if src.task == "segment" else []
+        with torch.no_grad():
+            protos_shape = wrapper(*example)[-1].shape[1:] if src.task == "segment" else None
+        manifest = yolo_manifest(
+            src, (h, w), post.max_det, protos_shape, pre_nms_topk=topk, nms_iters=opts.nms_iters, anchors=anchors,
+        ).replace(
+            conf_threshold=opts.conf, iou_threshold=opts.iou,
+            source={"file": ckpt.path.name, "sha256": sha256_file(ckpt.path), "kind": "ultralytics"},
+        )
+        return Exportable(
+            wrapper, example, [IN_IMAGES, IN_CONF, IN_IOU], outputs, manifest,
+            lambda frames: reference_detections(src, frames, manifest),
+        )
