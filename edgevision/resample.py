@@ -90,19 +90,24 @@ def _filter(x: np.ndarray, index: np.ndarray, weight: np.ndarray) -> np.ndarray:
 def _pass(img: np.ndarray, axis: int, n_out: int, kind: str) -> np.ndarray:
     """One separable pass on [H, W, C] along axis (1: horizontal, 0: vertical).
 
-    uint8: fixed-point weights, products summed exactly in float64 (all values are
-    integers below 2**53), rounded and clipped back to uint8 as the uint8 kernels do.
+    uint8: fixed-point weights, products summed exactly (in float32 when every sum stays
+    below 2**24, else float64: all values are integers), rounded and clipped back to uint8
+    as the uint8 kernels do. The filtered axis is made the leading, contiguous one, so each
+    tap gathers whole rows instead of strided columns.
     """
     n_in = img.shape[axis]
     if n_in == n_out:
         return img
     index, weight, fixed, precision = aa_taps(n_in, n_out, kind, "float64" if img.dtype == np.uint8 else "float32")
-    x = np.moveaxis(img, axis, 0)
     if img.dtype == np.uint8:
-        acc = _filter(x.astype(np.float64), index, fixed) + float(1 << (precision - 1))
-        out = np.clip(np.floor(acc / float(1 << precision)), 0, 255).astype(np.uint8)
+        exact32 = 255.0 * float(np.abs(fixed).sum(1).max()) < 2.0**24
+        ft = np.float32 if exact32 else np.float64
+        x = np.ascontiguousarray(np.moveaxis(img, axis, 0), dtype=ft)
+        acc = _filter(x, index, fixed.astype(ft)) + ft(1 << (precision - 1))
+        out = np.clip(np.floor(acc * ft(1.0 / (1 << precision))), 0, 255).astype(np.uint8)
     else:
-        out = _filter(x.astype(np.float32, copy=False), index, weight)
+        x = np.ascontiguousarray(np.moveaxis(img, axis, 0), dtype=np.float32)
+        out = _filter(x, index, weight)
     return np.moveaxis(out, 0, axis)
 
 

@@ -122,3 +122,58 @@ def test_wrong_arch_and_head_size_are_one_sentence(classifier: tuple[Path, Path]
     with pytest.raises(EdgeVisionError, match="--class-names lists 3 names, the model has 10"):
         convert(classifier[0], tmp_path / "d", ExportOptions(arch="torchvision:mobilenet_v3_small",
                                                              class_names=("a", "b", "c")))
+
+
+@pytest.mark.parametrize("which", ["classifier", "segmenter"])
+def test_graph_parses_and_builds_with_tensorrt_rtx(which: str, request: pytest.FixtureRequest) -> None:
+    trt = pytest.importorskip("tensorrt_rtx", reason="TensorRT-RTX is the CI builder")
+    from edgevision.engine import BatchRange, BuildOptions, build_engine
+    from edgevision.engine.onnx_graph import inspect_onnx
+
+    onnx_path: Path = request.getfixturevalue(which)[1]
+    graph = inspect_onnx(onnx_path)
+    manifest = graph.require_manifest()
+    assert not graph.nms_ops and "NonZero" not in graph.op_counts
+    result = build_engine(onnx_path, options=BuildOptions(target="tensorrt_rtx", check_only=True,
+                                                          batch=BatchRange(1, 2, 4), progress=False))
+    print(f"\n{which}: {result.layers} layers built in {result.seconds:.2f} s with TensorRT-RTX {trt.__version__}")
+    assert result.network_inputs["images"] == (-1, 3, *manifest.input_hw)
+    assert list(result.network_outputs) == list(manifest.outputs)
+    if which == "classifier":
+        assert {"TopK", "Softmax"} <= set(graph.op_counts)
+        assert result.network_outputs["topk_class_ids"] == (-1, 5)
+    else:
+        assert "ArgMax" in graph.op_counts
+        assert result.network_outputs["class_map"] == (-1, *manifest.input_hw)
+
+
+def test_cli_convert_verifies_on_images_and_folders_and_run_writes_results(
+    classifier: tuple[Path, Path], segmenter: tuple[Path, Path], vtest_frames40: list[np.ndarray], tmp_path: Path
+) -> None:
+    import json
+
+    import cv2
+
+    from tests.test_cli import ev
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, frame in enumerate(vtest_frames40[32:35]):
+        cv2.imwrite(str(folder / f"{i}.png"), frame)
+    for verify in (folder, folder / "0.png"):
+        out = ev("convert", str(classifier[0]), "--arch", "torchvision:mobilenet_v3_small", "--num-classes", "10",
+                 "-o", str(tmp_path / "c"), "--verify", str(verify))
+        assert out.returncode == 0, out.stderr
+        assert "verified  top-1 agreement 1.0000" in out.stdout
+    jsonl = tmp_path / "sem.jsonl"
+    out = ev("run", str(segmenter[1]), "--source", str(folder), "--jsonl", str(jsonl), "--rle",
+             "--save", str(tmp_path / "sem.mp4"), "--quiet")
+    assert out.returncode == 0, out.stderr
+    lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    h, w = vtest_frames40[0].shape[:2]
+    assert len(lines) == 3 and all(sum(r["pixels"].values()) == h * w == sum(r["rle"]["counts"]) for r in lines)
+    assert (tmp_path / "sem.mp4").stat().st_size > 10_000
+    out = ev("run", str(classifier[1]), "--source", str(folder), "--jsonl", str(tmp_path / "cls.jsonl"), "--quiet")
+    assert out.returncode == 0, out.stderr
+    first = json.loads((tmp_path / "cls.jsonl").read_text().splitlines()[0])
+    assert len(first["classes"]) == 5 and first["classes"][0]["confidence"] >= first["classes"][1]["confidence"]

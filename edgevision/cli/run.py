@@ -15,6 +15,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="video file, image, folder, glob, /dev/videoN, v4l2://N, rtsp://..., csi://N")
     p.add_argument("--save", metavar="VIDEO", help="write the annotated video (.mp4 / .avi)")
     p.add_argument("--jsonl", metavar="FILE", help="write one JSON object per frame")
+    p.add_argument("--rle", action="store_true",
+                   help="semantic segmenters: also write each frame's class map run-length encoded in --jsonl")
     p.add_argument("--show", action="store_true", help="show a window (q / Esc stops)")
     p.add_argument("--serve", metavar="HOST:PORT", help="live web preview, e.g. 127.0.0.1:8080")
     p.add_argument("--conf", type=float, default=None, help="confidence threshold (default: the artifact's)")
@@ -37,6 +39,7 @@ def main(args: argparse.Namespace) -> int:
     from ..artifacts import resolve
     from ..backends import onnx_backends
     from ..pipeline import Pipeline, plan_workers
+    from ..sinks import JsonlSink, Sink
     from ..sources import open_source
 
     # a convert output folder -> its accepted artifact and runtime configuration that run fastest here
@@ -46,11 +49,11 @@ def main(args: argparse.Namespace) -> int:
         print(f"running {artifact.name} on {picked.config}: the fastest accepted in its precision report",
               file=sys.stderr)
     classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
-    sinks: list[str] = []
+    sinks: list[str | Sink] = []
     if args.save:
         sinks.append(args.save)
     if args.jsonl:
-        sinks.append(args.jsonl)
+        sinks.append(JsonlSink(args.jsonl, rle=True) if args.rle else args.jsonl)
     if args.show:
         sinks.append("display://0")
     if args.serve:
@@ -74,7 +77,8 @@ def main(args: argparse.Namespace) -> int:
     try:
         for result in pipeline:
             if not args.quiet and sys.stderr.isatty():
-                print(f"\rframe {result.frame.index}: {len(result.detections)} detections, "
+                found = ", ".join(result.detections.count_names()[:3]) or "nothing"
+                print(f"\rframe {result.frame.index}: {found[:40]:<40} "
                       f"{result.timings['infer']:.1f} ms inference", end="", file=sys.stderr)
     except KeyboardInterrupt:
         interrupted = True

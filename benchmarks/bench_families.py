@@ -1,0 +1,109 @@
+"""Each torchvision family's artifact on ONNX Runtime vs the same model in eager PyTorch on the CPU.
+
+Same frames, interleaved rounds (the machine is shared), per-frame medians. Both sides do
+the whole per-frame job a user runs: eager = torchvision's own preset on the frame, the model,
+softmax/top-k or arg-max (and for semantic maps the resize back to the frame); edgevision =
+edgevision.load(artifact)(frame) (pre-processing, the graph with its post-processing, results
+at frame resolution). Threads: both sides get every core (torch.set_num_threads(cores),
+ONNX Runtime's default), so neither is starved. Random weights with real-frame BN statistics
+(no weights download here): speed does not depend on the weights' values.
+
+    .venv/bin/python benchmarks/bench_families.py [--frames 20] [--rounds 3]
+Results: benchmarks/results/bench_families.json and .md
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+import edgevision  # noqa: E402
+from converters.export import ExportOptions, convert  # noqa: E402
+from converters.families.torchvision import (  # noqa: E402
+    _interp_mode, _preset, build, classify_reference, default_weights, semantic_reference,
+)
+from converters.intake import open_checkpoint  # noqa: E402
+from demos.assets import VTEST  # noqa: E402
+from edgevision.sources import sample_frames  # noqa: E402
+from tests.families import torchvision_state_dict  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results"
+MODELS = {  # name: (task, BN-statistics input size, builder kwargs)
+    "mobilenet_v3_small": ("classify", (224, 224), {"num_classes": 10}),
+    "resnet18": ("classify", (224, 224), {}),
+    "lraspp_mobilenet_v3_large": ("semantic", (520, 693), {"weights_backbone": None}),
+    "deeplabv3_mobilenet_v3_large": ("semantic", (520, 693), {"weights_backbone": None}),
+}
+
+
+def eager_runner(name: str, sd: Path) -> Any:
+    task = MODELS[name][0]
+    model, nc = build(name, task, open_checkpoint(sd), None)
+    p = _preset(default_weights(name), task)
+    if task == "classify":
+        from torchvision.transforms._presets import ImageClassification
+
+        preset = ImageClassification(crop_size=p["crop_size"], resize_size=p["resize_size"],
+                                     interpolation=_interp_mode(p["interpolation"]), mean=p["mean"], std=p["std"])
+        return classify_reference(model, preset, min(5, nc), tuple(str(i) for i in range(nc)))
+    return semantic_reference(model, p, tuple(str(i) for i in range(nc)))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--frames", type=int, default=20)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--work", default="runs/bench-families")
+    args = ap.parse_args()
+    cores = os.cpu_count() or 1
+    torch.set_num_threads(cores)
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    frames, _ = sample_frames(VTEST, args.frames + 20)
+    calib, verify, timed = frames[:16], frames[16:20], frames[20:]
+    rows = []
+    for name, (task, size, kwargs) in MODELS.items():
+        sd = torchvision_state_dict(name, calib, work / f"{name}.pth", size, **kwargs)
+        result = convert(sd, work / name, ExportOptions(arch=f"torchvision:{name}"), verify)
+        ours = edgevision.load(result.onnx_path, backend="onnxruntime")
+        eager = eager_runner(name, sd)
+        times: dict[str, list[float]] = {"eager": [], "edgevision": []}
+        for _ in range(args.rounds):
+            for label, run in (("eager", lambda f: eager([f])), ("edgevision", ours)):
+                for f in timed:
+                    t0 = time.perf_counter()
+                    run(f)
+                    times[label].append((time.perf_counter() - t0) * 1e3)
+        ours.close()
+        e, o = float(np.median(times["eager"])), float(np.median(times["edgevision"]))
+        rows.append({"model": name, "task": task, "input": list(result.manifest.input_hw),
+                     "verification": result.verdict.summary if result.verdict else None,
+                     "eager_ms": round(e, 2), "edgevision_ms": round(o, 2), "speedup": round(e / o, 2)})
+        print(rows[-1], flush=True)
+    RESULTS.mkdir(exist_ok=True)
+    meta = {"cores": cores, "frames": len(timed), "rounds": args.rounds, "torch": torch.__version__,
+            "onnxruntime": __import__("onnxruntime").__version__}
+    (RESULTS / "bench_families.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    lines = [f"# torchvision families: edgevision on ONNX Runtime vs eager PyTorch ({cores} cores, "
+             f"{len(timed)} vtest frames x {args.rounds} interleaved rounds, per-frame medians)", "",
+             "| model | task | input | eager PyTorch ms | edgevision ms | speed-up | verification vs PyTorch |",
+             "|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['model']} | {r['task']} | {r['input'][0]}x{r['input'][1]} | {r['eager_ms']} | {r['edgevision_ms']} "
+              f"| {r['speedup']}x | {r['verification']} |" for r in rows]
+    (RESULTS / "bench_families.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
