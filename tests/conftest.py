@@ -16,17 +16,26 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "gpu: needs an NVIDIA GPU; gpu('tensorrt') also needs TensorRT. Skipped, with the reason, elsewhere"
     )
-    config.addinivalue_line("markers", "slow: takes more than ~30 s on a 2-core machine")
+    config.addinivalue_line("markers", "slow: converts a model or takes more than ~30 s on a 2-core machine; "
+                            "pytest -m 'not slow' is the fast tier")
+
+
+# Fixtures that convert a model: a test using any of them (directly or through another
+# fixture) is `slow`, so `pytest -m "not slow"` is a fast tier that needs no conversion.
+CONVERTING_FIXTURES = {"seg_onnx", "det_onnx"}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """One place decides whether `gpu` tests run: a CUDA device must answer, and for
-    gpu("tensorrt") tests a TensorRT must import (tools/gpu_check.py reports both)."""
+    gpu("tensorrt") tests a TensorRT must import (tools/gpu_check.py reports both).
+    Tests that need a converted artifact are marked slow here."""
     from edgevision.device import gpu_status
 
     status = gpu_status()
     no_trt = "" if not status.available else _no_tensorrt()
     for item in items:
+        if CONVERTING_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
         marker = item.get_closest_marker("gpu")
         if marker is None:
             continue

@@ -248,3 +248,7 @@ def test_dla_probe_runs_on_a_real_network(det_onnx: Path) -> None:
 def test_dla_request_on_rtx_is_refused(det_onnx: Path) -> None:
     with pytest.raises(EdgeVisionError, match="TensorRT-RTX has no DLA"):
         build_engine(det_onnx, options=BuildOptions(target="tensorrt_rtx", check_only=True, precision="fp16", dla_core=0))
+
+
+# Converts models (directly or through fixtures fetched by name): not in the fast tier.
+pytestmark = pytest.mark.slow

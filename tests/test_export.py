@@ -155,3 +155,7 @@ def test_dfl_on_the_last_axis_equals_ultralytics_dfl() -> None:
     dfl = DFL(16)
     x = torch.randn(2, 64, 300) * 4
     np.testing.assert_allclose(dfl_last_axis(dfl, x).numpy(), dfl(x).numpy(), rtol=1e-5, atol=1e-4)
+
+
+# Converts models (directly or through fixtures fetched by name): not in the fast tier.
+pytestmark = pytest.mark.slow

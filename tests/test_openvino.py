@@ -144,3 +144,7 @@ def test_device_errors_are_one_line(det_onnx: Path, vtest: Path, extra: list[str
     run = subprocess.run([sys.executable, "-m", "edgevision", "run", str(det_onnx), "--source", str(vtest),
                           "--max-frames", "2", "--quiet", *extra], capture_output=True, text=True, timeout=300)
     assert run.returncode == 1 and message in run.stderr and "Traceback" not in run.stderr, run.stderr
+
+
+# Converts models (directly or through fixtures fetched by name): not in the fast tier.
+pytestmark = pytest.mark.slow

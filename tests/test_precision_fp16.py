@@ -88,3 +88,7 @@ def test_fp16_runs_in_openvino(fp16_path: Path, vtest_frames: list) -> None:
     a, worst_mask = openvino_vs_onnxruntime(fp16_path, vtest_frames)
     print(f"\nfp16 OpenVINO vs ONNX Runtime: {a.summary()}; lowest mask IoU {worst_mask:.3f}")
     assert a.reference_detections >= 40 and a.f1 >= 0.98
+
+
+# Converts models (directly or through fixtures fetched by name): not in the fast tier.
+pytestmark = pytest.mark.slow

@@ -289,3 +289,7 @@ def test_openvino_int8_kernels_still_miscompute_the_tensorrt_placement(int8_dir:
             edgevision.load(path, backend="openvino", masks=False, cache_dir="", int8_kernels=True) as ov_model:
         a = agreement(ov_model.predict(vtest_frames[:4]), ort_model.predict(vtest_frames[:4]))
     assert a.reference_detections > 20 and a.f1 < 0.5, a.summary()
+
+
+# Converts models (directly or through fixtures fetched by name): not in the fast tier.
+pytestmark = pytest.mark.slow

@@ -126,6 +126,7 @@ def test_manifest_declares_task_outputs() -> None:
         Preprocess(resize="squash")
 
 
+@pytest.mark.slow
 def test_verification_on_empty_frames_is_not_a_pass(det_checkpoint: Path, tmp_path: Path) -> None:
     from converters.export import ExportOptions, convert
 

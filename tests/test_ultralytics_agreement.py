@@ -27,3 +27,7 @@ def test_agrees_with_ultralytics_predictor(seg_onnx: Path, seg_checkpoint: Path,
     print(a.summary())
     assert a.reference_detections > 200
     assert a.f1 >= 0.98 and a.ap50_95 >= 0.95, a.summary()
+
+
+# Converts models (directly or through fixtures fetched by name): not in the fast tier.
+pytestmark = pytest.mark.slow

@@ -122,3 +122,7 @@ def _check_greedy(outs: dict[str, np.ndarray], preds: np.ndarray, b: int, conf: 
         assert cover.max(initial=0) > iou - 1e-4, (box, score, cls)
     print(f"greedy check: {n} kept, {checked} suppressed candidates above the top-k cut")
     return n
+
+
+# Converts models (directly or through fixtures fetched by name): not in the fast tier.
+pytestmark = pytest.mark.slow

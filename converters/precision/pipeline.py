@@ -299,6 +299,13 @@ def apply_precision(result: Any, args: argparse.Namespace) -> Path:
     precision = args.precision
     budget = parse_budget(getattr(args, "max_drop", None), precision)
     fp32, manifest = Path(result.onnx_path), result.manifest
+    if precision in ("int8", "fp16") and not manifest.detects:
+        # The gate, calibration and layer protection measure detections; class maps and
+        # top-k need their own measures before reduced precision can be promised for them.
+        raise EdgeVisionError(
+            f"--precision {precision} is built for detectors and segmenters so far, not {manifest.task} models; "
+            f"the verified FP32 artifact is {fp32}"
+        )
     if precision == "int8":
         return run_int8(fp32, manifest, args, budget)
     if precision == "fp16":
