@@ -136,3 +136,19 @@ def test_verification_on_empty_frames_is_not_a_pass(det_checkpoint: Path, tmp_pa
     assert not list((tmp_path / "a").glob("*.onnx"))
     result = convert(det_checkpoint, tmp_path / "b", ExportOptions(imgsz=(320, 320), accept_unverified=True), blank)
     assert result.onnx_path.is_file() and any("not verified" in n for n in result.notes)
+
+
+def test_detections_carry_tracker_ids_and_data_through_indexing(vtest_frames: list[np.ndarray]) -> None:
+    from edgevision.detections import Detections
+
+    d = Detections([[0, 0, 10, 10], [5, 5, 20, 20], [1, 1, 2, 2]], [0.9, 0.5, 0.3], [0, 1, 0],
+                   tracker_id=[7, 8, 9], data={"keypoints": np.arange(3 * 17 * 3).reshape(3, 17, 3)})
+    kept = d[d.confidence > 0.4]
+    assert kept.tracker_id.tolist() == [7, 8] and kept.data["keypoints"].shape == (2, 17, 3)
+    assert kept.to_records()[1]["tracker_id"] == 8
+    with pytest.raises(EdgeVisionError, match="tracker_id has 2 rows"):
+        Detections([[0, 0, 1, 1]] * 3, [0.5] * 3, [0] * 3, tracker_id=[1, 2])
+    with pytest.raises(EdgeVisionError, match=r"data\['k'\] has 1 rows"):
+        Detections([[0, 0, 1, 1]] * 3, [0.5] * 3, [0] * 3, data={"k": np.zeros(1)})
+    drawn = annotate(vtest_frames[0], Detections([[100, 100, 200, 200]], [0.9], [0], tracker_id=[42]))
+    assert (drawn != vtest_frames[0]).any()
