@@ -19,19 +19,10 @@ import numpy as np
 from ._lazy import lazy_import
 from .detections import Detections
 from .errors import EdgeVisionError
+from .sink_base import Sink
 from .sources import Frame
 
-
-class Sink:
-    """Receives every processed frame. `needs_annotated`: wants the drawn frame."""
-
-    needs_annotated = False
-
-    def write(self, frame: Frame, dets: Detections, annotated: np.ndarray | None) -> None:
-        raise NotImplementedError
-
-    def close(self) -> None:
-        pass
+__all__ = ["CallbackSink", "DisplaySink", "JsonlSink", "Sink", "VideoSink", "open_sink"]
 
 
 class VideoSink(Sink):
