@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from edgevision._lazy import lazy_import
+from edgevision.backends.onnxruntime import make_session
 from edgevision.manifest import Manifest
 
 from .budget import Budget
@@ -49,13 +49,8 @@ class GatedRunner:
     """The gated Q/DQ twin in one session: run(frames, on=groups) -> per-frame detections."""
 
     def __init__(self, model: Any, layers: Sequence[Layer], ranges: Ranges, manifest: Manifest, threads: int | None = None):
-        ort = lazy_import("onnxruntime")
         gated, _ = insert_qdq(model, layers, ranges, gated=True)
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3
-        if threads:
-            opts.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(gated.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+        self.session = make_session(gated.SerializeToString(), threads)
         self.inputs = [i.name for i in self.session.get_inputs()]
         self.outputs = [o.name for o in self.session.get_outputs()]
         self.groups = sorted({layer.group for layer in layers})

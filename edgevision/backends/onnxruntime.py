@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,38 @@ from ..manifest import METADATA_KEY, Manifest
 # Best first. A provider counts only if the session really uses it after creation:
 # onnxruntime-gpu lists CUDA/TensorRT on machines where they then fail to load.
 PREFERRED = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+CPU_ONLY = ("CPUExecutionProvider",)
+
+
+def make_session(
+    model: str | os.PathLike[str] | bytes,
+    threads: int | None = None,
+    providers: Sequence[str] = CPU_ONLY,
+    profile_prefix: str | None = None,
+) -> Any:
+    """An ONNX Runtime InferenceSession: the one place sessions are made, so every user (the
+    backend, calibration, the layer search, timing) runs a graph the same way.
+
+    model: a path, or a serialized ModelProto (graphs edited in memory). threads: intra-op
+    threads (None: ONNX Runtime's choice, all physical cores). providers: best first.
+    profile_prefix: turn ORT's profiler on, writing `<prefix>_<date>.json`.
+    Every graph optimization on; ORT's own warnings off (they repeat what edgevision says).
+    """
+    ort = lazy_import("onnxruntime")
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3
+    if threads:
+        opts.intra_op_num_threads = threads
+    if profile_prefix is not None:
+        opts.enable_profiling = True
+        opts.profile_file_prefix = profile_prefix
+    source = model if isinstance(model, bytes) else os.fspath(model)
+    try:
+        return ort.InferenceSession(source, sess_options=opts, providers=list(providers))
+    except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types per failure
+        what = f"a {len(model)}-byte graph" if isinstance(model, bytes) else str(model)
+        raise EdgeVisionError(f"ONNX Runtime cannot load {what}: {str(exc).strip()[:500]}") from exc
 
 
 def read_manifest(session: Any, path: Path) -> Manifest:
@@ -38,16 +71,8 @@ class OnnxRuntimeBackend:
     def __init__(self, path: str | Path, providers: list[str] | None = None, threads: int | None = None) -> None:
         ort = lazy_import("onnxruntime")
         self.path = Path(path)
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads:
-            opts.intra_op_num_threads = threads
-        opts.log_severity_level = 3
         wanted = providers or [p for p in PREFERRED if p in ort.get_available_providers()]
-        try:
-            self.session = ort.InferenceSession(os.fspath(self.path), sess_options=opts, providers=wanted)
-        except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types per failure
-            raise EdgeVisionError(f"ONNX Runtime cannot load {self.path}: {str(exc).strip()[:500]}") from exc
+        self.session = make_session(self.path, threads, wanted)
         self.providers = tuple(self.session.get_providers())
         self.manifest = read_manifest(self.session, self.path)
         self.input_names = tuple(i.name for i in self.session.get_inputs())
