@@ -30,7 +30,7 @@ class BackendEntry:
 
 BACKENDS: dict[str, BackendEntry] = {
     # Engines only (by suffix): the backend itself says so when there is no GPU.
-    "tensorrt": BackendEntry("edgevision.backends.tensorrt:TensorRTBackend", (".engine", ".plan"), ("tensorrt", "cuda.bindings")),
+    "tensorrt": BackendEntry("edgevision.backends.tensorrt.backend:TensorRTBackend", (".engine", ".plan"), ("tensorrt", "cuda.bindings")),
     "onnxruntime": BackendEntry("edgevision.backends.onnxruntime:OnnxRuntimeBackend", (".onnx",), ("onnxruntime",),
                                 lambda threads, n: {"threads": threads}),
     # The same .onnx files on Intel CPUs / GPUs / NPUs; chosen by name, or by a convert folder's speed report.

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from ..errors import EdgeVisionError
 
 if TYPE_CHECKING:
-    from ..engine.build import BuildOptions
+    from ..build.engine import BuildOptions
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -40,8 +40,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def options_from_args(args: argparse.Namespace) -> BuildOptions:
-    from ..engine.build import BuildOptions
-    from ..engine.profiles import BatchRange
+    from ..build.engine import BuildOptions
+    from ..build.profiles import BatchRange
 
     cache = None if str(args.timing_cache).lower() == "none" else args.timing_cache
     return BuildOptions(
@@ -61,7 +61,7 @@ def device_command(artifact: str | Path, precision: str | None = None, extra: li
 
 
 def main(args: argparse.Namespace) -> int:
-    from ..engine.build import BuildUnavailable, build_engine
+    from ..build.engine import BuildUnavailable, build_engine
 
     try:
         result = build_engine(args.artifact, args.output, options_from_args(args))

@@ -83,6 +83,6 @@ def main(args: argparse.Namespace) -> int:
         precision = importlib.import_module("converters.precision")
         artifact = precision.apply_precision(result, args)
     if args.engine:
-        engine = importlib.import_module("edgevision.engine.cli_hooks")
+        engine = importlib.import_module("edgevision.build.cli_hooks")
         engine.build_from_convert(artifact, args)
     return 0

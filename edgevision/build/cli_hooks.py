@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .build import BuildOptions, BuildResult, BuildUnavailable, build_engine
+from .engine import BuildOptions, BuildResult, BuildUnavailable, build_engine
 
 
 def build_from_convert(artifact: str | Path, args: argparse.Namespace) -> BuildResult | None:

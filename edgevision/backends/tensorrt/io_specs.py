@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import EdgeVisionError, closest
+from ...errors import EdgeVisionError, closest
 
 # TensorRT DataType member name -> numpy dtype (those a detector's I/O can use).
 TRT_DTYPES: dict[str, np.dtype] = {

@@ -23,18 +23,18 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from ..cuda import CudaError, CudaGraph, DeviceBuffer, PinnedBuffer, Stream
-from ..cuda.device import DeviceInfo, set_current, use_device
-from ..device import gpu_status
-from ..engine.compat import check_compatible
-from ..engine.io_specs import TensorSpec, check_feeds, check_shape, numpy_dtype
-from ..engine.sidecar import EngineSidecar, read_sidecar
-from ..engine.target import DeviceTarget, find_flavor
-from ..engine.trt_hooks import LogRecord, make_logger
-from ..errors import EdgeVisionError, GpuPreprocessUnavailable
-from ..kernels.gpu_letterbox import GpuLetterbox, supports
-from ..manifest import IN_IMAGES, Manifest
-from ..preprocess import Letterbox
+from ...cuda import CudaError, CudaGraph, DeviceBuffer, PinnedBuffer, Stream
+from ...cuda.device import DeviceInfo, set_current, use_device
+from ...device import gpu_status
+from ...errors import EdgeVisionError, GpuPreprocessUnavailable
+from ...kernels.gpu_letterbox import GpuLetterbox, supports
+from ...manifest import IN_IMAGES, Manifest
+from ...preprocess import Letterbox
+from .compat import check_compatible
+from .io_specs import TensorSpec, check_feeds, check_shape, numpy_dtype
+from .logger import LogRecord, make_logger
+from .sidecar import EngineSidecar, read_sidecar
+from .target import DeviceTarget, find_flavor
 
 if TYPE_CHECKING:
     import tensorrt as trt

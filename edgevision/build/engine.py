@@ -16,19 +16,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
+from ..backends.tensorrt.sidecar import BuildInfo, EngineSidecar, read_sidecar, sidecar_path, write_sidecar
+from ..backends.tensorrt.spec import BuildSpec, changed_fields
+from ..backends.tensorrt.target import DeviceTarget, Flavor, device_target, find_flavor
 from ..device import GpuStatus, gpu_status
 from ..errors import EdgeVisionError
 from ..manifest import sha256_file
 from .builder import BuildRequest, build_serialized
-from .cache import BuildSpec, changed_fields, timing_cache_path
 from .dla import DlaReport
 from .nms_strip import strip_nms
 from .onnx_graph import OnnxGraph, inspect_onnx
 from .precision import plan_precision
 from .profiles import BatchRange, derive_profiles
 from .progress import BuildProgress
-from .sidecar import BuildInfo, EngineSidecar, read_sidecar, sidecar_path, write_sidecar
-from .target import DeviceTarget, Flavor, device_target, find_flavor
+from .timing_cache import timing_cache_path
 
 
 class BuildUnavailable(EdgeVisionError):
