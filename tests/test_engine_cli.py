@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from edgevision.device import gpu_status
-from edgevision.build.cli_hooks import build_from_convert
+from converters.cli.convert import build_from_convert
 
 ROOT = Path(__file__).resolve().parents[1]
 HAS_RTX = importlib.util.find_spec("tensorrt_rtx") is not None
