@@ -46,8 +46,8 @@ def load(name: str, target: str) -> Command:
     try:
         module = importlib.import_module(target)
     except ImportError as exc:
-        module = exc.name or target
-        return Command(name, target, None, missing(module, exc), install_hint(module))
+        absent = exc.name or target
+        return Command(name, target, None, missing(absent, exc), install_hint(absent))
     return Command(name, target, module)
 
 
