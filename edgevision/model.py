@@ -45,7 +45,7 @@ class Model:
                 raise EdgeVisionError(f"--{label} must be between 0 and 1, got {v}")
         self.class_filter = self._class_ids(classes)
         # Backends that letterbox on the GPU take frames directly (TensorRT).
-        self._on_gpu = getattr(backend, "infer_frames", None)
+        self._on_gpu = backend.infer_frames if backend.takes_gpu_frames else None
         self.with_masks = masks
         self._thresholds = {
             IN_CONF: np.array([self.conf], np.float32),

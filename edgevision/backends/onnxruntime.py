@@ -11,6 +11,8 @@ import numpy as np
 from .._lazy import lazy_import
 from ..errors import EdgeVisionError
 from ..manifest import METADATA_KEY, Manifest
+from .base import Backend
+from .feeds import InputSpec
 
 # Best first. A provider counts only if the session really uses it after creation:
 # onnxruntime-gpu lists CUDA/TensorRT on machines where they then fail to load.
@@ -49,6 +51,21 @@ def make_session(
         raise EdgeVisionError(f"ONNX Runtime cannot load {what}: {str(exc).strip()[:500]}") from exc
 
 
+# ONNX Runtime's type names -> numpy (those a detector's inputs use; others are not checked)
+ORT_DTYPES: dict[str, np.dtype] = {
+    f"tensor({name})": np.dtype(dtype) for name, dtype in (
+        ("float", np.float32), ("float16", np.float16), ("double", np.float64), ("int64", np.int64),
+        ("int32", np.int32), ("int8", np.int8), ("uint8", np.uint8), ("bool", np.bool_),
+    )
+}
+
+
+def input_spec(node: Any) -> InputSpec:
+    """An ONNX Runtime NodeArg -> InputSpec (symbolic or unknown dimensions are dynamic)."""
+    shape = None if node.shape is None else tuple(d if isinstance(d, int) and d >= 0 else -1 for d in node.shape)
+    return InputSpec(node.name, ORT_DTYPES.get(node.type), shape)
+
+
 def read_manifest(session: Any, path: Path) -> Manifest:
     meta = session.get_modelmeta().custom_metadata_map
     if METADATA_KEY not in meta:
@@ -59,7 +76,7 @@ def read_manifest(session: Any, path: Path) -> Manifest:
     return Manifest.from_json(meta[METADATA_KEY])
 
 
-class OnnxRuntimeBackend:
+class OnnxRuntimeBackend(Backend):
     """An InferenceSession over a converted ONNX file.
 
     threads: intra-op threads (default: ONNX Runtime's choice, all physical cores).
@@ -75,10 +92,10 @@ class OnnxRuntimeBackend:
         self.session = make_session(self.path, threads, wanted)
         self.providers = tuple(self.session.get_providers())
         self.manifest = read_manifest(self.session, self.path)
-        self.input_names = tuple(i.name for i in self.session.get_inputs())
+        self.inputs = tuple(input_spec(i) for i in self.session.get_inputs())
         self.output_names = tuple(o.name for o in self.session.get_outputs())
 
-    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         try:
             outs = self.session.run(self.output_names, feeds)
         except Exception as exc:  # noqa: BLE001
@@ -96,9 +113,3 @@ class OnnxRuntimeBackend:
 
     def close(self) -> None:
         self.session = None
-
-    def __enter__(self) -> OnnxRuntimeBackend:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
