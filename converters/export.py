@@ -7,7 +7,7 @@ numpy greedy-NMS reference. The artifact is written only if they agree.
 from __future__ import annotations
 
 import json
-import sys
+import logging
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -53,7 +53,8 @@ class ConvertResult:
 
 
 def log(msg: str) -> None:
-    print(f"[convert] {msg}", file=sys.stderr, flush=True)
+    """A progress line of the export ('[convert] ...' on stderr where the CLI shows logs)."""
+    logging.getLogger(__name__).info("[convert] %s", msg)
 
 
 def export_yolo(model_path: Path, out_path: Path, opts: ExportOptions) -> tuple[Manifest, Any]:

@@ -1,7 +1,7 @@
 """`edgevision.load(path)`: an artifact you call on frames to get Detections."""
 from __future__ import annotations
 
-import sys
+import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -99,7 +99,7 @@ class Model:
                 outputs, geos = self._on_gpu(frames, dict(self._thresholds), self.manifest)
                 t1 = t2 = time.perf_counter()
             except GpuPreprocessUnavailable as exc:  # raised before anything ran: use the CPU path
-                print(f"edgevision: pre-processing on the CPU: {exc}", file=sys.stderr)
+                logging.getLogger(__name__).warning("pre-processing on the CPU: %s", exc)
                 self._on_gpu = None
         if outputs is None:
             batch, geos = self.preprocess(frames)

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from edgevision.build import BuildResult
 
 HELP = "PyTorch checkpoint -> ONNX with decode + NMS in the graph (then an engine)"
+LOGGERS = ("converters",)  # its "[convert] ..." and "[precision] ..." progress lines
 
 
 def _hw(text: str) -> tuple[int, int]:

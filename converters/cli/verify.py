@@ -13,6 +13,7 @@ from pathlib import Path
 from edgevision.errors import EdgeVisionError
 
 HELP = "re-run the accuracy gate: an FP16/INT8 artifact vs its FP32 reference on your frames"
+LOGGERS = ("converters",)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -12,6 +12,7 @@ frames):
 """
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,6 +28,8 @@ from .calibration import Ranges, graph_feeds
 from .evaluate import AP_CONF, Evaluation, FrameResult, Prepared, compare, detections, soft_loss
 from .qdq import gate_name, insert_qdq
 from .regions import Layer, Regions
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -70,7 +73,7 @@ class GatedRunner:
 
 def protect(
     model: Any, regions: Regions, ranges: Ranges, manifest: Manifest, tune: Prepared, budget: Budget,
-    margin: float = 0.01, max_fraction: float = 0.5, log: Any = print,
+    margin: float = 0.01, max_fraction: float = 0.5, log: Any = _log.info,
 ) -> Protection:
     """Steps 1-3 of the module docstring. max_fraction: give up protecting once that share of the
     layers is float (an INT8 model that needs more is not worth having; the gate then fails)."""

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 import queue
-import sys
+import logging
 import threading
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,8 @@ from ..errors import EdgeVisionError, closest
 from ..manifest import IN_IMAGES, METADATA_KEY, Manifest
 from .base import Backend
 from .feeds import InputSpec
+
+log = logging.getLogger(__name__)
 
 PRECISIONS = {"f32": "f32", "fp32": "f32", "bf16": "bf16", "f16": "f16", "fp16": "f16"}
 
@@ -134,7 +136,7 @@ class OpenVinoBackend(Backend):
                 cache.mkdir(parents=True, exist_ok=True)
                 core.set_property({"CACHE_DIR": str(cache)})
             except (OSError, RuntimeError) as exc:  # the cache only saves start-up time: run without it
-                print(f"edgevision: OpenVINO model cache off ({cache}: {exc})", file=sys.stderr)
+                log.warning("OpenVINO model cache off (%s: %s)", cache, exc)
                 cache = None
         try:
             model = core.read_model(os.fspath(self.path))

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import logging
 import os
-import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,6 +30,9 @@ from .precision import plan_precision
 from .profiles import BatchRange, derive_profiles
 from .progress import BuildProgress
 from .timing_cache import timing_cache_path
+
+
+_log = logging.getLogger(__name__)
 
 
 class BuildUnavailable(EdgeVisionError):
@@ -130,9 +133,12 @@ def build_engine(
     options: BuildOptions | None = None,
     log: Callable[[str], None] | None = None,
 ) -> BuildResult:
-    """Build (or reuse) the engine for a converted ONNX artifact. See BuildOptions."""
+    """Build (or reuse) the engine for a converted ONNX artifact. See BuildOptions.
+
+    log: where the build's lines go (what it builds, the precision path, profiles, notes);
+    default: this module's logger at INFO, which the `edgevision` command line shows."""
     options = options or BuildOptions()
-    say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    say = log or _log.info
     onnx_path = Path(onnx_path)
     graph = inspect_onnx(onnx_path)
     manifest = graph.require_manifest()

@@ -3,7 +3,7 @@
 Each sub-command is a module with HELP, add_arguments(parser) and main(args) -> int:
 run and info here, the build side's registered through an entry-point group (commands.py).
 A command's module imports nothing heavy until its main() runs, so `edgevision --help`
-stays light.
+stays light. While it runs, the library's log messages show on stderr (logs.py).
 """
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import sys
 
 from ..errors import EdgeVisionError
 from .commands import STALE, Command, commands, registered
+from .logs import show_logs
 
 
 def build_parser(found: list[Command] | None = None, stale: bool = False) -> argparse.ArgumentParser:
@@ -49,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if command.module is None:
             raise EdgeVisionError(f"this command is unavailable here: {command.unavailable}")
-        return int(command.module.main(args) or 0)
+        with show_logs(("edgevision", *command.loggers)):
+            return int(command.module.main(args) or 0)
     except EdgeVisionError as exc:
         print(f"edgevision {args.command}: error: {exc}", file=sys.stderr)
         return 1

@@ -1,6 +1,7 @@
 """Which sub-commands `edgevision` has: the runtime's own, and those other packages register.
 
-A command is a module with HELP (one line), add_arguments(parser) and main(args) -> int.
+A command is a module with HELP (one line), add_arguments(parser) and main(args) -> int,
+and optionally LOGGERS: logger namespaces besides `edgevision` whose INFO messages it shows.
 The runtime's commands (run, info) are listed here. The build side's (convert, verify from
 converters; build from edgevision.build) are declared in setup.py under the entry-point
 group `edgevision.commands`, so the runtime lists them without importing, or naming, the
@@ -31,6 +32,11 @@ class Command:
     module: ModuleType | None
     unavailable: str = ""
     hint: str = ""
+
+    @property
+    def loggers(self) -> tuple[str, ...]:
+        """Logger namespaces besides `edgevision` the command shows (its optional LOGGERS)."""
+        return tuple(getattr(self.module, "LOGGERS", ()))
 
     @property
     def help(self) -> str:

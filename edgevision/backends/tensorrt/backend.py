@@ -13,7 +13,7 @@ TensorRT version or GPU -> a sentence saying which (never a deserialization cras
 from __future__ import annotations
 
 import hashlib
-import sys
+import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -39,6 +39,8 @@ from .target import DeviceTarget, find_flavor
 
 if TYPE_CHECKING:
     import tensorrt as trt
+
+log = logging.getLogger(__name__)
 
 MAX_GRAPHS = 8  # CUDA graphs kept per instance (one per distinct input shape)
 # (input shapes, inputs the GPU fills itself): one CUDA graph per distinct key
@@ -174,7 +176,7 @@ class TensorRTBackend(Backend):
                 f"edgevision build {build.onnx_file} --precision {build.spec.precision}"
             )
         for w in verdict.warnings:
-            print(f"edgevision: {self.path.name}: {w}", file=sys.stderr)
+            log.warning("%s: %s", self.path.name, w)
 
     # -- buffers, context, stream ----------------------------------------------------------
     def _setup(self, trt_module: ModuleType, cuda_graphs: bool) -> None:
@@ -340,7 +342,7 @@ class TensorRTBackend(Backend):
             # Some engines cannot be captured (data-dependent control flow, plugins that sync).
             self.cuda_graphs = False
             self.graph_note = f"CUDA graphs off: capture failed ({exc})"
-            print(f"edgevision: {self.path.name}: {self.graph_note}", file=sys.stderr)
+            log.warning("%s: %s", self.path.name, self.graph_note)
             return None
         self._graphs[key] = graph
         return graph

@@ -1,5 +1,5 @@
 """TensorRT's ILogger implemented in Python: keeps the errors (for messages that say what
-failed) and prints what it lets through.
+failed) and passes what it lets through to Python logging.
 
 The class is made per call from the TensorRT module in use (tensorrt or tensorrt_rtx:
 same interface, different base classes). For mypy the module is TensorRT 10's stubs, so
@@ -8,10 +8,15 @@ it deserializes an engine, the builder (edgevision.build) when it builds one.
 """
 from __future__ import annotations
 
-import sys
+import logging
 import threading
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
+
+log = logging.getLogger(__name__)
+
+# TensorRT severity (0 internal error, 1 error, 2 warning, 3 info, 4 verbose) -> logging level
+LEVELS = (logging.CRITICAL, logging.ERROR, logging.WARNING, logging.INFO, logging.DEBUG)
 
 
 class LogRecord:
@@ -28,7 +33,7 @@ class LogRecord:
 
 
 def make_logger(trt_module: ModuleType, record: LogRecord, verbose: bool = False) -> Any:
-    """An ILogger: errors kept in `record` and printed; warnings printed when verbose.
+    """An ILogger: errors kept in `record` and logged; warnings and info logged when verbose.
 
     TensorRT calls it for every message, VERBOSE included (~14000 for a YOLO build),
     so it returns early for what it drops.
@@ -49,6 +54,6 @@ def make_logger(trt_module: ModuleType, record: LogRecord, verbose: bool = False
                 return
             record.add(level, msg)
             if level <= 1 or verbose:
-                print(f"[TensorRT] {msg}", file=sys.stderr)
+                log.log(LEVELS[min(level, 4)], "[TensorRT] %s", msg)
 
     return _Logger()
