@@ -65,9 +65,9 @@ def commands(names: dict[str, str] | None = None) -> list[Command]:
     return [load(name, target) for name, target in found.items()]
 
 
-# What `edgevision` says when no package has registered a command: metadata from an install
-# older than the group (an editable install made before setup.py declared it).
+# What `edgevision` says when no package has registered a command: a checkout run without
+# being installed, or an editable install made before setup.py declared the group.
 STALE = (
-    "no build-side command (convert, build, verify) is registered in this install's metadata, which "
-    "predates them: reinstall edgevision (pip install -e . in a checkout)"
+    "the build side's commands (convert, build, verify) are registered when edgevision is installed, and "
+    "none is here: install it (pip install -e . in a checkout; again if the install predates them)"
 )
