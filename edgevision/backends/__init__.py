@@ -1,4 +1,6 @@
-"""Backends chosen from a table, not an if-chain. Each is one file, imported on use."""
+"""Backends chosen from a table, not an if-chain. Each is one module, imported on use, subclassing
+base.Backend (feeds checked there, capabilities declared); TensorRT's sits in tensorrt/ beside
+what loading an engine needs (its sidecar, key and compatibility rules)."""
 from __future__ import annotations
 
 import importlib
