@@ -74,9 +74,10 @@ def check_shape(s: InputSpec, shape: tuple[int, ...], noun: str = "model", batch
     for axis, (got, (lo, hi)) in enumerate(zip(shape, s.bounds())):
         if got < lo or (hi is not None and got > hi):
             what = "batch" if axis == 0 and lo != hi else f"axis {axis}"
+            hint = f" {batch_hint}" if batch_hint and what == "batch" else ""
             raise EdgeVisionError(
                 f"input {s.name!r}: {what} {got} is outside the {noun}'s range {lo}..{'' if hi is None else hi} "
-                f"(shape {shape}, {noun} {fmt_shape(s.shape)}). " + (batch_hint if what == "batch" else "")
+                f"(shape {shape}, {noun} {fmt_shape(s.shape)}).{hint}"
             )
 
 
