@@ -25,5 +25,14 @@ setup(
     packages=find_packages(include=["edgevision", "edgevision.*", "converters", "converters.*"]),
     install_requires=["numpy>=1.23"],
     extras_require=EXTRAS,
-    entry_points={"console_scripts": ["edgevision=edgevision.cli:main"]},
+    entry_points={
+        "console_scripts": ["edgevision=edgevision.cli:main"],
+        # Sub-commands the build side adds to `edgevision` (edgevision/cli/commands.py reads
+        # this group): the runtime lists them without importing, or naming, the build side.
+        "edgevision.commands": [
+            "convert=converters.cli.convert",
+            "build=edgevision.build.cli",
+            "verify=converters.cli.verify",
+        ],
+    },
 )

@@ -112,18 +112,12 @@ def interleaved(paths: dict[str, Path], image: np.ndarray, rounds: int, iters: i
 def profiles(paths: dict[str, Path], image: np.ndarray, runs: int = 10) -> dict[str, dict[str, Any]]:
     """Per artifact: kernel ms per op type (ORT's profiler, sessions run round-robin so all see
     the same machine load), and how many of each node ORT actually ran after its fusions."""
-    import onnxruntime as ort
-
     from converters.precision.calibration import graph_feeds
-    from edgevision.backends.onnxruntime import read_manifest
+    from edgevision.backends.onnxruntime import make_session, read_manifest
 
     sessions, feeds = {}, {}
     for name, path in paths.items():
-        opts = ort.SessionOptions()
-        opts.enable_profiling = True
-        opts.log_severity_level = 3
-        opts.profile_file_prefix = str(path.parent / f"profile_{path.stem}")
-        sessions[name] = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        sessions[name] = make_session(path, profile_prefix=str(path.parent / f"profile_{path.stem}"))
         feeds[name] = graph_feeds(read_manifest(sessions[name], path), image, [i.name for i in sessions[name].get_inputs()])
     for _ in range(runs):
         for name, s in sessions.items():

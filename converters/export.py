@@ -8,7 +8,7 @@ runtime (edgevision.load, ONNX Runtime) and compares it, frame by frame, with th
 from __future__ import annotations
 
 import json
-import sys
+import logging
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -61,7 +61,8 @@ class ConvertResult:
 
 
 def log(msg: str) -> None:
-    print(f"[convert] {msg}", file=sys.stderr, flush=True)
+    """A progress line of the export ('[convert] ...' on stderr where the CLI shows logs)."""
+    logging.getLogger(__name__).info("[convert] %s", msg)
 
 
 def export_graph(ex: Exportable, out_path: Path, opset: int) -> None:

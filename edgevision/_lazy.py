@@ -18,6 +18,7 @@ _EXTRAS: dict[str, tuple[str, str]] = {
     "cv2": ("edgevision[video]", "reading and writing video and images"),
     "onnx": ("edgevision[convert]", "reading and editing ONNX graphs"),
     "torch": ("edgevision[convert]", "converting PyTorch models"),
+    "converters": ("edgevision[convert]", "converting PyTorch models (the build side)"),
     "ultralytics": ("edgevision[yolo]", "loading Ultralytics YOLO checkpoints"),
     "tensorrt": ("tensorrt (JetPack ships it; desktop: pip install tensorrt)", "building and running TensorRT engines"),
     "tensorrt_rtx": ("tensorrt-rtx-cu12", "building TensorRT-RTX engines"),
@@ -25,16 +26,25 @@ _EXTRAS: dict[str, tuple[str, str]] = {
 }
 
 
+def install_hint(name: str) -> str:
+    """"pip install '<extra>'" for module `name` (TensorRT: where it comes from)."""
+    top = name.split(".")[0]
+    return f"pip install '{_EXTRAS.get(top, (top, ''))[0]}'"
+
+
+def missing(name: str, exc: BaseException) -> str:
+    """The sentence for a module that cannot be imported: what it is for and the pip extra."""
+    top = name.split(".")[0]
+    why = _EXTRAS.get(top, (top, "this feature"))[1]
+    return f"{top} is needed for {why} but cannot be imported ({exc}). Install it with: {install_hint(name)}"
+
+
 def lazy_import(name: str) -> ModuleType:
     """Import `name` or raise EdgeVisionError saying which extra to install."""
     try:
         return importlib.import_module(name)
     except ImportError as exc:
-        top = name.split(".")[0]
-        extra, why = _EXTRAS.get(top, (top, "this feature"))
-        raise EdgeVisionError(
-            f"{top} is needed for {why} but cannot be imported ({exc}). Install it with: pip install '{extra}'"
-        ) from exc
+        raise EdgeVisionError(missing(name, exc)) from exc
 
 
 def available(name: str) -> bool:

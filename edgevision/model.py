@@ -2,7 +2,7 @@
 (Detections for detect/segment, ClassMap for semantic, Classification for classify)."""
 from __future__ import annotations
 
-import sys
+import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -49,7 +49,7 @@ class Model:
         if self.class_filter is not None and not m.detects:
             raise EdgeVisionError(f"classes= filters detections; this artifact's task is {m.task}")
         # Backends that letterbox on the GPU take frames directly (TensorRT).
-        self._on_gpu = getattr(backend, "infer_frames", None)
+        self._on_gpu = backend.infer_frames if backend.takes_gpu_frames else None
         self.with_masks = masks
         self._decode = DecodeOptions(masks, self.class_filter)
         self._thresholds = {
@@ -103,7 +103,7 @@ class Model:
                 outputs, geos = self._on_gpu(frames, dict(self._thresholds), self.manifest)
                 t1 = t2 = time.perf_counter()
             except GpuPreprocessUnavailable as exc:  # raised before anything ran: use the CPU path
-                print(f"edgevision: pre-processing on the CPU: {exc}", file=sys.stderr)
+                logging.getLogger(__name__).warning("pre-processing on the CPU: %s", exc)
                 self._on_gpu = None
         if outputs is None:
             batch, geos = self.preprocess(frames)

@@ -151,7 +151,7 @@ class Pipeline:
         writer.start()
         # Frames in flight: `workers` inferences run at once on a thread-safe backend (ONNX
         # Runtime); results are still handed out in frame order.
-        workers = self.workers if getattr(self.model.backend, "thread_safe", False) else 1
+        workers = self.workers if self.model.backend.thread_safe else 1
         pool = ThreadPoolExecutor(workers, thread_name_prefix="edgevision-infer")
         pending: deque[tuple[Frame, float, float, Future[Any]]] = deque()
         ended = False

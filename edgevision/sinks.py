@@ -17,22 +17,13 @@ from typing import IO, Any
 import numpy as np
 
 from ._lazy import lazy_import
+from .errors import EdgeVisionError
 from .results import ClassMap
 from .results import Result as TaskResult
-from .errors import EdgeVisionError
+from .sink_base import Sink
 from .sources import Frame
 
-
-class Sink:
-    """Receives every processed frame. `needs_annotated`: wants the drawn frame."""
-
-    needs_annotated = False
-
-    def write(self, frame: Frame, dets: TaskResult, annotated: np.ndarray | None) -> None:
-        raise NotImplementedError
-
-    def close(self) -> None:
-        pass
+__all__ = ["CallbackSink", "DisplaySink", "JsonlSink", "Sink", "VideoSink", "open_sink"]
 
 
 class VideoSink(Sink):

@@ -16,7 +16,7 @@ import numpy as np
 from ._lazy import lazy_import
 from .results import Result as TaskResult
 from .errors import EdgeVisionError
-from .sinks import Sink
+from .sink_base import Sink
 from .sources import Frame
 
 _PAGE = b"""<!doctype html><title>edgevision</title>

@@ -50,7 +50,7 @@ def _no_tensorrt() -> str:
     from edgevision.errors import EdgeVisionError
 
     try:
-        from edgevision.engine.target import find_flavor
+        from edgevision.backends.tensorrt.target import find_flavor
 
         find_flavor()
     except EdgeVisionError as exc:

@@ -88,3 +88,23 @@ def test_ctrl_c_ends_cleanly_and_keeps_a_playable_video(seg_onnx: Path, vtest: P
     while cap.read()[0]:
         frames += 1
     assert 3 <= frames and abs(frames - written) <= 1
+
+
+def test_build_side_commands_are_registered_not_imported(monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """convert/build/verify come from setup.py's `edgevision.commands` group; without it (a checkout
+    never installed, an install older than the group) the runtime's own commands still work and
+    the CLI says to install."""
+    import edgevision.cli as cli
+    from edgevision.cli.commands import registered
+
+    assert registered() == {"build": "edgevision.build.cli", "convert": "converters.cli.convert",
+                            "verify": "converters.cli.verify"}, "stale metadata: pip install -e ."
+    monkeypatch.setattr(cli, "registered", dict)
+    with pytest.raises(SystemExit):
+        cli.main(["convert", "x.pt"])
+    assert "none is here: install it (pip install -e . in a checkout" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    out = capsys.readouterr().out
+    assert "run" in out and "info" in out and "convert " not in out and "install it (pip install -e ." in out

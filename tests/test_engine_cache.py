@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from edgevision.engine.build import why_stale
-from edgevision.engine.cache import BuildSpec, cache_dir, changed_fields, timing_cache_path
-from edgevision.engine.compat import check_compatible
-from edgevision.engine.profiles import ShapeProfile
-from edgevision.engine.sidecar import BuildInfo, EngineSidecar, read_sidecar, sidecar_path, write_sidecar
-from edgevision.engine.target import DeviceTarget, Flavor
+from edgevision.backends.tensorrt.compat import check_compatible
+from edgevision.backends.tensorrt.sidecar import BuildInfo, EngineSidecar, read_sidecar, sidecar_path, write_sidecar
+from edgevision.backends.tensorrt.spec import BuildSpec, ShapeProfile, changed_fields
+from edgevision.backends.tensorrt.target import DeviceTarget, Flavor
+from edgevision.build.engine import why_stale
+from edgevision.build.timing_cache import cache_dir, timing_cache_path
 from edgevision.errors import EdgeVisionError
 from edgevision.manifest import Manifest, sha256_file
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from edgevision.device import gpu_status
-from edgevision.engine.cli_hooks import build_from_convert
+from converters.cli.convert import build_from_convert
 
 ROOT = Path(__file__).resolve().parents[1]
 HAS_RTX = importlib.util.find_spec("tensorrt_rtx") is not None
@@ -23,7 +23,7 @@ def ev(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def full_tensorrt_here() -> bool:
-    from edgevision.engine.target import _import_family
+    from edgevision.backends.tensorrt.target import _import_family
 
     return _import_family("tensorrt")[0] is not None
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from edgevision.engine.precision import GraphPrecision, PrecisionPlan, plan_precision
+from edgevision.build.precision import GraphPrecision, PrecisionPlan, plan_precision
 from edgevision.errors import EdgeVisionError
 
 FP32, FP16, QDQ = GraphPrecision(), GraphPrecision(has_fp16=True), GraphPrecision(has_qdq=True)

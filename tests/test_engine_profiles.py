@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from edgevision.engine.profiles import BatchRange, ShapeProfile, derive_profiles, max_batch
+from edgevision.build.profiles import BatchRange, ShapeProfile, derive_profiles, max_batch
 from edgevision.errors import EdgeVisionError
 
 # The inputs of every converted graph: images with a symbolic batch, fixed thresholds.

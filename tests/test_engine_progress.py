@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from edgevision.engine.dla import LayerPlacement, summarize
-from edgevision.engine.progress import BuildProgress
+from edgevision.build.dla import LayerPlacement, summarize
+from edgevision.build.progress import BuildProgress
 
 
 class Clock:

@@ -18,12 +18,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgevision.engine import BatchRange, BuildOptions, build_engine, read_sidecar
-from edgevision.engine.builder import BuildRequest, _probe_dla, build_serialized
-from edgevision.engine.onnx_graph import inspect_onnx
-from edgevision.engine.precision import plan_precision
-from edgevision.engine.profiles import derive_profiles
-from edgevision.engine.progress import BuildProgress
+from edgevision.backends.tensorrt.sidecar import read_sidecar
+from edgevision.build import BatchRange, BuildOptions, build_engine
+from edgevision.build.builder import BuildRequest, _probe_dla, build_serialized
+from edgevision.build.onnx_graph import inspect_onnx
+from edgevision.build.precision import plan_precision
+from edgevision.build.profiles import derive_profiles
+from edgevision.build.progress import BuildProgress
 from edgevision.errors import EdgeVisionError
 from edgevision.manifest import IN_CONF, IN_IMAGES, IN_IOU, METADATA_KEY, Manifest, sha256_file
 

@@ -74,7 +74,7 @@ def test_fp16_network_is_half(fp16_path: Path) -> None:
 
 def test_fp16_builds_strongly_typed_with_tensorrt_rtx(fp16_path: Path) -> None:
     pytest.importorskip("tensorrt_rtx", reason="TensorRT-RTX (pip install tensorrt-rtx-cu12) is the CI builder")
-    from edgevision.engine import BatchRange, BuildOptions, build_engine
+    from edgevision.build import BatchRange, BuildOptions, build_engine
 
     result = build_engine(fp16_path, options=BuildOptions(target="tensorrt_rtx", check_only=True, batch=BatchRange(1, 2, 4),
                                                           progress=False), log=lambda _: None)

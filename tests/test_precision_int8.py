@@ -207,7 +207,7 @@ def test_qdq_graphs_build_with_tensorrt_rtx(name: str, int8_dir: Path, rejected:
     The CPU twin is not for TensorRT (its manifest says so): build refuses it by name, before parsing,
     and points to the TensorRT graph of the same calibration."""
     pytest.importorskip("tensorrt_rtx", reason="TensorRT-RTX (pip install tensorrt-rtx-cu12) is the CI builder")
-    from edgevision.engine import BatchRange, BuildOptions, build_engine
+    from edgevision.build import BatchRange, BuildOptions, build_engine
     from edgevision.errors import EdgeVisionError
 
     paths = {"accepted int8": int8_dir / "yolo11n-seg.int8.onnx", "cpu twin": int8_dir / "yolo11n-seg.int8-cpu.onnx",

@@ -13,12 +13,12 @@ import pytest
 
 import edgevision
 from edgevision.backends import choose_backend
-from edgevision.backends.tensorrt import TensorRTBackend
+from edgevision.backends.tensorrt.backend import TensorRTBackend
+from edgevision.backends.tensorrt.sidecar import EngineSidecar, read_sidecar, write_sidecar
+from edgevision.backends.tensorrt.target import find_flavor
+from edgevision.build import BatchRange, BuildOptions, build_engine
+from edgevision.build.precision import typed_only
 from edgevision.device import gpu_status
-from edgevision.engine import BatchRange, BuildOptions, build_engine, read_sidecar
-from edgevision.engine.precision import typed_only
-from edgevision.engine.sidecar import EngineSidecar, write_sidecar
-from edgevision.engine.target import find_flavor
 from edgevision.errors import EdgeVisionError
 from edgevision.metrics import agreement
 
@@ -140,6 +140,6 @@ def test_engine_for_another_device_is_refused_before_deserializing(
         edgevision.load(engine)
     assert "Rebuild it on this device: edgevision build yolo11n-det.onnx --precision fp32" in str(info.value)
     # refused *before* deserializing: TensorRT never loaded this plan
-    from edgevision.backends.tensorrt import _EngineRegistry
+    from edgevision.backends.tensorrt.backend import _EngineRegistry
 
     assert not any(key[0] == str(engine.resolve()) for key in _EngineRegistry._engines)

@@ -6,7 +6,7 @@ import re
 import numpy as np
 import pytest
 
-from edgevision.engine.io_specs import TensorSpec, check_feeds, numpy_dtype
+from edgevision.backends.tensorrt.io_specs import TensorSpec, check_feeds, numpy_dtype
 from edgevision.errors import EdgeVisionError
 
 F32 = np.dtype(np.float32)

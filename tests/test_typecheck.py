@@ -53,7 +53,7 @@ def test_tensorrt_and_cuda_modules_typecheck(stubs: Path) -> None:
     print(res.stdout)
     assert res.returncode == 0, res.stdout + res.stderr
     checked = int(re.search(r"in (\d+) source files", res.stdout).group(1))  # type: ignore[union-attr]
-    assert checked >= 20  # edgevision/engine, edgevision/cuda, backends/tensorrt.py, cli/build.py
+    assert checked >= 20  # edgevision/build, backends/tensorrt/, edgevision/cuda, edgevision/kernels
 
 
 # One line per mistake; (line marker, mypy error code, what the message must say).

@@ -165,7 +165,7 @@ try:
     from edgevision.kernels.nvrtc import nvrtc_version; info["nvrtc"] = "%d.%d" % nvrtc_version()
 except Exception as e: info["nvrtc"] = f"unusable ({e})"
 try:
-    from edgevision.engine.target import find_flavor; info["tensorrt"] = find_flavor()[0].label
+    from edgevision.backends.tensorrt.target import find_flavor; info["tensorrt"] = find_flavor()[0].label
 except Exception as e: info["tensorrt"] = f"not available ({str(e)[:120]})"
 for m in ("numpy", "onnxruntime", "cv2"):
     try: info[m] = __import__(m).__version__

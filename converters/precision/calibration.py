@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from edgevision._lazy import lazy_import
+from edgevision.backends.onnxruntime import make_session
 from edgevision.errors import EdgeVisionError
 from edgevision.manifest import IN_CONF, IN_IMAGES, IN_IOU, Manifest
 
@@ -220,15 +221,10 @@ def collect_ranges_multi(
     """Run the frames through the FP32 graph once and measure each tensor's range, clipped at
     each of `percentiles` (see the module docstring). Returns percentile -> Ranges."""
     onnx = lazy_import("onnx")
-    ort = lazy_import("onnxruntime")
     percentiles = list(dict.fromkeys(float(p) for p in percentiles))
     model = onnx.load(str(fp32_path))
     aug, outs = _augment(model, tensors, percentiles)
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    if threads:
-        opts.intra_op_num_threads = threads
-    sess = ort.InferenceSession(aug.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    sess = make_session(aug.SerializeToString(), threads)
     names = [i.name for i in sess.get_inputs()]
     lo = np.full(len(tensors), np.inf, np.float64)
     hi = np.full(len(tensors), -np.inf, np.float64)

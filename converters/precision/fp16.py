@@ -7,7 +7,7 @@ same code as onnxconverter-common; no extra dependency). Kept in FP32:
   IoU products 640^2 = 409600, beyond half's 65504; NMS compares need the bits);
 - numerically sensitive ops anywhere (regions.FP32_OPS: Softmax, Exp, reductions ...).
 Casts sit at the borders. TensorRT 8.6 / 10 can take the FP32 graph with the FP16 builder
-flag instead (edgevision.engine); this file is for builders without that flag.
+flag instead (edgevision.build); this file is for builders without that flag.
 """
 from __future__ import annotations
 

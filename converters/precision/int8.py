@@ -1,6 +1,7 @@
 """INT8: calibrate once, decide which layers stay float, write the TensorRT and the CPU graphs."""
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -21,6 +22,8 @@ from .evaluate import AP_CONF, FrameResult, Prepared, compare, detections, prepa
 from .qdq import insert_qdq
 from .regions import Regions, find_regions
 from .sensitivity import GatedRunner, Protection, protect
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -74,7 +77,7 @@ def evenly(frames: Sequence[np.ndarray], n: int) -> list[np.ndarray]:
 
 def build_int8(
     fp32_path: Path, manifest: Manifest, calib: Sequence[np.ndarray], trt_path: Path, cpu_path: Path | None,
-    budget: Budget, opts: Int8Options, log: Callable[[str], None] = print,
+    budget: Budget, opts: Int8Options, log: Callable[[str], None] = _log.info,
 ) -> Int8Build:
     """Calibrate on `calib` frames, protect sensitive layers, write trt_path (and cpu_path)."""
     onnx = lazy_import("onnx")

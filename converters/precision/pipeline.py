@@ -12,7 +12,7 @@ accepted=false in its manifest and the report.
 from __future__ import annotations
 
 import argparse
-import sys
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,7 +63,8 @@ def _options(config: str) -> dict[str, Any]:
 
 
 def log(msg: str) -> None:
-    print(f"[precision] {msg}", file=sys.stderr, flush=True)
+    """A progress line of the precision step ('[precision] ...' on stderr where the CLI shows logs)."""
+    logging.getLogger(__name__).info("[precision] %s", msg)
 
 
 @dataclass

@@ -12,6 +12,7 @@ frames):
 """
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from edgevision._lazy import lazy_import
+from edgevision.backends.onnxruntime import make_session
 from edgevision.manifest import Manifest
 
 from .budget import Budget
@@ -27,6 +28,8 @@ from .calibration import Ranges, graph_feeds
 from .evaluate import AP_CONF, Evaluation, FrameResult, Prepared, compare, detections, soft_loss
 from .qdq import gate_name, insert_qdq
 from .regions import Layer, Regions
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -49,13 +52,8 @@ class GatedRunner:
     """The gated Q/DQ twin in one session: run(frames, on=groups) -> per-frame detections."""
 
     def __init__(self, model: Any, layers: Sequence[Layer], ranges: Ranges, manifest: Manifest, threads: int | None = None):
-        ort = lazy_import("onnxruntime")
         gated, _ = insert_qdq(model, layers, ranges, gated=True)
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3
-        if threads:
-            opts.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(gated.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+        self.session = make_session(gated.SerializeToString(), threads)
         self.inputs = [i.name for i in self.session.get_inputs()]
         self.outputs = [o.name for o in self.session.get_outputs()]
         self.groups = sorted({layer.group for layer in layers})
@@ -75,7 +73,7 @@ class GatedRunner:
 
 def protect(
     model: Any, regions: Regions, ranges: Ranges, manifest: Manifest, tune: Prepared, budget: Budget,
-    margin: float = 0.01, max_fraction: float = 0.5, log: Any = print,
+    margin: float = 0.01, max_fraction: float = 0.5, log: Any = _log.info,
 ) -> Protection:
     """Steps 1-3 of the module docstring. max_fraction: give up protecting once that share of the
     layers is float (an INT8 model that needs more is not worth having; the gate then fails)."""

@@ -1,4 +1,6 @@
-"""Backends chosen from a table, not an if-chain. Each is one file, imported on use."""
+"""Backends chosen from a table, not an if-chain. Each is one module, imported on use, subclassing
+base.Backend (feeds checked there, capabilities declared); TensorRT's sits in tensorrt/ beside
+what loading an engine needs (its sidecar, key and compatibility rules)."""
 from __future__ import annotations
 
 import importlib
@@ -30,7 +32,7 @@ class BackendEntry:
 
 BACKENDS: dict[str, BackendEntry] = {
     # Engines only (by suffix): the backend itself says so when there is no GPU.
-    "tensorrt": BackendEntry("edgevision.backends.tensorrt:TensorRTBackend", (".engine", ".plan"), ("tensorrt", "cuda.bindings")),
+    "tensorrt": BackendEntry("edgevision.backends.tensorrt.backend:TensorRTBackend", (".engine", ".plan"), ("tensorrt", "cuda.bindings")),
     "onnxruntime": BackendEntry("edgevision.backends.onnxruntime:OnnxRuntimeBackend", (".onnx",), ("onnxruntime",),
                                 lambda threads, n: {"threads": threads}),
     # The same .onnx files on Intel CPUs / GPUs / NPUs; chosen by name, or by a convert folder's speed report.

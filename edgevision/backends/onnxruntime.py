@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -10,10 +11,59 @@ import numpy as np
 from .._lazy import lazy_import
 from ..errors import EdgeVisionError
 from ..manifest import METADATA_KEY, Manifest
+from .base import Backend
+from .feeds import InputSpec
 
 # Best first. A provider counts only if the session really uses it after creation:
 # onnxruntime-gpu lists CUDA/TensorRT on machines where they then fail to load.
 PREFERRED = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+CPU_ONLY = ("CPUExecutionProvider",)
+
+
+def make_session(
+    model: str | os.PathLike[str] | bytes,
+    threads: int | None = None,
+    providers: Sequence[str] = CPU_ONLY,
+    profile_prefix: str | None = None,
+) -> Any:
+    """An ONNX Runtime InferenceSession: the one place sessions are made, so every user (the
+    backend, calibration, the layer search, timing) runs a graph the same way.
+
+    model: a path, or a serialized ModelProto (graphs edited in memory). threads: intra-op
+    threads (None: ONNX Runtime's choice, all physical cores). providers: best first.
+    profile_prefix: turn ORT's profiler on, writing `<prefix>_<date>.json`.
+    Every graph optimization on; ORT's own warnings off (they repeat what edgevision says).
+    """
+    ort = lazy_import("onnxruntime")
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3
+    if threads:
+        opts.intra_op_num_threads = threads
+    if profile_prefix is not None:
+        opts.enable_profiling = True
+        opts.profile_file_prefix = profile_prefix
+    source = model if isinstance(model, bytes) else os.fspath(model)
+    try:
+        return ort.InferenceSession(source, sess_options=opts, providers=list(providers))
+    except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types per failure
+        what = f"a {len(model)}-byte graph" if isinstance(model, bytes) else str(model)
+        raise EdgeVisionError(f"ONNX Runtime cannot load {what}: {str(exc).strip()[:500]}") from exc
+
+
+# ONNX Runtime's type names -> numpy (those a detector's inputs use; others are not checked)
+ORT_DTYPES: dict[str, np.dtype] = {
+    f"tensor({name})": np.dtype(dtype) for name, dtype in (
+        ("float", np.float32), ("float16", np.float16), ("double", np.float64), ("int64", np.int64),
+        ("int32", np.int32), ("int8", np.int8), ("uint8", np.uint8), ("bool", np.bool_),
+    )
+}
+
+
+def input_spec(node: Any) -> InputSpec:
+    """An ONNX Runtime NodeArg -> InputSpec (symbolic or unknown dimensions are dynamic)."""
+    shape = None if node.shape is None else tuple(d if isinstance(d, int) and d >= 0 else -1 for d in node.shape)
+    return InputSpec(node.name, ORT_DTYPES.get(node.type), shape)
 
 
 def read_manifest(session: Any, path: Path) -> Manifest:
@@ -26,7 +76,7 @@ def read_manifest(session: Any, path: Path) -> Manifest:
     return Manifest.from_json(meta[METADATA_KEY])
 
 
-class OnnxRuntimeBackend:
+class OnnxRuntimeBackend(Backend):
     """An InferenceSession over a converted ONNX file.
 
     threads: intra-op threads (default: ONNX Runtime's choice, all physical cores).
@@ -38,22 +88,14 @@ class OnnxRuntimeBackend:
     def __init__(self, path: str | Path, providers: list[str] | None = None, threads: int | None = None) -> None:
         ort = lazy_import("onnxruntime")
         self.path = Path(path)
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads:
-            opts.intra_op_num_threads = threads
-        opts.log_severity_level = 3
         wanted = providers or [p for p in PREFERRED if p in ort.get_available_providers()]
-        try:
-            self.session = ort.InferenceSession(os.fspath(self.path), sess_options=opts, providers=wanted)
-        except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types per failure
-            raise EdgeVisionError(f"ONNX Runtime cannot load {self.path}: {str(exc).strip()[:500]}") from exc
+        self.session = make_session(self.path, threads, wanted)
         self.providers = tuple(self.session.get_providers())
         self.manifest = read_manifest(self.session, self.path)
-        self.input_names = tuple(i.name for i in self.session.get_inputs())
+        self.inputs = tuple(input_spec(i) for i in self.session.get_inputs())
         self.output_names = tuple(o.name for o in self.session.get_outputs())
 
-    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         try:
             outs = self.session.run(self.output_names, feeds)
         except Exception as exc:  # noqa: BLE001
@@ -71,9 +113,3 @@ class OnnxRuntimeBackend:
 
     def close(self) -> None:
         self.session = None
-
-    def __enter__(self) -> OnnxRuntimeBackend:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 import queue
-import sys
+import logging
 import threading
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,10 @@ import numpy as np
 from .._lazy import lazy_import
 from ..errors import EdgeVisionError, closest
 from ..manifest import IN_IMAGES, METADATA_KEY, Manifest
+from .base import Backend
+from .feeds import InputSpec
+
+log = logging.getLogger(__name__)
 
 PRECISIONS = {"f32": "f32", "fp32": "f32", "bf16": "bf16", "f16": "f16", "fp16": "f16"}
 
@@ -55,6 +59,17 @@ def read_manifest(model: Any, path: Path) -> Manifest:
             "convert the source checkpoint: edgevision convert MODEL.pt"
         ) from None
     return Manifest.from_json(value.astype(str) if hasattr(value, "astype") else str(value))
+
+
+def input_spec(port: Any) -> InputSpec:
+    """An OpenVINO model input -> InputSpec, named as in the ONNX file (dynamic dimensions -1)."""
+    try:
+        dtype: np.dtype | None = np.dtype(port.get_element_type().to_dtype())
+    except (RuntimeError, TypeError):  # a type numpy has no name for: not checked
+        dtype = None
+    dims = port.get_partial_shape()
+    shape = tuple(d.get_length() if d.is_static else -1 for d in dims) if dims.rank.is_static else None
+    return InputSpec(port.get_any_name(), dtype, shape)
 
 
 def allows_int8_kernels(manifest: Manifest) -> bool:
@@ -89,7 +104,7 @@ def compile_config(precision: str, threads: int | None, streams: int | None, low
     return config
 
 
-class OpenVinoBackend:
+class OpenVinoBackend(Backend):
     """A converted ONNX file compiled by OpenVINO.
 
     device: "CPU" (default), "GPU", "NPU", "AUTO", ... as OpenVINO names them. precision:
@@ -121,7 +136,7 @@ class OpenVinoBackend:
                 cache.mkdir(parents=True, exist_ok=True)
                 core.set_property({"CACHE_DIR": str(cache)})
             except (OSError, RuntimeError) as exc:  # the cache only saves start-up time: run without it
-                print(f"edgevision: OpenVINO model cache off ({cache}: {exc})", file=sys.stderr)
+                log.warning("OpenVINO model cache off (%s: %s)", cache, exc)
                 cache = None
         try:
             model = core.read_model(os.fspath(self.path))
@@ -138,7 +153,7 @@ class OpenVinoBackend:
         self.precision = PRECISIONS[precision]
         self.cache_dir = cache
         # The ONNX names, as read: a compiled output may answer first to an internal tensor name.
-        self.input_names = tuple(i.get_any_name() for i in model.inputs)
+        self.inputs = tuple(input_spec(i) for i in model.inputs)
         self.output_names = tuple(o.get_any_name() for o in model.outputs)
         self._core, self._model = core, model
         self._compiled: dict[int, Any] = {}
@@ -182,22 +197,20 @@ class OpenVinoBackend:
                     self._pools[batch] = pool
         return pool
 
-    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if self._closed:
             raise EdgeVisionError(f"the OpenVINO backend for {self.path.name} is closed")
         images = feeds.get(IN_IMAGES)
         pool = self._requests(int(images.shape[0]) if images is not None and images.ndim == 4 else 1)
         request = pool.get()
         try:
-            return self._run(request, feeds)
+            return self._infer_on(request, feeds)
         finally:
             pool.put(request)
 
-    def _run(self, request: Any, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _infer_on(self, request: Any, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         try:
-            request.infer({name: np.ascontiguousarray(feeds[name]) for name in self.input_names})
-        except KeyError as exc:
-            raise EdgeVisionError(f"missing input {exc} for {self.path.name}; it takes {', '.join(self.input_names)}") from None
+            request.infer(feeds)
         except Exception as exc:  # noqa: BLE001
             shapes = {k: tuple(v.shape) for k, v in feeds.items()}
             raise EdgeVisionError(f"OpenVINO failed on inputs {shapes}: {str(exc).strip()[:300]}") from exc
@@ -234,9 +247,3 @@ class OpenVinoBackend:
         self._pools.clear()
         self._compiled.clear()
         self.compiled = None
-
-    def __enter__(self) -> OpenVinoBackend:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -1,48 +1,57 @@
 """`edgevision` command line: a thin layer over the same API a user can call.
 
-Each sub-command is one module here with add_parser(subparsers) and main(args) -> int;
-modules are imported only when their command runs, so `edgevision --help` stays light.
+Each sub-command is a module with HELP, add_arguments(parser) and main(args) -> int:
+run and info here, the build side's registered through an entry-point group (commands.py).
+A command's module imports nothing heavy until its main() runs, so `edgevision --help`
+stays light. While it runs, the library's log messages show on stderr (logs.py).
 """
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 
 from ..errors import EdgeVisionError
-
-# command -> (module, one-line help)
-COMMANDS: dict[str, tuple[str, str]] = {
-    "convert": ("convert", "PyTorch checkpoint -> ONNX with decode + NMS in the graph (then an engine)"),
-    "build": ("build", "ONNX artifact -> TensorRT engine + JSON sidecar, on the device that runs it"),
-    "run": ("run", "run an artifact on a video, camera, stream or images"),
-    "info": ("info", "print an artifact's manifest, inputs/outputs and the backends usable here"),
-    "verify": ("verify", "re-run the accuracy gate: an FP16/INT8 artifact vs its FP32 reference on your frames"),
-}
+from .commands import STALE, Command, commands, registered
+from .logs import show_logs
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(found: list[Command] | None = None, stale: bool = False) -> argparse.ArgumentParser:
+    """The parser for `found` (default: every command); stale: say that no build-side command is registered."""
     from .. import __version__
 
-    parser = argparse.ArgumentParser(prog="edgevision", description="Take a detector or segmenter to the edge.")
+    found = commands() if found is None else found
+    parser = argparse.ArgumentParser(prog="edgevision", description="Take a detector or segmenter to the edge.",
+                                     epilog=STALE if stale else None)
     parser.add_argument("--version", action="version", version=f"edgevision {__version__}")
+    parser.set_defaults(_command=None)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, (module, help_text) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
-        p.set_defaults(_module=module)
-        # Each command declares its own options; importing its module here keeps them in one place.
-        importlib.import_module(f"{__name__}.{module}").add_arguments(p)
+    for command in found:
+        p = sub.add_parser(command.name, help=command.help, description=command.help)
+        p.set_defaults(_command=command)
+        if command.module is not None:
+            command.module.add_arguments(p)
+        else:  # listed, so that running it says what is missing rather than "invalid choice"
+            p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    names = registered()
+    found = commands(names)
+    if not names and argv and not argv[0].startswith("-") and argv[0] not in {c.name for c in found}:
+        print(f"edgevision: {STALE}", file=sys.stderr)
+    parser = build_parser(found, stale=not names)
     args = parser.parse_args(argv)
-    if not getattr(args, "_module", None):
+    command: Command | None = args._command
+    if command is None:
         parser.print_help()
         return 0
     try:
-        return int(importlib.import_module(f"{__name__}.{args._module}").main(args) or 0)
+        if command.module is None:
+            raise EdgeVisionError(f"this command is unavailable here: {command.unavailable}")
+        with show_logs(("edgevision", *command.loggers)):
+            return int(command.module.main(args) or 0)
     except EdgeVisionError as exc:
         print(f"edgevision {args.command}: error: {exc}", file=sys.stderr)
         return 1

@@ -6,6 +6,8 @@ import json
 
 from ..backends import open_backend, usable_backends
 
+HELP = "print an artifact's manifest, inputs/outputs and the backends usable here"
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("artifact", help="converted .onnx file (or engine)")

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from ..errors import EdgeVisionError
 
+HELP = "run an artifact on a video, camera, stream or images"
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("artifact", help="converted .onnx (or engine) file, or a convert output folder")

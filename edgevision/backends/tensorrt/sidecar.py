@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import EdgeVisionError
-from ..manifest import Manifest
-from .cache import BuildSpec
+from ...errors import EdgeVisionError
+from ...manifest import Manifest
+from .spec import BuildSpec
 
 SIDECAR_VERSION = 1
 

@@ -8,27 +8,31 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import logging
 import os
-import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
+from ..backends.tensorrt.sidecar import BuildInfo, EngineSidecar, read_sidecar, sidecar_path, write_sidecar
+from ..backends.tensorrt.spec import BuildSpec, changed_fields
+from ..backends.tensorrt.target import DeviceTarget, Flavor, device_target, find_flavor
 from ..device import GpuStatus, gpu_status
 from ..errors import EdgeVisionError
 from ..manifest import sha256_file
 from .builder import BuildRequest, build_serialized
-from .cache import BuildSpec, changed_fields, timing_cache_path
 from .dla import DlaReport
 from .nms_strip import strip_nms
 from .onnx_graph import OnnxGraph, inspect_onnx
 from .precision import plan_precision
 from .profiles import BatchRange, derive_profiles
 from .progress import BuildProgress
-from .sidecar import BuildInfo, EngineSidecar, read_sidecar, sidecar_path, write_sidecar
-from .target import DeviceTarget, Flavor, device_target, find_flavor
+from .timing_cache import timing_cache_path
+
+
+_log = logging.getLogger(__name__)
 
 
 class BuildUnavailable(EdgeVisionError):
@@ -129,9 +133,12 @@ def build_engine(
     options: BuildOptions | None = None,
     log: Callable[[str], None] | None = None,
 ) -> BuildResult:
-    """Build (or reuse) the engine for a converted ONNX artifact. See BuildOptions."""
+    """Build (or reuse) the engine for a converted ONNX artifact. See BuildOptions.
+
+    log: where the build's lines go (what it builds, the precision path, profiles, notes);
+    default: this module's logger at INFO, which the `edgevision` command line shows."""
     options = options or BuildOptions()
-    say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    say = log or _log.info
     onnx_path = Path(onnx_path)
     graph = inspect_onnx(onnx_path)
     manifest = graph.require_manifest()

@@ -2,7 +2,8 @@
 
 TensorRT's v3 API addresses tensors by name. Device and pinned buffers are sized once
 for the largest shapes the optimization profile allows, so checking a feed against the
-profile here is also what keeps every copy inside its buffer.
+profile (backends/feeds.py, with the profile's range per axis) is also what keeps every
+copy inside its buffer.
 """
 from __future__ import annotations
 
@@ -11,7 +12,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import EdgeVisionError, closest
+from ...errors import EdgeVisionError
+from .. import feeds as feeds_mod
+from ..feeds import InputSpec
+
+# How feed errors name the artifact, and what to do about a batch outside the profile.
+NOUN = "engine"
+BATCH_HINT = "Feed fewer frames per call, or rebuild with a larger --max-batch"
 
 # TensorRT DataType member name -> numpy dtype (those a detector's I/O can use).
 TRT_DTYPES: dict[str, np.dtype] = {
@@ -51,6 +58,10 @@ class TensorSpec:
     def nbytes(self, shape: Sequence[int]) -> int:
         return int(np.prod(shape, dtype=np.int64)) * self.dtype.itemsize
 
+    def as_input(self) -> InputSpec:
+        """The backend-neutral spec feeds are checked against (the profile's range per axis)."""
+        return InputSpec(self.name, self.dtype, self.shape, self.min_shape, self.max_shape)
+
 
 def check_feeds(specs: Sequence[TensorSpec], feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """C-contiguous arrays of the engine's dtypes, one per input, each within the profile.
@@ -58,41 +69,10 @@ def check_feeds(specs: Sequence[TensorSpec], feeds: Mapping[str, np.ndarray]) ->
     Raises EdgeVisionError naming the input and the allowed range (e.g. a batch above
     the engine's max batch), never lets TensorRT fail on it.
     """
-    inputs = [s for s in specs if s.is_input]
-    names = [s.name for s in inputs]
-    unknown = [k for k in feeds if k not in names]
-    if unknown:
-        raise EdgeVisionError(
-            f"the engine has no input {unknown[0]!r}{closest(unknown[0], names)}; its inputs are {', '.join(names)}"
-        )
-    out: dict[str, np.ndarray] = {}
-    for s in inputs:
-        if s.name not in feeds:
-            raise EdgeVisionError(f"missing input {s.name!r}; the engine takes {', '.join(names)}")
-        arr = np.asarray(feeds[s.name])
-        if arr.dtype != s.dtype:
-            if not np.can_cast(arr.dtype, s.dtype, casting="same_kind"):
-                raise EdgeVisionError(f"input {s.name!r} is {arr.dtype}; the engine takes {s.dtype}")
-            arr = arr.astype(s.dtype)
-        check_shape(s, tuple(int(d) for d in arr.shape))
-        out[s.name] = np.ascontiguousarray(arr)
-    return out
+    return feeds_mod.check_feeds([s.as_input() for s in specs if s.is_input], feeds, NOUN, BATCH_HINT)
 
 
 def check_shape(s: TensorSpec, shape: tuple[int, ...]) -> None:
     """Raise EdgeVisionError unless `shape` fits input `s`'s profile (also for inputs the
     GPU fills itself, which have no host array to check)."""
-    if len(shape) != len(s.shape):
-        raise EdgeVisionError(f"input {s.name!r} has shape {shape}; the engine takes {_fmt(s.shape)}")
-    for axis, (got, lo, hi) in enumerate(zip(shape, s.min_shape, s.max_shape)):
-        if not lo <= got <= hi:
-            what = "batch" if axis == 0 and lo != hi else f"axis {axis}"
-            raise EdgeVisionError(
-                f"input {s.name!r}: {what} {got} is outside the engine's range {lo}..{hi} "
-                f"(shape {shape}, engine {_fmt(s.shape)}). "
-                + ("Feed fewer frames per call, or rebuild with a larger --max-batch" if what == "batch" else "")
-            )
-
-
-def _fmt(shape: Sequence[int]) -> str:
-    return "[" + ", ".join("B" if i == 0 and d < 0 else "?" if d < 0 else str(d) for i, d in enumerate(shape)) + "]"
+    feeds_mod.check_shape(s.as_input(), shape, NOUN, BATCH_HINT)

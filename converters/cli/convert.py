@@ -2,11 +2,17 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..errors import EdgeVisionError
+from edgevision.errors import EdgeVisionError
+
+if TYPE_CHECKING:
+    from edgevision.build import BuildResult
+
+HELP = "PyTorch checkpoint -> ONNX with decode + NMS in the graph (then an engine)"
+LOGGERS = ("converters",)  # its "[convert] ..." and "[precision] ..." progress lines
 
 
 def _hw(text: str) -> tuple[int, int]:
@@ -82,9 +88,9 @@ def _names(path: str | None) -> tuple[str, ...] | None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from converters.export import ExportOptions, convert
+    from edgevision.sources import sample_frames
 
-    from ..sources import sample_frames
+    from ..export import ExportOptions, convert
 
     model = Path(args.model)
     out = Path(args.output) if args.output else Path("runs/convert") / model.stem
@@ -107,9 +113,34 @@ def main(args: argparse.Namespace) -> int:
         print(f"note      {note}", file=sys.stderr)
     artifact = result.onnx_path
     if args.precision != "fp32":
-        precision = importlib.import_module("converters.precision")
-        artifact = precision.apply_precision(result, args)
+        from ..precision import apply_precision
+
+        artifact = apply_precision(result, args)
     if args.engine:
-        engine = importlib.import_module("edgevision.engine.cli_hooks")
-        engine.build_from_convert(artifact, args)
+        build_from_convert(artifact, args)
     return 0
+
+
+def build_from_convert(artifact: str | Path, args: argparse.Namespace) -> BuildResult | None:
+    """`convert --engine`: build `artifact`'s engine with convert's --precision when this
+    machine can; otherwise stop at the ONNX and print the command for the device (None).
+
+    convert keeps the ONNX either way: an engine is tied to the GPU and TensorRT that
+    build it, so "no TensorRT / no GPU here" is the normal case on a workstation.
+    """
+    from edgevision.build import BuildOptions, build_engine
+    from edgevision.build.cli import device_command
+    from edgevision.build.engine import BuildUnavailable
+
+    precision = getattr(args, "precision", None)
+    try:
+        result = build_engine(artifact, None, BuildOptions(precision=precision))
+    except BuildUnavailable as exc:
+        print(f"engine    convert stopped at the ONNX artifact: {exc}", file=sys.stderr)
+        print("          copy it to the device and run there:", file=sys.stderr)
+        print(f"          {device_command(artifact, precision)}", file=sys.stderr)
+        return None
+    if result.engine_path is not None:
+        state = "built" if result.built else "up to date"
+        print(f"engine    {result.engine_path}  ({state}; {result.layers} layers, {result.seconds:.1f} s)")
+    return result

@@ -9,7 +9,11 @@ from typing import TYPE_CHECKING
 from ..errors import EdgeVisionError
 
 if TYPE_CHECKING:
-    from ..engine.build import BuildOptions
+    from .engine import BuildOptions
+
+# Registered in setup.py (entry-point group `edgevision.commands`): the runtime's command
+# line lists this command without importing the builder.
+HELP = "ONNX artifact -> TensorRT engine + JSON sidecar, on the device that runs it"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -40,8 +44,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def options_from_args(args: argparse.Namespace) -> BuildOptions:
-    from ..engine.build import BuildOptions
-    from ..engine.profiles import BatchRange
+    from .engine import BuildOptions
+    from .profiles import BatchRange
 
     cache = None if str(args.timing_cache).lower() == "none" else args.timing_cache
     return BuildOptions(
@@ -61,7 +65,7 @@ def device_command(artifact: str | Path, precision: str | None = None, extra: li
 
 
 def main(args: argparse.Namespace) -> int:
-    from ..engine.build import BuildUnavailable, build_engine
+    from .engine import BuildUnavailable, build_engine
 
     try:
         result = build_engine(args.artifact, args.output, options_from_args(args))

@@ -13,9 +13,9 @@ TensorRT version or GPU -> a sentence saying which (never a deserialization cras
 from __future__ import annotations
 
 import hashlib
-import sys
+import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -23,21 +23,24 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from ..cuda import CudaError, CudaGraph, DeviceBuffer, PinnedBuffer, Stream
-from ..cuda.device import DeviceInfo, set_current, use_device
-from ..device import gpu_status
-from ..engine.compat import check_compatible
-from ..engine.io_specs import TensorSpec, check_feeds, check_shape, numpy_dtype
-from ..engine.sidecar import EngineSidecar, read_sidecar
-from ..engine.target import DeviceTarget, find_flavor
-from ..engine.trt_hooks import LogRecord, make_logger
-from ..errors import EdgeVisionError, GpuPreprocessUnavailable
-from ..kernels.gpu_letterbox import GpuLetterbox, supports
-from ..manifest import IN_IMAGES, Manifest
-from ..preprocess import Letterbox
+from ...cuda import CudaError, CudaGraph, DeviceBuffer, PinnedBuffer, Stream
+from ...cuda.device import DeviceInfo, set_current, use_device
+from ...device import gpu_status
+from ...errors import EdgeVisionError, GpuPreprocessUnavailable
+from ...kernels.gpu_letterbox import GpuLetterbox, supports
+from ...manifest import IN_IMAGES, Manifest
+from ...preprocess import Letterbox
+from ..base import Backend
+from .compat import check_compatible
+from .io_specs import TensorSpec, check_feeds, check_shape, numpy_dtype
+from .logger import LogRecord, make_logger
+from .sidecar import EngineSidecar, read_sidecar
+from .target import DeviceTarget, find_flavor
 
 if TYPE_CHECKING:
     import tensorrt as trt
+
+log = logging.getLogger(__name__)
 
 MAX_GRAPHS = 8  # CUDA graphs kept per instance (one per distinct input shape)
 # (input shapes, inputs the GPU fills itself): one CUDA graph per distinct key
@@ -105,7 +108,7 @@ def _dims(d: Any) -> tuple[int, ...]:
     return tuple(int(x) for x in d)
 
 
-class TensorRTBackend:
+class TensorRTBackend(Backend):
     """A TensorRT engine file (with its `<engine>.json` sidecar) on an NVIDIA GPU.
 
     device: CUDA device index. cuda_graphs: capture a CUDA graph per input shape after its
@@ -117,6 +120,7 @@ class TensorRTBackend:
     # One execution context runs one inference at a time (calls are serialised by a lock);
     # for concurrency, open one instance per thread: they share the engine's weights.
     thread_safe = False
+    takes_gpu_frames = True  # infer_frames: letterbox, colour order and scaling on the GPU
 
     def __init__(self, path: str | Path, device: int = 0, cuda_graphs: bool = True, verbose: bool = False) -> None:
         self.path = Path(path)
@@ -172,7 +176,7 @@ class TensorRTBackend:
                 f"edgevision build {build.onnx_file} --precision {build.spec.precision}"
             )
         for w in verdict.warnings:
-            print(f"edgevision: {self.path.name}: {w}", file=sys.stderr)
+            log.warning("%s: %s", self.path.name, w)
 
     # -- buffers, context, stream ----------------------------------------------------------
     def _setup(self, trt_module: ModuleType, cuda_graphs: bool) -> None:
@@ -211,7 +215,7 @@ class TensorRTBackend:
                 s = TensorSpec(s.name, False, s.dtype, s.shape, out_shape, out_shape)
             resolved.append(s)
         self.specs: tuple[TensorSpec, ...] = tuple(resolved)
-        self.input_names = tuple(s.name for s in self.specs if s.is_input)
+        self.inputs = tuple(s.as_input() for s in self.specs if s.is_input)
         self.output_names = tuple(s.name for s in self.specs if not s.is_input)
         self.stream = Stream()
         self._device_buf: dict[str, DeviceBuffer] = {}
@@ -255,9 +259,13 @@ class TensorRTBackend:
         for name in self.output_names:
             stream.copy_to_host(self._host_buf[name], self._device_buf[name], self._spec[name].nbytes(self._out_shapes[name]))
 
-    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def validate(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Feeds checked against the profile: a batch above the engine's max names --max-batch."""
+        return check_feeds(self.specs, feeds)
+
+    def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """{input: array} -> {output: array} (new arrays; the pinned buffers are reused)."""
-        return self._run(check_feeds(self.specs, feeds), {}, None)
+        return self._run(feeds, {}, None)
 
     def infer_frames(
         self, frames: Sequence[np.ndarray], feeds: dict[str, np.ndarray], manifest: Manifest
@@ -334,7 +342,7 @@ class TensorRTBackend:
             # Some engines cannot be captured (data-dependent control flow, plugins that sync).
             self.cuda_graphs = False
             self.graph_note = f"CUDA graphs off: capture failed ({exc})"
-            print(f"edgevision: {self.path.name}: {self.graph_note}", file=sys.stderr)
+            log.warning("%s: %s", self.path.name, self.graph_note)
             return None
         self._graphs[key] = graph
         return graph
@@ -374,10 +382,4 @@ class TensorRTBackend:
                 host.free()
             self.stream.close()
             _EngineRegistry.release(self._shared)
-
-    def __enter__(self) -> TensorRTBackend:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 

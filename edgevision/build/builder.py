@@ -16,12 +16,13 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from ..backends.tensorrt.logger import LogRecord, make_logger
+from ..backends.tensorrt.spec import ShapeProfile
 from ..errors import EdgeVisionError
 from .dla import DlaReport, LayerPlacement, summarize
 from .precision import PrecisionPlan
-from .profiles import ShapeProfile
 from .progress import BuildProgress
-from .trt_hooks import LogRecord, make_logger, make_progress_monitor
+from .progress_monitor import make_progress_monitor
 
 if TYPE_CHECKING:
     import tensorrt as trt

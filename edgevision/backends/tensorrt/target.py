@@ -10,8 +10,8 @@ import importlib
 from dataclasses import dataclass
 from types import ModuleType
 
-from ..device import GpuStatus
-from ..errors import EdgeVisionError
+from ...device import GpuStatus
+from ...errors import EdgeVisionError
 
 FAMILIES = ("tensorrt", "tensorrt_rtx")
 LABELS = {"tensorrt": "TensorRT", "tensorrt_rtx": "TensorRT-RTX"}

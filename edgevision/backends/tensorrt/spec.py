@@ -1,25 +1,42 @@
-"""What an engine depends on, its cache key, and why an existing engine is stale.
-Pure Python: no TensorRT import.
+"""What an engine depends on, and its key. Pure Python: no TensorRT import.
 
 An engine is valid only for the exact inputs of its build: the ONNX bytes, the
 TensorRT family and version, the GPU, DLA core, precision path, profiles and flags.
-BuildSpec holds all of them; its hash is the key stored in the sidecar. `edgevision
-build` rebuilds when the key differs and says which fields changed.
+BuildSpec holds all of them; its hash is the key stored in the sidecar. The backend
+reads it to decide whether an engine may run here (compat.py); `edgevision build`
+rebuilds when the key differs and says which fields changed (changed_fields).
 """
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import json
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from .profiles import ShapeProfile
 from .target import DeviceTarget
 
 KEY_VERSION = 1  # bump when the meaning of a field changes
+
+
+@dataclass(frozen=True)
+class ShapeProfile:
+    """The min / opt / max shape of one input (all dimensions concrete)."""
+
+    name: str
+    min: tuple[int, ...]
+    opt: tuple[int, ...]
+    max: tuple[int, ...]
+
+    def to_dict(self) -> dict[str, list[int]]:
+        return {"min": list(self.min), "opt": list(self.opt), "max": list(self.max)}
+
+    def describe(self) -> str:
+        return f"{self.name}: min {_fmt(self.min)}, opt {_fmt(self.opt)}, max {_fmt(self.max)}"
+
+
+def _fmt(shape: tuple[int, ...]) -> str:
+    return "x".join(str(d) for d in shape)
 
 
 @dataclass(frozen=True)
@@ -90,20 +107,3 @@ def changed_fields(old: BuildSpec, new: BuildSpec) -> list[str]:
 def _profiles_text(profiles: list[dict[str, Any]]) -> str:
     """'images batch 1..4 (opt 1)' per profile: only the batch axis varies."""
     return ", ".join(f"{p['name']} batch {p['min'][0]}..{p['max'][0]} (opt {p['opt'][0]})" for p in profiles) or "none"
-
-
-def cache_dir() -> Path:
-    """$EDGEVISION_CACHE, else $XDG_CACHE_HOME/edgevision, else ~/.cache/edgevision."""
-    env = os.environ.get("EDGEVISION_CACHE")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME")
-    return (Path(base) if base else Path.home() / ".cache") / "edgevision"
-
-
-def timing_cache_path(target: DeviceTarget) -> Path:
-    """One timing cache per TensorRT version and GPU: TensorRT rejects (or worse, mis-tunes
-    with) a cache from another device or version."""
-    gpu = "".join(c if c.isalnum() else "-" for c in target.gpu_name) or "nogpu"
-    name = f"{target.flavor.module}-{target.flavor.version}-{gpu}-{target.sm}.timing"
-    return cache_dir() / "timing" / name

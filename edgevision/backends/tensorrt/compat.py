@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .cache import BuildSpec
+from .spec import BuildSpec
 from .target import LABELS, DeviceTarget
 
 # TensorRT-RTX builds ahead of time without a GPU, for Ampere and newer by default

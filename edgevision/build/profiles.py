@@ -10,7 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from ..backends.tensorrt.spec import ShapeProfile
 from ..errors import EdgeVisionError
+
+__all__ = ["BatchRange", "Dim", "ShapeProfile", "derive_profiles", "is_dynamic", "max_batch"]
 
 Dim = int | str | None  # an ONNX dimension: a size, a symbolic name, or unknown
 
@@ -30,26 +33,6 @@ class BatchRange:
             raise EdgeVisionError(
                 f"batch sizes must satisfy min <= opt <= max; got min {self.min}, opt {self.opt}, max {self.max}"
             )
-
-
-@dataclass(frozen=True)
-class ShapeProfile:
-    """The min / opt / max shape of one input (all dimensions concrete)."""
-
-    name: str
-    min: tuple[int, ...]
-    opt: tuple[int, ...]
-    max: tuple[int, ...]
-
-    def to_dict(self) -> dict[str, list[int]]:
-        return {"min": list(self.min), "opt": list(self.opt), "max": list(self.max)}
-
-    def describe(self) -> str:
-        return f"{self.name}: min {_fmt(self.min)}, opt {_fmt(self.opt)}, max {_fmt(self.max)}"
-
-
-def _fmt(shape: tuple[int, ...]) -> str:
-    return "x".join(str(d) for d in shape)
 
 
 def is_dynamic(dim: Dim) -> bool:

@@ -7,11 +7,13 @@ accepted with (or --max-drop). Exit status 0 when the budget holds, 1 when it do
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 from pathlib import Path
 
-from ..errors import EdgeVisionError
+from edgevision.errors import EdgeVisionError
+
+HELP = "re-run the accuracy gate: an FP16/INT8 artifact vs its FP32 reference on your frames"
+LOGGERS = ("converters",)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -41,11 +43,11 @@ def _reference(artifact: Path, explicit: str | None, extra: dict[str, object]) -
 
 
 def main(args: argparse.Namespace) -> int:
-    from ..backends import open_backend
-    from ..sources import sample_frames
+    from edgevision.backends import open_backend
+    from edgevision.sources import sample_frames
 
-    gate = importlib.import_module("converters.precision.gate")
-    budget_mod = importlib.import_module("converters.precision.budget")
+    from ..precision import budget as budget_mod
+    from ..precision import gate
     artifact = Path(args.artifact)
     with open_backend(artifact, args.backend) as backend:
         manifest = backend.manifest

@@ -1,6 +1,6 @@
 """What TensorRT is doing during a build, as one status line. Pure Python.
 
-TensorRT 10+ reports build phases through IProgressMonitor (see trt_hooks.py, which
+TensorRT 10+ reports build phases through IProgressMonitor (see progress_monitor.py, which
 forwards to BuildProgress); with older TensorRT there are no phases and the line shows
 the elapsed time only. TensorRT calls back from its own threads, hence the lock.
 """
@@ -48,7 +48,7 @@ class BuildProgress:
         self._last_print = float("-inf")
         self._last_top = ""
 
-    # -- called by TensorRT (through trt_hooks) -------------------------------------
+    # -- called by TensorRT (through progress_monitor) -------------------------------------
     def phase_start(self, name: str, parent: str | None, steps: int) -> None:
         with self._lock:
             self._active[name] = _Phase(parent or None, max(int(steps), 1))

@@ -1,0 +1,98 @@
+"""The backend contract (backends/base.py): every backend checks feeds the same way before its
+runtime sees them, declares what it can do, and ONNX Runtime sessions come from one place."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper, save
+
+from edgevision._lazy import available
+from edgevision.backends import BACKENDS, backend_class, open_backend
+from edgevision.backends.base import Backend
+from edgevision.backends.onnxruntime import make_session
+from edgevision.errors import EdgeVisionError, GpuPreprocessUnavailable
+from edgevision.manifest import METADATA_KEY, Manifest
+
+ONNX_BACKENDS = [pytest.param(b, marks=pytest.mark.skipif(not available(m), reason=f"needs {m}"))
+                 for b, m in (("onnxruntime", "onnxruntime"), ("openvino", "openvino"))]
+
+
+def tiny_graph(path: Path) -> Path:
+    """images float32[B, 3, 8, 8] and conf_threshold float32[1] in; each doubled out."""
+    nodes = [helper.make_node("Add", ["images", "images"], ["doubled"]),
+             helper.make_node("Add", ["conf_threshold", "conf_threshold"], ["conf2"])]
+    graph = helper.make_graph(
+        nodes, "tiny",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", 3, 8, 8]),
+         helper.make_tensor_value_info("conf_threshold", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("doubled", TensorProto.FLOAT, ["batch", 3, 8, 8]),
+         helper.make_tensor_value_info("conf2", TensorProto.FLOAT, [1])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    manifest = Manifest(task="detect", class_names=("thing",), input_hw=(8, 8), max_det=1)
+    helper.set_model_props(model, {METADATA_KEY: manifest.to_json()})
+    save(model, str(path))
+    return path
+
+
+def good(**over: object) -> dict[str, object]:
+    feeds: dict[str, object] = {"images": np.ones((2, 3, 8, 8), np.float32), "conf_threshold": np.array([0.25], np.float32)}
+    feeds.update(over)
+    return {k: v for k, v in feeds.items() if v is not None}
+
+
+@pytest.mark.parametrize("backend", ONNX_BACKENDS)
+def test_good_feeds_run_and_same_kind_casts_are_made(backend: str, tmp_path: Path) -> None:
+    with open_backend(tiny_graph(tmp_path / "tiny.onnx"), backend) as b:
+        assert b.input_names == ("images", "conf_threshold") and b.output_names == ("doubled", "conf2")
+        strided = np.ones((8, 8, 3, 2), np.float64).transpose(3, 2, 0, 1)  # float64, not contiguous
+        out = b.infer(good(images=strided))
+        assert out["doubled"].dtype == np.float32 and out["doubled"].shape == (2, 3, 8, 8)
+        np.testing.assert_array_equal(out["doubled"], 2.0)
+        np.testing.assert_allclose(out["conf2"], [0.5])
+
+
+@pytest.mark.parametrize("over, message", [
+    ({"images": None}, "missing input 'images'; the model takes images, conf_threshold"),
+    ({"image": np.zeros(1)}, "the model has no input 'image' (did you mean \"images\"?)"),
+    ({"images": np.zeros((1, 3, 8, 8), np.complex64)}, "input 'images' is complex64; the model takes float32"),
+    ({"images": np.zeros((3, 8, 8), np.float32)}, "input 'images' has shape (3, 8, 8); the model takes [B, 3, 8, 8]"),
+    ({"images": np.zeros((1, 3, 8, 16), np.float32)}, "input 'images': axis 3 16 is outside the model's range 8..8"),
+    ({"images": np.zeros((0, 3, 8, 8), np.float32)}, "input 'images': batch 0 is outside the model's range 1.."),
+    ({"conf_threshold": np.array([0.25, 0.5], np.float32)}, "input 'conf_threshold': axis 0 2 is outside the model's range 1..1"),
+])
+@pytest.mark.parametrize("backend", ONNX_BACKENDS)
+def test_bad_feeds_get_the_same_sentence_on_every_backend(backend: str, over: dict[str, object], message: str,
+                                                           tmp_path: Path) -> None:
+    with open_backend(tiny_graph(tmp_path / "tiny.onnx"), backend) as b:
+        with pytest.raises(EdgeVisionError, match=re.escape(message)):
+            b.infer(good(**over))
+
+
+@pytest.mark.parametrize("name, thread_safe, gpu_frames", [
+    ("onnxruntime", True, False), ("openvino", True, False), ("tensorrt", False, True),
+])
+def test_capabilities_are_declared(name: str, thread_safe: bool, gpu_frames: bool) -> None:
+    """Read from the class (TensorRT's needs no GPU to answer): the pipeline and Model ask, never probe."""
+    cls = backend_class(name)
+    assert issubclass(cls, Backend) and name in BACKENDS
+    assert (cls.thread_safe, cls.takes_gpu_frames) == (thread_safe, gpu_frames)
+
+
+def test_host_only_backend_refuses_frames_before_doing_anything(tmp_path: Path) -> None:
+    with open_backend(tiny_graph(tmp_path / "tiny.onnx"), "onnxruntime") as b:
+        with pytest.raises(GpuPreprocessUnavailable, match="the onnxruntime backend takes pre-processed host arrays only"):
+            b.infer_frames([np.zeros((8, 8, 3), np.uint8)], {}, b.manifest)
+
+
+def test_make_session_takes_a_path_or_bytes(tmp_path: Path) -> None:
+    path = tiny_graph(tmp_path / "tiny.onnx")
+    for model in (path, path.read_bytes()):
+        session = make_session(model, threads=1)
+        assert session.get_providers() == ["CPUExecutionProvider"]
+        assert [i.name for i in session.get_inputs()] == ["images", "conf_threshold"]
+    with pytest.raises(EdgeVisionError, match="ONNX Runtime cannot load a 16-byte graph"):
+        make_session(b"not an onnx file")
