@@ -19,8 +19,8 @@ from edgevision._lazy import lazy_import
 from edgevision.detections import Detections
 from edgevision.errors import EdgeVisionError
 from edgevision.manifest import (
-    IN_CONF, IN_IMAGES, IN_IOU, OUT_BOXES, OUT_CLASSES, OUT_COEFFS, OUT_NUM, OUT_PROTOS, OUT_SCORES,
-    Manifest, sha256_file,
+    IN_CONF, IN_IMAGES, IN_IOU, OUT_BOXES, OUT_CLASSES, OUT_COEFFS, OUT_LIMITS, OUT_NUM, OUT_PROTOS,
+    OUT_SCORES, Manifest, sha256_file,
 )
 from edgevision.metrics import Agreement, agreement
 
@@ -30,7 +30,7 @@ from .onnx_io import check_model, write_manifest
 @dataclass
 class ExportOptions:
     """imgsz: (H, W) network input. max_det: D rows per image. pre_nms_topk: candidates that
-    enter NMS. nms_iters: fixed-point NMS iterations. opset: ONNX opset."""
+    enter NMS. nms_iters: fixed-point NMS iterations per block. opset: ONNX opset."""
 
     imgsz: tuple[int, int] = (640, 640)
     max_det: int = 300
@@ -71,17 +71,19 @@ def export_yolo(model_path: Path, out_path: Path, opts: ExportOptions) -> tuple[
     post = DetectPostprocess(len(src.class_names), src.num_masks, min(opts.max_det, topk), topk, opts.nms_iters)
     wrapper = YoloWithPostprocess(src, post).eval()
     example = (torch.rand(2, 3, h, w), torch.tensor([opts.conf]), torch.tensor([opts.iou]))
+    # nms_limits last: consumers that read the earlier outputs by position keep working.
     outputs = [OUT_BOXES, OUT_SCORES, OUT_CLASSES, OUT_NUM] + ([OUT_COEFFS, OUT_PROTOS] if src.task == "segment" else [])
+    outputs.append(OUT_LIMITS)
     dyn = {name: {0: "batch"} for name in [IN_IMAGES, *outputs]}
     with torch.no_grad():
-        protos_shape = wrapper(*example)[-1].shape[1:] if src.task == "segment" else None
+        protos_shape = wrapper(*example)[outputs.index(OUT_PROTOS)].shape[1:] if src.task == "segment" else None
         torch.onnx.export(
             wrapper, example, str(out_path), opset_version=opts.opset, dynamo=False,
             input_names=[IN_IMAGES, IN_CONF, IN_IOU], output_names=outputs, dynamic_axes=dyn,
         )
     manifest = yolo_manifest(
         src, (h, w), post.max_det, protos_shape,
-        pre_nms_topk=topk, nms_iters=opts.nms_iters, anchors=anchors,
+        pre_nms_topk=topk, nms_iters=opts.nms_iters, nms_block=post.block, anchors=anchors,
     ).replace(
         conf_threshold=opts.conf, iou_threshold=opts.iou,
         source={"file": model_path.name, "sha256": sha256_file(model_path), "kind": "ultralytics"},

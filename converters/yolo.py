@@ -104,7 +104,9 @@ class YoloWithPostprocess(torch.nn.Module):  # type: ignore[misc]
         out = self.model(images)
         if self.seg:
             preds, protos = out[0], out[1]
-            return (*self.post(preds, conf, iou), protos)
+            # nms_limits stays the last output, after protos: the outputs before it keep their places.
+            *dets, limits = self.post(preds, conf, iou)
+            return (*dets, protos, limits)
         preds = out[0] if isinstance(out, (tuple, list)) else out
         return self.post(preds, conf, iou)
 

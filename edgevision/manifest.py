@@ -26,6 +26,7 @@ OUT_CLASSES = "class_ids"  # int32[B, D]
 OUT_NUM = "num_dets"  # int32[B], rows of each image that are real
 OUT_COEFFS = "mask_coeffs"  # float32[B, D, M] (segmenters only)
 OUT_PROTOS = "protos"  # float32[B, M, Hp, Wp] (segmenters only)
+OUT_LIMITS = "nms_limits"  # int32[B], last; bits: 1 candidate cap may cut rows, 2 NMS unconverged; 0 = exact
 IN_IMAGES = "images"  # float32[B, 3, H, W]
 IN_CONF = "conf_threshold"  # float32[1]
 IN_IOU = "iou_threshold"  # float32[1]
