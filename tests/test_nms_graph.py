@@ -84,9 +84,9 @@ def run(session: ort.InferenceSession, preds: np.ndarray, conf: float, iou: floa
 
 
 def assert_rows_equal(got: dict[str, np.ndarray], b: int, preds: np.ndarray, conf: float, iou: float, max_det: int,
-                      pre_nms_topk: int | None = None) -> None:
+                      pre_nms_topk: int | None = None, num_classes: int = NC) -> None:
     """Image b's rows equal the greedy reference bit for bit (same float ops on both sides)."""
-    ref = decode_nms(preds, NC, conf, iou, max_det, pre_nms_topk)
+    ref = decode_nms(preds, num_classes, conf, iou, max_det, pre_nms_topk)
     n = int(got["num_dets"][b])
     assert n == len(ref.scores)
     np.testing.assert_array_equal(got["boxes"][b, :n], ref.boxes)
@@ -286,3 +286,47 @@ def test_max_det_caps_and_mask_coeffs_follow_their_rows(tmp_path: Path) -> None:
     assert int(got["num_dets"][0]) == 4 and int(got[OUT_LIMITS][0]) == 0
     # coefficient rows must come from the same anchors as the boxes (anchors 0..3)
     np.testing.assert_array_equal(got["mask_coeffs"][0, :, 0], preds[4 + NC, :4])
+
+
+@pytest.fixture(scope="module")
+def real_preds(seg_checkpoint: Path, vtest: Path) -> np.ndarray:
+    """float32[4, 84, 8400]: yolo11n's box and class rows on 3 real vtest frames and on a
+    640x640 mosaic of 20 vtest frames (about 200 pedestrians; benchmarks/bench_nms.py)."""
+    from benchmarks.bench_nms import crowd_mosaic, yolo_preds
+    from edgevision.sources import sample_frames
+
+    frames, _ = sample_frames(vtest, 20)
+    return yolo_preds(seg_checkpoint, [frames[3], frames[10], frames[17], crowd_mosaic(frames)])
+
+
+def export_real(tmp: Path, preds: np.ndarray, max_det: int, topk: int, iters: int) -> ort.InferenceSession:
+    """The post-processing alone for 80 classes, as export_yolo builds it, run by ONNX Runtime."""
+    post = DetectPostprocess(80, 0, max_det, topk, iters).eval()
+    path = tmp / f"real_{topk}_{iters}.onnx"
+    names = [*NAMES, OUT_LIMITS]
+    torch.onnx.export(post, (torch.from_numpy(preds[:2]), torch.tensor([0.25]), torch.tensor([0.7])), str(path),
+                      opset_version=17, dynamo=False, input_names=["preds", "conf", "iou"], output_names=names,
+                      dynamic_axes={"preds": {0: "b"}, **{n: {0: "b"} for n in names}})
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def test_defaults_are_exact_on_real_frames_and_a_crowd(real_preds: np.ndarray, tmp_path: Path) -> None:
+    """The converter's defaults (ExportOptions) on the real model's predictions: 3 vtest frames
+    and the crowd, at the default conf and IoU, and the crowd at conf 0.01 too (841 anchors
+    pass; IoU 0.7 and 0.45): nms_limits is 0 and the rows are greedy NMS over all candidates,
+    bit for bit. The former default K = 512 is too small there, and nms_limits says so."""
+    from converters.export import ExportOptions
+
+    opts = ExportOptions()
+    crowd = real_preds[3]
+    assert (crowd[4:].max(0) > 0.01).sum() > 800, "the crowd must pass hundreds of candidates at conf 0.01"
+    session = export_real(tmp_path, real_preds, opts.max_det, opts.pre_nms_topk, opts.nms_iters)
+    for preds, conf, iou in [(real_preds, opts.conf, opts.iou), (crowd[None], 0.01, opts.iou), (crowd[None], 0.01, 0.45)]:
+        got = run(session, preds, conf, iou)
+        assert got[OUT_LIMITS].tolist() == [0] * len(preds), (conf, iou)
+        for b in range(len(preds)):
+            assert int(got["num_dets"][b]) > 0
+            assert_rows_equal(got, b, preds[b], conf, iou, opts.max_det, num_classes=80)
+    old = run(export_real(tmp_path, real_preds, opts.max_det, 512, opts.nms_iters), crowd[None], 0.01, opts.iou)
+    assert old[OUT_LIMITS].tolist() == [NMS_CAPPED]
+    assert_rows_equal(old, 0, crowd, 0.01, opts.iou, opts.max_det, pre_nms_topk=512, num_classes=80)
