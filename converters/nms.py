@@ -93,20 +93,23 @@ class DetectPostprocess(nn.Module):  # type: ignore[misc]
         # A zero area becomes the smallest normal float: a union of two empty boxes is then
         # not 0 (no 0/0 NaN in the IoU), and any other sum is unchanged (far below one ulp).
         area = ((x2 - x1) * (y2 - y1)).clamp(min=torch.finfo(torch.float32).tiny)
-        feats = torch.stack([x1, y1, x2, y2, area, top_cls], 2)  # [B, K, 6]: rows of the IoU slabs
-        feats_t = feats.transpose(1, 2)  # [B, 6, K]: their columns
+        feats = (x1, y1, x2, y2, area, top_cls)
+        # One tensor per feature, sliced per block (stacking them and splitting per block cost ORT more).
+        rows_f = [f.unsqueeze(2) for f in feats]  # [B, K, 1] each: rows of the IoU slabs
+        cols_f = [f.unsqueeze(1) for f in feats]  # [B, 1, K] each: their columns
         valid = (top_score > conf).to(torch.float32).unsqueeze(1)  # [B, 1, K]
 
         keeps: list[Any] = []
         nexts: list[Any] = []
         for s, e in self.blocks:
-            # Columns: this block. Rows: every rank above its end (one Split each, few nodes).
-            sup = self._suppress(feats[:, :e].split(1, 2), feats_t[:, :, s:e].split(1, 1), iou)  # [B, e, b]
+            # Columns: this block. Rows: every rank above its end.
+            sup = self._suppress([f[:, :e] for f in rows_f], [f[:, :, s:e] for f in cols_f], iou)  # [B, e, b]
             own = sup[:, s:, :] * self.upper[: e - s, : e - s]  # only a higher rank suppresses
             free = valid[:, :, s:e]  # [B, 1, b]
             if keeps:
                 # The earlier blocks are final: one MatMul says which of this block they suppress.
-                hits = torch.matmul(torch.cat(keeps, 2), sup[:, :s, :])  # [B, 1, b]
+                # This block's rows count 0 in it (zeros rather than slicing the slab: no copy).
+                hits = torch.matmul(torch.cat([*keeps, torch.zeros_like(free)], 2), sup)  # [B, 1, b]
                 free = (free - hits).clamp(min=0)
             keep = free
             for _ in range(self.iters):
@@ -134,7 +137,7 @@ class DetectPostprocess(nn.Module):  # type: ignore[misc]
         return tuple(outs)
 
     @staticmethod
-    def _suppress(rows: Any, cols: Any, iou: Any) -> Any:
+    def _suppress(rows: list[Any], cols: list[Any], iou: Any) -> Any:
         """rows: (x1, y1, x2, y2, area, class) each float32[B, R, 1]; cols: the same, each
         float32[B, 1, C] -> float32[B, R, C], 1 where the row box overlaps the column box
         above `iou` and both have the same class.
