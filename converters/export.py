@@ -32,11 +32,17 @@ class ExportOptions:
     pre_nms_topk: candidates that enter NMS. nms_iters: fixed-point NMS iterations. opset:
     ONNX opset. arch: "family:name" (e.g. "torchvision:resnet18"; None: detect the family).
     task, num_classes, class_names: override what the checkpoint says. accept_unverified:
-    keep an artifact whose verification frames showed nothing."""
+    keep an artifact whose verification frames showed nothing.
+
+    pre_nms_topk / nms_iters are sized on a 640x640 mosaic of 20 vtest frames (about 200
+    people) at conf 0.01 (benchmarks/bench_nms.py): 841 anchors pass, the 300th row greedy
+    NMS keeps is candidate 574 (781 at IoU 0.45), chains are 3 deep; 1024 / 8 give exactly
+    greedy NMS there, and the graph's nms_limits output says where they would not.
+    """
 
     imgsz: tuple[int, int] | None = None
     max_det: int = 300
-    pre_nms_topk: int = 512
+    pre_nms_topk: int = 1024
     nms_iters: int = 8
     conf: float = 0.25
     iou: float = 0.7

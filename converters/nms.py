@@ -2,16 +2,27 @@
 
 Why not ONNX NonMaxSuppression: its output has a data-dependent shape, TensorRT-RTX
 cannot build it, and the result would still need gathering into fixed-size outputs.
-This module uses only TopK, Gather, elementwise ops and a small MatMul, which every
-TensorRT version and ONNX Runtime build and run as they are.
+This module uses only TopK (constant K), Gather, elementwise ops and small MatMuls, which
+every TensorRT version and ONNX Runtime build and run as they are.
 
 Greedy NMS as a fixed point: candidates sorted by score, box j survives iff no
 *surviving* higher-scored box i of the same class overlaps it above the IoU threshold.
 Starting from "all survive" and applying that rule repeatedly gives the exact greedy
 result once the iteration count reaches the longest chain of suppressions
-(i suppresses j, which would otherwise suppress k, ...). Real detections have short
-chains; `nms_iters` is recorded in the manifest and the tests measure it against the
-greedy reference (converters/reference.py) on real frames.
+(i suppresses j, which would otherwise suppress k, ...).
+
+Blocks of ranks: the K candidates are taken `block` ranks at a time, best first. A block's
+boxes can only be suppressed by boxes ranked above them, whose fate is already final, so a
+block needs the IoU of its columns against the rows ranked above it and itself (an upper
+block triangle: about half of the K x K pairs, in slabs small enough to stay in cache), one
+MatMul against the final earlier keeps, and the fixed point only inside the block. Chains
+that cross blocks are resolved by the block order, so a block never needs more iterations
+than the whole K x K fixed point would, and the result is the same greedy NMS
+(converters/reference.nms_chain_depth(..., block) counts the iterations a given input needs).
+
+Exactness is reported, not hoped for: the last output, nms_limits int32[B], is a bit field
+per image (NMS_CAPPED, NMS_UNCONVERGED below); 0 means the rows equal a plain greedy NMS
+(converters/reference.decode_nms) of all anchors above conf, truncated to max_det.
 """
 from __future__ import annotations
 
@@ -22,29 +33,55 @@ from edgevision._lazy import lazy_import
 torch = lazy_import("torch")
 nn = torch.nn
 
+# nms_limits bits (int32[B], one value per image).
+# More anchors scored above conf than pre_nms_topk, and fewer than max_det boxes survived among
+# the K taken: a candidate that was never considered might have been kept. (When max_det boxes
+# survive among the K best, every dropped candidate ranks below the last row: the rows are exact.)
+NMS_CAPPED = 1
+# The fixed point had not converged after nms_iters iterations in some block: one more
+# iteration would change which boxes are kept.
+NMS_UNCONVERGED = 2
+
+# Measured on ONNX Runtime (2 cores, K = 1024): 128 and 256 cost the same and a single K x K block
+# twice as much; 256 makes half the graph nodes (fewer layers for TensorRT).
+DEFAULT_BLOCK = 256
+
 
 class DetectPostprocess(nn.Module):  # type: ignore[misc]
     """preds float32[B, 4+C+M, N] (cx, cy, w, h, C class scores, M mask coeffs) -> fixed outputs.
 
-    Returns boxes float32[B, D, 4] xyxy, scores float32[B, D], class_ids int32[B, D],
-    num_dets int32[B], and for M > 0 mask_coeffs float32[B, D, M].
+    Returns, in this order: boxes float32[B, D, 4] xyxy, scores float32[B, D], class_ids
+    int32[B, D], num_dets int32[B], for M > 0 mask_coeffs float32[B, D, M], and last
+    nms_limits int32[B] (bits NMS_CAPPED | NMS_UNCONVERGED; 0 = exact greedy NMS).
+
+    block: candidate ranks per block of the blocked fixed point (see the module docstring);
+    block >= pre_nms_topk gives the plain K x K fixed point.
     """
 
-    def __init__(self, num_classes: int, num_masks: int, max_det: int, pre_nms_topk: int, nms_iters: int) -> None:
+    def __init__(self, num_classes: int, num_masks: int, max_det: int, pre_nms_topk: int, nms_iters: int,
+                 block: int = DEFAULT_BLOCK) -> None:
         super().__init__()
         self.nc, self.nm = num_classes, num_masks
         self.max_det, self.topk, self.iters = max_det, pre_nms_topk, nms_iters
         if max_det > pre_nms_topk:
             raise ValueError("max_det must not exceed pre_nms_topk")
-        # upper[i, j] = 1 where i < j: only a higher-ranked box may suppress a lower one.
-        self.register_buffer("upper", torch.triu(torch.ones(pre_nms_topk, pre_nms_topk), diagonal=1), persistent=False)
+        if block < 1:
+            raise ValueError("block must be at least 1")
+        self.block = block
+        self.blocks = [(s, min(s + block, pre_nms_topk)) for s in range(0, pre_nms_topk, block)]
+        # upper[i, j] = 1 where i < j: inside a block only a higher-ranked box may suppress a lower one.
+        size = self.blocks[0][1]
+        self.register_buffer("upper", torch.triu(torch.ones(size, size), diagonal=1), persistent=False)
 
     def forward(self, preds: Any, conf: Any, iou: Any) -> tuple[Any, ...]:
         p = preds.transpose(1, 2)  # [B, N, 4+C+M]
         cls_scores = p[..., 4 : 4 + self.nc]
         score, cls = cls_scores.max(-1)  # [B, N]: single best class per anchor, as Ultralytics does
-        top_score, idx = score.topk(self.topk, dim=1)  # [B, K], sorted descending
-        top_cls = cls.gather(1, idx)
+        # Anchors above conf, counted before the cap (float: exact below 2^24, and TensorRT
+        # reduces float everywhere, int64 not).
+        above = (score > conf).to(torch.float32).sum(1)  # [B]
+        top_score, idx = score.topk(self.topk, dim=1)  # [B, K], sorted descending, ties: lower index first
+        top_cls = cls.gather(1, idx).to(torch.float32)  # float: class ids < 2^24 compare exactly
         # Whole rows are gathered and sliced afterwards: a GatherElements whose data is a Slice
         # of a wider tensor is valid ONNX, but OpenVINO folds the Slice away and then rejects
         # the mismatched widths ([B, N, 4+C+M] data, [B, K, 4] indices).
@@ -52,30 +89,78 @@ class DetectPostprocess(nn.Module):  # type: ignore[misc]
         xywh = rows[..., :4]
         xy, half = xywh[..., :2], xywh[..., 2:] / 2
         boxes = torch.cat([xy - half, xy + half], -1)  # [B, K, 4] xyxy
+        x1, y1, x2, y2 = boxes.unbind(-1)  # [B, K] each
+        # A zero area becomes the smallest normal float: a union of two empty boxes is then
+        # not 0 (no 0/0 NaN in the IoU), and any other sum is unchanged (far below one ulp).
+        area = ((x2 - x1) * (y2 - y1)).clamp(min=torch.finfo(torch.float32).tiny)
+        feats = (x1, y1, x2, y2, area, top_cls)
+        # One tensor per feature, sliced per block (stacking them and splitting per block cost ORT more).
+        rows_f = [f.unsqueeze(2) for f in feats]  # [B, K, 1] each: rows of the IoU slabs
+        cols_f = [f.unsqueeze(1) for f in feats]  # [B, 1, K] each: their columns
+        valid = (top_score > conf).to(torch.float32).unsqueeze(1)  # [B, 1, K]
 
-        x1, y1, x2, y2 = boxes.unbind(-1)
-        area = (x2 - x1) * (y2 - y1)
-        iw = (torch.minimum(x2[:, :, None], x2[:, None, :]) - torch.maximum(x1[:, :, None], x1[:, None, :])).clamp(min=0)
-        ih = (torch.minimum(y2[:, :, None], y2[:, None, :]) - torch.maximum(y1[:, :, None], y1[:, None, :])).clamp(min=0)
-        inter = iw * ih
-        union = area[:, :, None] + area[:, None, :] - inter
-        # inter > iou * union avoids a division (and its 0/0) and is exact for the threshold test.
-        overlaps = (inter > iou * union) & (top_cls[:, :, None] == top_cls[:, None, :])
-        suppress = overlaps.to(torch.float32) * self.upper  # [B, K, K]
-
-        valid = (top_score > conf).to(torch.float32)  # [B, K]
-        keep = valid
-        for _ in range(self.iters):
-            hits = torch.matmul(keep.unsqueeze(1), suppress).squeeze(1)  # [B, K] surviving suppressors
-            keep = valid * (hits < 0.5).to(torch.float32)
+        keeps: list[Any] = []
+        nexts: list[Any] = []
+        for s, e in self.blocks:
+            # Columns: this block. Rows: every rank above its end.
+            sup = self._suppress([f[:, :e] for f in rows_f], [f[:, :, s:e] for f in cols_f], iou)  # [B, e, b]
+            own = sup[:, s:, :] * self.upper[: e - s, : e - s]  # only a higher rank suppresses
+            free = valid[:, :, s:e]  # [B, 1, b]
+            if keeps:
+                # The earlier blocks are final: one MatMul says which of this block they suppress.
+                # This block's rows count 0 in it (zeros rather than slicing the slab: no copy).
+                hits = torch.matmul(torch.cat([*keeps, torch.zeros_like(free)], 2), sup)  # [B, 1, b]
+                free = (free - hits).clamp(min=0)
+            keep = free
+            for _ in range(self.iters):
+                keep = self._step(keep, free, own)
+            keeps.append(keep)
+            # One step more tells whether the fixed point was reached (a fixed point is the
+            # greedy result: it is unique, since suppression only runs down the ranking).
+            nexts.append(self._step(keep, free, own))
+        keep = torch.cat(keeps, 2).squeeze(1)  # [B, K]
+        unconverged = (torch.cat(nexts, 2).squeeze(1) - keep).abs().amax(1)  # [B], 0 or 1
 
         ranked = keep * top_score  # dropped boxes score 0 and sink below every kept one
         out_score, order = ranked.topk(self.max_det, dim=1)  # [B, D]
-        num = keep.sum(1).clamp(max=self.max_det).to(torch.int32)
+        kept = keep.sum(1)  # [B]
+        num = kept.clamp(max=self.max_det).to(torch.int32)
         out_boxes = boxes.gather(1, order.unsqueeze(-1).expand(-1, -1, 4))
         out_cls = top_cls.gather(1, order).to(torch.int32)
         outs = [out_boxes, out_score, out_cls, num]
         if self.nm:
             kept_rows = rows.gather(1, order.unsqueeze(-1).expand(-1, -1, rows.shape[-1]))  # [B, D, 4+C+M]
             outs.append(kept_rows[..., 4 + self.nc :])
+        capped = (above > self.topk).to(torch.float32) * (kept < self.max_det).to(torch.float32)
+        limits = capped * NMS_CAPPED + (unconverged > 0).to(torch.float32) * NMS_UNCONVERGED
+        outs.append(limits.to(torch.int32))
         return tuple(outs)
+
+    @staticmethod
+    def _suppress(rows: list[Any], cols: list[Any], iou: Any) -> Any:
+        """rows: (x1, y1, x2, y2, area, class) each float32[B, R, 1]; cols: the same, each
+        float32[B, 1, C] -> float32[B, R, C], 1 where the row box overlaps the column box
+        above `iou` and both have the same class.
+
+        The IoU is inter / union as torchvision's nms (what Ultralytics runs) and the numpy
+        reference compute it, bit for bit: the threshold test then agrees with them even one
+        ulp from the threshold. Only the width is clamped at 0: a negative height then makes
+        the intersection <= 0, which fails "> iou" exactly as 0 does (iou >= 0), one op saved
+        on every pair.
+        """
+        rx1, ry1, rx2, ry2, rarea, rcls = rows
+        cx1, cy1, cx2, cy2, carea, ccls = cols
+        iw = (torch.minimum(rx2, cx2) - torch.maximum(rx1, cx1)).clamp(min=0)
+        ih = torch.minimum(ry2, cy2) - torch.maximum(ry1, cy1)
+        inter = iw * ih
+        over = inter / (rarea + carea - inter) > iou
+        return (over & (rcls == ccls)).to(torch.float32)
+
+    @staticmethod
+    def _step(keep: Any, free: Any, own: Any) -> Any:
+        """One fixed-point step inside a block: keep float32[B, 1, b] -> float32[B, 1, b].
+
+        Suppressor counts are small integers, exact in float: free - count is 1 for a free box
+        nobody kept suppresses and <= 0 otherwise, so a clamp replaces a compare, cast and mul.
+        """
+        return (free - torch.matmul(keep, own)).clamp(min=0)

@@ -23,7 +23,12 @@ class RefDetections:
 
 
 def greedy_nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou: float) -> np.ndarray:
-    """Class-aware greedy NMS. Returns int64 indices of kept boxes, best score first."""
+    """Class-aware greedy NMS. Returns int64 indices of kept boxes, best score first.
+
+    boxes float32[N, 4] xyxy, scores float32[N], classes int[N]. A pair is suppressed when
+    its float32 IoU (edgevision.metrics.box_iou: inter / union, as torchvision) is > iou.
+    """
+    iou = np.float32(iou)  # float32 IoUs against a float32 threshold, as in the graph, on any numpy
     order = np.argsort(-scores, kind="stable")
     keep: list[int] = []
     suppressed = np.zeros(len(boxes), dtype=bool)
@@ -37,6 +42,28 @@ def greedy_nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou: 
     return np.asarray(keep, dtype=np.int64)
 
 
+def candidates(
+    preds: np.ndarray, num_classes: int, conf: float, pre_nms_topk: int | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+    """One image's NMS candidates, as the graph takes them.
+
+    preds float32[4+C+M, N]. Returns (anchors int64[n], boxes float32[n, 4] xyxy, scores
+    float32[n], classes int64[n], how many anchors scored above conf before the cap), in anchor
+    order; past pre_nms_topk, only the K best-scored, best first (ties: lower anchor first, as TopK).
+    """
+    p = preds.T
+    cls_scores = p[:, 4 : 4 + num_classes]
+    cls = cls_scores.argmax(1)
+    score = cls_scores.max(1)
+    cand = np.nonzero(score > np.float32(conf))[0]  # float32, as the graph compares
+    above = len(cand)
+    if pre_nms_topk is not None and len(cand) > pre_nms_topk:
+        cand = cand[np.argsort(-score[cand], kind="stable")[:pre_nms_topk]]
+    xy, wh = p[cand, :2], p[cand, 2:4] / 2
+    boxes = np.concatenate([xy - wh, xy + wh], 1).astype(np.float32)
+    return cand, boxes, score[cand].astype(np.float32), cls[cand], above
+
+
 def decode_nms(
     preds: np.ndarray, num_classes: int, conf: float, iou: float, max_det: int, pre_nms_topk: int | None = None
 ) -> RefDetections:
@@ -44,29 +71,54 @@ def decode_nms(
 
     pre_nms_topk: only the K best-scored anchors are candidates, as in the graph (None: all).
     """
-    p = preds.T
-    cls_scores = p[:, 4 : 4 + num_classes]
-    cls = cls_scores.argmax(1)
-    score = cls_scores.max(1)
-    cand = np.nonzero(score > conf)[0]
-    if pre_nms_topk is not None and len(cand) > pre_nms_topk:
-        cand = cand[np.argsort(-score[cand], kind="stable")[:pre_nms_topk]]
-    xy, wh = p[cand, :2], p[cand, 2:4] / 2
-    boxes = np.concatenate([xy - wh, xy + wh], 1).astype(np.float32)
-    kept = greedy_nms(boxes, score[cand], cls[cand], iou)[:max_det]
-    return RefDetections(boxes[kept], score[cand][kept].astype(np.float32), cls[cand][kept].astype(np.int32), cand[kept])
+    cand, boxes, scores, classes, _ = candidates(preds, num_classes, conf, pre_nms_topk)
+    kept = greedy_nms(boxes, scores, classes, iou)[:max_det]
+    return RefDetections(boxes[kept], scores[kept], classes[kept].astype(np.int32), cand[kept])
 
 
-def nms_chain_depth(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou: float) -> int:
-    """Fixed-point iterations the in-graph NMS needs to reach the greedy result on this input."""
+def nms_chain_depth(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou: float,
+                    block: int | None = None) -> int:
+    """Fixed-point iterations the in-graph NMS needs to reach the greedy result on this input.
+
+    boxes float32[N, 4] xyxy, scores float32[N], classes int[N] (the candidates above conf).
+    block: ranks per block, as DetectPostprocess takes them (None: one block, the whole
+    K x K fixed point). With blocks, each block iterates with the final keeps of the blocks
+    above it; the answer is the deepest block, never more than with block=None.
+    """
     order = np.argsort(-scores, kind="stable")
     b, c = boxes[order], classes[order]
-    sup = (box_iou(b, b) > iou) & (c[:, None] == c[None, :])
+    sup = (box_iou(b, b) > np.float32(iou)) & (c[:, None] == c[None, :])
     sup = np.triu(sup, 1)
-    keep = np.ones(len(b), dtype=bool)
-    for it in range(1, len(b) + 2):
-        new = ~(sup & keep[:, None]).any(0)
-        if (new == keep).all():
-            return it - 1
-        keep = new
-    return len(b)
+    n = len(b)
+    size = n if block is None else block
+    final = np.zeros(n, dtype=bool)
+    deepest = 0
+    for s in range(0, n, max(size, 1)):
+        e = min(s + size, n)
+        free = ~(sup[:s, s:e] & final[:s, None]).any(0)
+        own = sup[s:e, s:e]
+        keep = free.copy()
+        for it in range(1, e - s + 2):
+            new = free & ~(own & keep[:, None]).any(0)
+            if (new == keep).all():
+                deepest = max(deepest, it - 1)
+                break
+            keep = new
+        final[s:e] = keep
+    return deepest
+
+
+def nms_limits_reached(
+    preds: np.ndarray, num_classes: int, conf: float, iou: float, max_det: int, pre_nms_topk: int, nms_iters: int,
+    block: int,
+) -> tuple[bool, bool]:
+    """Which of DetectPostprocess's limits one image reaches: (capped, unconverged), the
+    conditions behind nms_limits' bits NMS_CAPPED and NMS_UNCONVERGED (converters.nms).
+
+    preds float32[4+C+M, N]. capped: more than pre_nms_topk anchors above conf, and fewer than
+    max_det survive greedy NMS among the pre_nms_topk best. unconverged: the blocked fixed point
+    over those candidates needs more than nms_iters iterations.
+    """
+    _, boxes, scores, classes, above = candidates(preds, num_classes, conf, pre_nms_topk)
+    capped = above > pre_nms_topk and len(greedy_nms(boxes, scores, classes, iou)) < max_det
+    return capped, nms_chain_depth(boxes, scores, classes, iou, block) > nms_iters

@@ -31,6 +31,7 @@ OUT_CLASS_MAP = "class_map"  # int32[B, H, W] class per input pixel (semantic)
 OUT_CLASS_SCORES = "class_scores"  # float32[B, C, H, W] per-class scores (semantic, optional)
 OUT_TOPK_IDS = "topk_class_ids"  # int32[B, k], best first (classify)
 OUT_TOPK_PROBS = "topk_probs"  # float32[B, k] softmax probabilities, best first (classify)
+OUT_LIMITS = "nms_limits"  # int32[B], last; bits: 1 candidate cap may cut rows, 2 NMS unconverged; 0 = exact
 IN_IMAGES = "images"  # float32[B, 3, H, W]
 IN_CONF = "conf_threshold"  # float32[1]
 IN_IOU = "iou_threshold"  # float32[1]

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .detections import Detections
 from .results import Result as TaskResult
 from .draw import annotate
 from .errors import EdgeVisionError
@@ -136,7 +137,9 @@ class Pipeline:
                 result.timings["annotate"] = (t1 - t0) * 1e3
                 result.timings["write"] = (t2 - t1) * 1e3
                 result.timings["latency"] = (t2 - result.frame.timestamp) * 1e3
-                self.stats.add(result.timings, result.detections.count_names())
+                dets = result.detections
+                limits = dets.frame_data.get("nms_limits", 0) if isinstance(dets, Detections) else 0
+                self.stats.add(result.timings, dets.count_names(), int(limits))
         except BaseException as exc:  # noqa: BLE001 - surfaced in the caller's thread
             self._writer_error = exc
             self._stop.set()

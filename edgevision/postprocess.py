@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from .detections import Detections
 from .manifest import (
-    OUT_BOXES, OUT_CLASS_MAP, OUT_CLASSES, OUT_COEFFS, OUT_MASKS, OUT_NUM, OUT_PROTOS, OUT_SCORES, OUT_TOPK_IDS,
+    OUT_BOXES, OUT_CLASS_MAP, OUT_CLASSES, OUT_COEFFS, OUT_LIMITS, OUT_MASKS, OUT_NUM, OUT_PROTOS, OUT_SCORES, OUT_TOPK_IDS,
     OUT_TOPK_PROBS, Manifest,
 )
 from .preprocess import Geometry
@@ -131,7 +131,11 @@ def to_detections(
             masks = instance_masks(
                 outputs[OUT_COEFFS][index, rows], outputs[OUT_PROTOS][index], xyxy, geo, manifest.input_hw
             )
-    return Detections(xyxy, outputs[OUT_SCORES][index, rows], outputs[OUT_CLASSES][index, rows], masks, manifest.class_names)
+    frame_data = {}
+    if OUT_LIMITS in outputs:  # artifacts converted before nms_limits existed lack it: unknown, not exact
+        frame_data["nms_limits"] = int(outputs[OUT_LIMITS].reshape(-1)[index])
+    return Detections(xyxy, outputs[OUT_SCORES][index, rows], outputs[OUT_CLASSES][index, rows], masks,
+                      manifest.class_names, frame_data=frame_data)
 
 
 def _detections(outputs: dict[str, np.ndarray], index: int, geo: Geometry, manifest: Manifest,

@@ -8,6 +8,10 @@ from typing import Any
 
 import numpy as np
 
+# Bits of the graph's nms_limits output (converters/nms.py writes them; the runtime reads the values).
+NMS_CAPPED = 1  # more anchors above conf than the graph's candidate cap, and fewer than max_det kept
+NMS_UNCONVERGED = 2  # the fixed-point NMS needed more iterations than the graph has
+
 
 @dataclass
 class RunStats:
@@ -17,11 +21,17 @@ class RunStats:
     per_class: Counter[str] = field(default_factory=Counter)
     frames: int = 0
     dropped: int = 0
+    # frames whose in-graph NMS reported a limit (candidate cap: 1, unconverged: 2), per bit
+    nms_capped: int = 0
+    nms_unconverged: int = 0
     started: float = field(default_factory=time.perf_counter)
     ended: float = 0.0
 
-    def add(self, timings: dict[str, float], class_names: list[str]) -> None:
+    def add(self, timings: dict[str, float], class_names: list[str], nms_limits: int = 0) -> None:
+        """One frame: stage timings (ms), the names to count, and the graph's nms_limits bits."""
         self.frames += 1
+        self.nms_capped += bool(nms_limits & NMS_CAPPED)
+        self.nms_unconverged += bool(nms_limits & NMS_UNCONVERGED)
         for stage, ms in timings.items():
             self.stage_ms[stage].append(ms)
         self.per_class.update(class_names)
@@ -56,6 +66,7 @@ class RunStats:
             "fps": round(self.fps, 2),
             "stages_ms": {s: {k: round(x, 3) for k, x in d.items()} for s, d in self.percentiles().items()},
             "detections_per_class": dict(self.per_class.most_common()),
+            "nms_inexact_frames": {"candidate_cap": self.nms_capped, "unconverged": self.nms_unconverged},
         }
 
     def summary(self) -> str:
@@ -64,6 +75,11 @@ class RunStats:
         lines.append(f"{'stage':<12} {'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8}")
         for stage, d in self.percentiles().items():
             lines.append(f"{stage:<12} {d['p50']:>8.2f} {d['p99']:>8.2f} {d['mean']:>8.2f}")
+        if self.nms_capped or self.nms_unconverged:
+            lines.append(
+                f"NMS not exact on {self.nms_capped} frame(s) (more candidates than --pre-nms-topk) and "
+                f"{self.nms_unconverged} (chains longer than --nms-iters): re-convert with larger values"
+            )
         if self.per_class:
             per = ", ".join(f"{name} {n}" for name, n in self.per_class.most_common())
             lines.append(f"detections: {per}")

@@ -26,7 +26,7 @@ from edgevision.build.precision import plan_precision
 from edgevision.build.profiles import derive_profiles
 from edgevision.build.progress import BuildProgress
 from edgevision.errors import EdgeVisionError
-from edgevision.manifest import IN_CONF, IN_IMAGES, IN_IOU, METADATA_KEY, Manifest, sha256_file
+from edgevision.manifest import IN_CONF, IN_IMAGES, IN_IOU, METADATA_KEY, OUT_LIMITS, Manifest, sha256_file
 
 trt = pytest.importorskip("tensorrt_rtx", reason="TensorRT-RTX (pip install tensorrt-rtx-cu12) is the CI builder")
 CHECK = BuildOptions(target="tensorrt_rtx", check_only=True, batch=BatchRange(1, 2, 4), progress=False)
@@ -87,8 +87,9 @@ def test_converted_graph_parses_and_builds_whole(label: str, request: pytest.Fix
     assert result.network_inputs[IN_IMAGES] == (-1, 3, *manifest.input_hw)
     assert result.network_inputs[IN_CONF] == (1,) and result.network_inputs[IN_IOU] == (1,)
     expected = ["boxes", "scores", "class_ids", "num_dets"] + (["mask_coeffs", "protos"] if manifest.task == "segment" else [])
-    assert list(result.network_outputs) == expected
+    assert list(result.network_outputs) == [*expected, OUT_LIMITS]
     assert result.network_outputs["boxes"] == (-1, manifest.max_det, 4)
+    assert result.network_outputs[OUT_LIMITS] == (-1,)
     if "int8" in label:
         assert graph.precision.has_qdq and any("int8" in n for n in result.notes)
 

@@ -21,8 +21,9 @@ from edgevision.errors import EdgeVisionError
 
 
 @pytest.mark.parametrize("fixture, task, outputs", [
-    ("seg_onnx", "segment", ["boxes", "scores", "class_ids", "num_dets", "mask_coeffs", "protos"]),
-    ("det_onnx", "detect", ["boxes", "scores", "class_ids", "num_dets"]),
+    # nms_limits last, so the outputs before it keep the places they always had
+    ("seg_onnx", "segment", ["boxes", "scores", "class_ids", "num_dets", "mask_coeffs", "protos", "nms_limits"]),
+    ("det_onnx", "detect", ["boxes", "scores", "class_ids", "num_dets", "nms_limits"]),
 ])
 def test_artifact_describes_itself(fixture: str, task: str, outputs: list[str], request: pytest.FixtureRequest) -> None:
     path: Path = request.getfixturevalue(fixture)

@@ -19,7 +19,8 @@ from edgevision._lazy import lazy_import
 from edgevision.detections import Detections
 from edgevision.errors import EdgeVisionError
 from edgevision.manifest import (
-    IN_CONF, IN_IMAGES, IN_IOU, OUT_BOXES, OUT_CLASSES, OUT_COEFFS, OUT_NUM, OUT_PROTOS, OUT_SCORES, Manifest,
+    IN_CONF, IN_IMAGES, IN_IOU, OUT_BOXES, OUT_CLASSES, OUT_COEFFS, OUT_LIMITS, OUT_NUM, OUT_PROTOS, OUT_SCORES,
+    Manifest,
     Preprocess, sha256_file,
 )
 from edgevision.results import Result
@@ -118,7 +119,9 @@ class YoloWithPostprocess(torch.nn.Module):  # type: ignore[misc]
         out = self.model(images)
         if self.seg:
             preds, protos = out[0], out[1]
-            return (*self.post(preds, conf, iou), protos)
+            # nms_limits stays the last output, after protos: the outputs before it keep their places.
+            *dets, limits = self.post(preds, conf, iou)
+            return (*dets, protos, limits)
         preds = out[0] if isinstance(out, (tuple, list)) else out
         return self.post(preds, conf, iou)
 
@@ -177,10 +180,12 @@ class UltralyticsFamily:
         example = (torch.rand(2, 3, h, w), torch.tensor([opts.conf]), torch.tensor([opts.iou]))
         outputs = [OUT_BOXES, OUT_SCORES, OUT_CLASSES, OUT_NUM]
         outputs += [OUT_COEFFS, OUT_PROTOS] if src.task == "segment" else []
+        outputs.append(OUT_LIMITS)  # last: consumers that read the earlier outputs by position keep working
         with torch.no_grad():
-            protos_shape = wrapper(*example)[-1].shape[1:] if src.task == "segment" else None
+            protos_shape = wrapper(*example)[outputs.index(OUT_PROTOS)].shape[1:] if src.task == "segment" else None
         manifest = yolo_manifest(
-            src, (h, w), post.max_det, protos_shape, pre_nms_topk=topk, nms_iters=opts.nms_iters, anchors=anchors,
+            src, (h, w), post.max_det, protos_shape,
+            pre_nms_topk=topk, nms_iters=opts.nms_iters, nms_block=post.block, anchors=anchors,
         ).replace(
             conf_threshold=opts.conf, iou_threshold=opts.iou,
             source={"file": ckpt.path.name, "sha256": sha256_file(ckpt.path), "kind": "ultralytics"},
