@@ -66,7 +66,7 @@ def yolo_preds(checkpoint: Path, images: list[np.ndarray]) -> np.ndarray:
     """float32[B, 84, 8400]: the checkpoint's box and class rows on uint8 BGR frames, letterboxed to 640."""
     import torch
 
-    from converters.yolo import load_yolo
+    from converters.families.ultralytics import load_yolo
     from edgevision.manifest import Preprocess
     from edgevision.preprocess import preprocess
 

@@ -127,8 +127,8 @@ def test_wrong_arch_and_head_size_are_one_sentence(classifier: tuple[Path, Path]
 @pytest.mark.parametrize("which", ["classifier", "segmenter"])
 def test_graph_parses_and_builds_with_tensorrt_rtx(which: str, request: pytest.FixtureRequest) -> None:
     trt = pytest.importorskip("tensorrt_rtx", reason="TensorRT-RTX is the CI builder")
-    from edgevision.engine import BatchRange, BuildOptions, build_engine
-    from edgevision.engine.onnx_graph import inspect_onnx
+    from edgevision.build import BatchRange, BuildOptions, build_engine
+    from edgevision.build.onnx_graph import inspect_onnx
 
     onnx_path: Path = request.getfixturevalue(which)[1]
     graph = inspect_onnx(onnx_path)
