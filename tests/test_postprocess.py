@@ -43,3 +43,9 @@ def test_fast_masks_match_the_reference(seg_onnx: Path, vtest_frames: list[np.nd
         ious += [(a & b).sum() / max((a | b).sum(), 1) for a, b in zip(fast, ref)]
     assert len(ious) > 10
     assert min(ious) > 0.97 and np.mean(ious) > 0.99
+
+
+def test_detections_say_whether_the_graphs_nms_was_exact(det_onnx: Path, vtest_frames: list[np.ndarray]) -> None:
+    with edgevision.load(det_onnx, backend="onnxruntime") as model:
+        limits = [model(f).frame_data["nms_limits"] for f in vtest_frames[:3]]
+    assert limits == [0, 0, 0], "vtest at the default conf is well inside the graph's limits"

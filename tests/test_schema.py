@@ -152,3 +152,16 @@ def test_detections_carry_tracker_ids_and_data_through_indexing(vtest_frames: li
         Detections([[0, 0, 1, 1]] * 3, [0.5] * 3, [0] * 3, data={"k": np.zeros(1)})
     drawn = annotate(vtest_frames[0], Detections([[100, 100, 200, 200]], [0.9], [0], tracker_id=[42]))
     assert (drawn != vtest_frames[0]).any()
+
+
+def test_run_statistics_count_frames_where_nms_was_not_exact() -> None:
+    from edgevision.stats import RunStats
+
+    stats = RunStats()
+    for limits in (0, 1, 2, 3, 0):
+        stats.add({"infer": 1.0}, ["person"], limits)
+    assert stats.to_dict()["nms_inexact_frames"] == {"candidate_cap": 2, "unconverged": 2}
+    assert "NMS not exact on 2 frame(s)" in stats.summary()
+    quiet = RunStats()
+    quiet.add({"infer": 1.0}, [], 0)
+    assert "NMS not exact" not in quiet.summary()
