@@ -53,29 +53,44 @@ class DetectPostprocess(nn.Module):  # type: ignore[misc]
         xy, half = xywh[..., :2], xywh[..., 2:] / 2
         boxes = torch.cat([xy - half, xy + half], -1)  # [B, K, 4] xyxy
 
-        x1, y1, x2, y2 = boxes.unbind(-1)
-        area = (x2 - x1) * (y2 - y1)
-        iw = (torch.minimum(x2[:, :, None], x2[:, None, :]) - torch.maximum(x1[:, :, None], x1[:, None, :])).clamp(min=0)
-        ih = (torch.minimum(y2[:, :, None], y2[:, None, :]) - torch.maximum(y1[:, :, None], y1[:, None, :])).clamp(min=0)
-        inter = iw * ih
-        union = area[:, :, None] + area[:, None, :] - inter
-        # inter > iou * union avoids a division (and its 0/0) and is exact for the threshold test.
-        overlaps = (inter > iou * union) & (top_cls[:, :, None] == top_cls[:, None, :])
-        suppress = overlaps.to(torch.float32) * self.upper  # [B, K, K]
-
-        valid = (top_score > conf).to(torch.float32)  # [B, K]
-        keep = valid
-        for _ in range(self.iters):
-            hits = torch.matmul(keep.unsqueeze(1), suppress).squeeze(1)  # [B, K] surviving suppressors
-            keep = valid * (hits < 0.5).to(torch.float32)
-
-        ranked = keep * top_score  # dropped boxes score 0 and sink below every kept one
-        out_score, order = ranked.topk(self.max_det, dim=1)  # [B, D]
-        num = keep.sum(1).clamp(max=self.max_det).to(torch.int32)
-        out_boxes = boxes.gather(1, order.unsqueeze(-1).expand(-1, -1, 4))
-        out_cls = top_cls.gather(1, order).to(torch.int32)
+        out_boxes, out_score, out_cls, num, order = class_aware_nms(
+            boxes, top_score, top_cls, conf, iou, self.upper, self.iters, self.max_det)
         outs = [out_boxes, out_score, out_cls, num]
         if self.nm:
             kept_rows = rows.gather(1, order.unsqueeze(-1).expand(-1, -1, rows.shape[-1]))  # [B, D, 4+C+M]
             outs.append(kept_rows[..., 4 + self.nc :])
         return tuple(outs)
+
+
+def class_aware_nms(boxes: Any, scores: Any, classes: Any, conf: Any, iou: Any, upper: Any, iters: int,
+                    max_det: int) -> tuple[Any, Any, Any, Any, Any]:
+    """Greedy class-aware NMS as a fixed point over K candidates sorted by score, then the D best.
+
+    boxes float32[B, K, 4] xyxy, scores float32[B, K] sorted descending, classes int[B, K],
+    conf / iou float32[1] (a box is a candidate iff score > conf; j is suppressed by a kept,
+    higher-ranked i of its class iff IoU(i, j) > iou, as torchvision's nms), upper float32[K, K]
+    with 1 where i < j. Returns boxes float32[B, D, 4], scores float32[B, D] (padding rows 0),
+    class_ids int32[B, D], num_dets int32[B] and the kept rows' indices into K, int64[B, D].
+    """
+    x1, y1, x2, y2 = boxes.unbind(-1)
+    area = (x2 - x1) * (y2 - y1)
+    iw = (torch.minimum(x2[:, :, None], x2[:, None, :]) - torch.maximum(x1[:, :, None], x1[:, None, :])).clamp(min=0)
+    ih = (torch.minimum(y2[:, :, None], y2[:, None, :]) - torch.maximum(y1[:, :, None], y1[:, None, :])).clamp(min=0)
+    inter = iw * ih
+    union = area[:, :, None] + area[:, None, :] - inter
+    # inter > iou * union avoids a division (and its 0/0) and is exact for the threshold test.
+    overlaps = (inter > iou * union) & (classes[:, :, None] == classes[:, None, :])
+    suppress = overlaps.to(torch.float32) * upper  # [B, K, K]
+
+    valid = (scores > conf).to(torch.float32)  # [B, K]
+    keep = valid
+    for _ in range(iters):
+        hits = torch.matmul(keep.unsqueeze(1), suppress).squeeze(1)  # [B, K] surviving suppressors
+        keep = valid * (hits < 0.5).to(torch.float32)
+
+    ranked = keep * scores  # dropped boxes score 0 and sink below every kept one
+    out_score, order = ranked.topk(max_det, dim=1)  # [B, D]
+    num = keep.sum(1).clamp(max=max_det).to(torch.int32)
+    out_boxes = boxes.gather(1, order.unsqueeze(-1).expand(-1, -1, 4))
+    out_cls = classes.gather(1, order).to(torch.int32)
+    return out_boxes, out_score, out_cls, num, order
