@@ -43,3 +43,54 @@ def torchvision_state_dict(name: str, frames: list[np.ndarray], path: Path, size
     recalibrate_bn(model, frames, size)
     torch.save(model.state_dict(), path)
     return path
+
+
+def torchvision_detector_state_dict(name: str, frames: list[np.ndarray], path: Path, candidates: int = 200,
+                                    seed: int = 0, cls_std: float = 1.0, box_std: float = 0.2,
+                                    **kwargs: Any) -> Path:
+    """A state_dict of torchvision's one-stage detector NAME (RetinaNet, FCOS) whose random
+    weights make detections that vary with the picture, for the conversion tests.
+
+    The backbone's BatchNorm statistics are re-estimated on real frames (at the model's own
+    transform size). torchvision initialises the heads for training from scratch: logits of
+    std ~0.02 around the prior bias -log(99) (every score ~0.01, nothing passes score_thresh)
+    and box deltas ~0 (every box its anchor). The heads' last convolutions are rescaled so
+    class logits have std 1 and box deltas std `box_std` on these frames, and the class bias
+    set so that about `candidates` anchor-class pairs per frame pass the model's score_thresh.
+    kwargs: the builder's (num_classes, min_size, max_size, ...).
+    """
+    torch.manual_seed(seed)
+    model = torchvision.models.get_model(name, weights=None, weights_backbone=None, **kwargs)
+    x = [torch.from_numpy(f[:, :, ::-1].copy()).permute(2, 0, 1).float() / 255 for f in frames]
+    with torch.no_grad():
+        images, _ = model.transform(x)  # normalised, resized and padded as the model sees frames
+    for m in model.backbone.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+            m.momentum = None
+    model.backbone.train()
+    with torch.no_grad():
+        for i in range(0, len(x), 4):
+            model.backbone(images.tensors[i : i + 4])
+    model.eval()
+    head = model.head
+    cls, reg = head.classification_head.cls_logits, head.regression_head.bbox_reg
+    ctr = getattr(head.regression_head, "bbox_ctrness", None)
+    with torch.no_grad():
+        out = head(list(model.backbone(images.tensors).values()))
+        for conv, key, std in ((cls, "cls_logits", cls_std), (reg, "bbox_regression", box_std), (ctr, "bbox_ctrness", 1.0)):
+            if conv is not None:
+                conv.weight *= std / float((out[key] - conv.bias.mean()).std())
+        out = head(list(model.backbone(images.tensors).values()))
+        raw = out["cls_logits"] - cls.bias.mean()
+        lo, hi = -20.0, 20.0
+        for _ in range(40):  # bisect the bias: ~`candidates` scores per frame above score_thresh
+            b = (lo + hi) / 2
+            s = torch.sigmoid(raw + b)
+            if ctr is not None:  # FCOS: sqrt(sigmoid(cls) * sigmoid(centerness))
+                s = torch.sqrt(s * torch.sigmoid(out["bbox_ctrness"]))
+            n = float((s > model.score_thresh).sum()) / len(x)
+            lo, hi = (lo, b) if n > candidates else (b, hi)
+        cls.bias.fill_((lo + hi) / 2)
+    torch.save(model.state_dict(), path)
+    return path

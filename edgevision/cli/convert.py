@@ -20,9 +20,11 @@ def _hw(text: str) -> tuple[int, int]:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="the trained model: an Ultralytics YOLO .pt checkpoint (detect or segment, v8/11), "
-                                 "or a state_dict with --arch torchvision:NAME (classifiers, FCN/DeepLabV3/LRASPP)")
+                                 "or a state_dict with --arch torchvision:NAME (classifiers, FCN/DeepLabV3/LRASPP, "
+                                 "RetinaNet/FCOS)")
     p.add_argument("--arch", default=None, metavar="FAMILY:NAME",
-                   help="the architecture of a state_dict, e.g. torchvision:resnet18, torchvision:deeplabv3_resnet50")
+                   help="the architecture of a state_dict, e.g. torchvision:resnet18, torchvision:deeplabv3_resnet50, "
+                        "torchvision:retinanet_resnet50_fpn")
     p.add_argument("--task", default=None, choices=("detect", "segment", "semantic", "classify"),
                    help="override the task the family detects")
     p.add_argument("--num-classes", type=int, default=None,
