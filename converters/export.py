@@ -33,7 +33,8 @@ class ExportOptions:
     artifact. None for max_det, pre_nms_topk, conf, iou: the family's default (YOLO: 300, 512,
     0.25, 0.7; torchvision detectors: the model's own detections_per_img, 1000, score_thresh,
     nms_thresh). min_size / max_size: torchvision detectors' transform sides (None: the
-    builder's 800 / 1333). nms_iters: fixed-point NMS iterations. opset:
+    builder's 800 / 1333). nms_iters: fixed-point NMS iterations (None: the family's default,
+    YOLO 8, torchvision detectors 32). opset:
     ONNX opset. arch: "family:name" (e.g. "torchvision:resnet18"; None: detect the family).
     task, num_classes, class_names: override what the checkpoint says. accept_unverified:
     keep an artifact whose verification frames showed nothing."""
@@ -41,7 +42,7 @@ class ExportOptions:
     imgsz: tuple[int, int] | None = None
     max_det: int | None = None
     pre_nms_topk: int | None = None
-    nms_iters: int = 8
+    nms_iters: int | None = None
     conf: float | None = None
     iou: float | None = None
     opset: int = 17

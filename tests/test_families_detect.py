@@ -1,4 +1,4 @@
-"""torchvision one-stage detectors (RetinaNet, FCOS) through `edgevision convert`: a state_dict
+"""torchvision one-stage detectors (RetinaNet v1/v2, FCOS, SSDlite, SSD) through `edgevision convert`: a state_dict
 and --arch, verified against torchvision's own model (its transform and postprocess) in
 PyTorch, then run through edgevision.load() on ONNX Runtime on frames the conversion never
 saw; the graph is plain ONNX (no NonZero / NonMaxSuppression / Loop, constant TopK K) and
@@ -7,7 +7,7 @@ builds whole with TensorRT-RTX.
 The weights are random (no download here), made meaningful by tests.families: real-frame
 BatchNorm statistics, heads rescaled so scores vary with the picture and a few hundred
 candidates per frame pass torchvision's score_thresh. Sizes are small (min_size 288/320) to
-keep a 2-core CPU run short. RetinaNet runs at 320x448 for 576x768 frames, so the frames are
+keep a 2-core CPU run short; SSDlite and SSD run at their fixed 320x320 / 300x300. RetinaNet runs at 320x448 for 576x768 frames, so the frames are
 padded (content 320x426) and the in-graph clip to the content is exercised end to end. FCOS
 runs at 288x384, where vtest frames need no padding: its random head fires in the padding,
 where torchvision clips boxes to zero width at the frame edge, and zero-area boxes (equal on
@@ -42,15 +42,24 @@ class Case:
     """One family under test: builder name, transform sides, and what the test model looks like."""
 
     name: str
-    min_size: int
-    max_size: int
+    kind: str
+    min_size: int | None
+    max_size: int | None
     input_hw: tuple[int, int]
     candidates: int
 
+    @property
+    def sides(self) -> dict[str, int]:
+        """The builder's min_size/max_size kwargs (SSD has a fixed size instead)."""
+        return {} if self.min_size is None else {"min_size": self.min_size, "max_size": self.max_size}
+
 
 CASES = {
-    "retinanet": Case("retinanet_resnet50_fpn", 320, 512, (320, 448), 200),
-    "fcos": Case("fcos_resnet50_fpn", 288, 512, (288, 384), 100),
+    "retinanet": Case("retinanet_resnet50_fpn", "retinanet", 320, 512, (320, 448), 200),
+    "retinanet_v2": Case("retinanet_resnet50_fpn_v2", "retinanet", 320, 512, (320, 448), 200),
+    "fcos": Case("fcos_resnet50_fpn", "fcos", 288, 512, (288, 384), 100),
+    "ssdlite": Case("ssdlite320_mobilenet_v3_large", "ssd", None, None, (320, 320), 200),
+    "ssd": Case("ssd300_vgg16", "ssd", None, None, (300, 300), 200),
 }
 
 
@@ -69,10 +78,9 @@ def converted(request: pytest.FixtureRequest, vtest_frames40: list[np.ndarray],
     case = CASES[request.param]
     tmp = tmp_path_factory.mktemp(request.param)
     sd = torchvision_detector_state_dict(case.name, vtest_frames40[:8], tmp / f"{request.param}.pth",
-                                         candidates=case.candidates, num_classes=NUM_CLASSES,
-                                         min_size=case.min_size, max_size=case.max_size)
-    result = convert(sd, tmp / "out", ExportOptions(arch=f"torchvision:{case.name}", min_size=case.min_size,
-                                                    max_size=case.max_size), vtest_frames40[8:12])
+                                         candidates=case.candidates, num_classes=NUM_CLASSES, **case.sides)
+    result = convert(sd, tmp / "out", ExportOptions(arch=f"torchvision:{case.name}", **case.sides),
+                     vtest_frames40[8:12])
     assert result.verdict is not None and result.verdict.passed and result.batch_consistent, result.verdict
     print(f"\n{case.name} verification: {result.verdict.summary} ({result.seconds:.1f} s)")
     return Converted(case, sd, result)
@@ -81,7 +89,7 @@ def converted(request: pytest.FixtureRequest, vtest_frames40: list[np.ndarray],
 def torchvision_model(c: Converted) -> torch.nn.Module:
     """The model as a torchvision user builds it from the state_dict."""
     model = torchvision.models.get_model(c.case.name, weights=None, weights_backbone=None, num_classes=NUM_CLASSES,
-                                         min_size=c.case.min_size, max_size=c.case.max_size)
+                                         **c.case.sides)
     model.load_state_dict(torch.load(c.state_dict, weights_only=True))
     return model.eval()
 
@@ -106,12 +114,12 @@ def test_matches_torchvision_on_unseen_frames(converted: Converted, vtest_frames
     print(f"\n{converted.case.name} on unseen frames: {a.summary()}")
     assert a.reference_detections >= 20
     assert a.f1 >= 0.99 and a.ap50_95 >= 0.97, a.summary()
-    # and at a higher runtime threshold the conf input plays torchvision's score_thresh
-    model_hi = edgevision.load(converted.result.onnx_path, backend="onnxruntime", conf=0.3)
-    net.score_thresh = 0.3
-    a_hi = agreement([model_hi(f) for f in frames[:4]],
-                     detect_reference(net, m.class_names, 0.3, m.max_det)(frames[:4]))
-    print(f"{converted.case.name} at conf 0.3: {a_hi.summary()}")
+    # and at a higher runtime threshold (the median reference score) the conf input plays
+    # torchvision's score_thresh
+    hi = float(np.median(np.concatenate([r.confidence for r in ref[:4]])))
+    model_hi = edgevision.load(converted.result.onnx_path, backend="onnxruntime", conf=hi)
+    a_hi = agreement([model_hi(f) for f in frames[:4]], detect_reference(net, m.class_names, hi, m.max_det)(frames[:4]))
+    print(f"{converted.case.name} at conf {hi:.3f}: {a_hi.summary()}")
     assert a_hi.reference_detections >= 5 and a_hi.f1 >= 0.99 and a_hi.ap50_95 >= 0.97, a_hi.summary()
 
 
@@ -123,18 +131,21 @@ def test_network_and_postprocess_halves(converted: Converted, vtest_frames40: li
     ckpt = Checkpoint(c.state_dict, "state_dict", torch.load(c.state_dict, weights_only=True))
     model, _ = build_detector(c.case.name, ckpt, None, c.case.min_size, c.case.max_size)
     m = c.result.manifest
-    kind = "fcos" if c.case.name.startswith("fcos") else "retinanet"
-    # the padded size torchvision gives vtest frames at RetinaNet's sides (content 320x426)
-    module = OneStageDetect(model, kind, (320, 448), model.topk_candidates, m.extra["nms_candidates"], m.max_det,
+    if c.case.kind == "ssd":
+        hw = content = m.input_hw  # a fixed-size resize: no padding
+    else:
+        # the padded size torchvision gives vtest frames at RetinaNet's sides (content 320x426)
+        model.transform.min_size, model.transform.max_size = (320,), 512
+        hw, content = (320, 448), (320, 426)
+    module = OneStageDetect(model, c.case.kind, hw, model.topk_candidates, m.extra["nms_candidates"], m.max_det,
                             m.extra["nms_iters"]).eval()
     total = 0
     with torch.no_grad():
         for f in vtest_frames40[20:23]:
             x = torch.from_numpy(f[:, :, ::-1].copy()).permute(2, 0, 1).float() / 255
-            model.transform.min_size, model.transform.max_size = (320,), 512
             images, _ = model.transform([x])
-            assert tuple(images.tensors.shape[-2:]) == (320, 448) and images.image_sizes[0] == (320, 426)
-            want = model.postprocess_detections(*_head(model, images))[0]
+            assert tuple(images.tensors.shape[-2:]) == hw and images.image_sizes[0] == content
+            want = model.postprocess_detections(*_head(model, images, c.case.kind == "ssd"))[0]
             boxes, scores, cls, num = module(images.tensors, torch.tensor([m.conf_threshold]),
                                              torch.tensor([m.iou_threshold]))
             n = int(num[0])
@@ -142,15 +153,18 @@ def test_network_and_postprocess_halves(converted: Converted, vtest_frames40: li
             assert n == len(want["scores"])
             assert torch.equal(scores[0, :n], want["scores"]) and torch.equal(cls[0, :n].long(), want["labels"])
             assert torch.allclose(boxes[0, :n], want["boxes"], atol=1e-4)
-            assert (boxes[0, :n, 0::2] <= 426).all(), "clipped to the content, not the padded input"
+            assert (boxes[0, :n, 0::2] <= content[1]).all(), "clipped to the content, not the padded input"
     assert total >= 20
 
 
-def _head(model: torch.nn.Module, images: object) -> tuple[dict, list, list]:
-    """torchvision's own forward up to postprocess_detections (split head outputs, anchors)."""
+def _head(model: torch.nn.Module, images: object, ssd: bool) -> tuple[dict, list, list]:
+    """torchvision's own forward up to postprocess_detections (head outputs and anchors, split
+    by level except for SSD, as each model's forward passes them)."""
     feats = list(model.backbone(images.tensors).values())  # type: ignore[attr-defined]
     out = model.head(feats)
     anchors = model.anchor_generator(images, feats)
+    if ssd:
+        return out, anchors, images.image_sizes  # type: ignore[attr-defined]
     per_loc = out["cls_logits"].shape[1] // sum(f.shape[2] * f.shape[3] for f in feats)
     sizes = [f.shape[2] * f.shape[3] * per_loc for f in feats]
     split = {k: list(v.split(sizes, dim=1)) for k, v in out.items()}

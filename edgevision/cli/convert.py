@@ -51,7 +51,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="torchvision detectors: the transform's min_size the model was trained with (default 800)")
     p.add_argument("--max-size", type=int, default=None,
                    help="torchvision detectors: the transform's max_size the model was trained with (default 1333)")
-    p.add_argument("--nms-iters", type=int, default=8, help="fixed-point NMS iterations (default 8)")
+    p.add_argument("--nms-iters", type=int, default=None,
+                   help="fixed-point NMS iterations (default 8 for YOLO, 32 for torchvision detectors)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     p.add_argument("--verify", metavar="SOURCE", default=None,
                    help="video/folder/glob whose frames prove the ONNX agrees with PyTorch (recommended)")
