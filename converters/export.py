@@ -29,7 +29,12 @@ from .verify import Verdict, batch_consistent, compare
 @dataclass
 class ExportOptions:
     """imgsz: (H, W) network input (None: the family's default). max_det: D rows per image.
-    pre_nms_topk: candidates that enter NMS. nms_iters: fixed-point NMS iterations. opset:
+    pre_nms_topk: candidates that enter NMS. conf / iou: the default thresholds recorded in the
+    artifact. None for max_det, pre_nms_topk, conf, iou: the family's default (YOLO: 300, 1024,
+    0.25, 0.7; torchvision detectors: the model's own detections_per_img, 1000, score_thresh,
+    nms_thresh). min_size / max_size: torchvision detectors' transform sides (None: the
+    builder's 800 / 1333). nms_iters: fixed-point NMS iterations (None: the family's default,
+    YOLO 8, torchvision detectors 32). opset:
     ONNX opset. arch: "family:name" (e.g. "torchvision:resnet18"; None: detect the family).
     task, num_classes, class_names: override what the checkpoint says. accept_unverified:
     keep an artifact whose verification frames showed nothing.
@@ -41,11 +46,11 @@ class ExportOptions:
     """
 
     imgsz: tuple[int, int] | None = None
-    max_det: int = 300
-    pre_nms_topk: int = 1024
-    nms_iters: int = 8
-    conf: float = 0.25
-    iou: float = 0.7
+    max_det: int | None = None
+    pre_nms_topk: int | None = None
+    nms_iters: int | None = None
+    conf: float | None = None
+    iou: float | None = None
     opset: int = 17
     trust: bool = False
     arch: str | None = None
@@ -53,6 +58,8 @@ class ExportOptions:
     num_classes: int | None = None
     class_names: tuple[str, ...] | None = None
     accept_unverified: bool = False
+    min_size: int | None = None
+    max_size: int | None = None
 
 
 @dataclass

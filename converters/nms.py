@@ -68,7 +68,7 @@ class DetectPostprocess(nn.Module):  # type: ignore[misc]
         if block < 1:
             raise ValueError("block must be at least 1")
         self.block = block
-        self.blocks = [(s, min(s + block, pre_nms_topk)) for s in range(0, pre_nms_topk, block)]
+        self.blocks = blocks_of(pre_nms_topk, block)
         # upper[i, j] = 1 where i < j: inside a block only a higher-ranked box may suppress a lower one.
         size = self.blocks[0][1]
         self.register_buffer("upper", torch.triu(torch.ones(size, size), diagonal=1), persistent=False)
@@ -89,44 +89,10 @@ class DetectPostprocess(nn.Module):  # type: ignore[misc]
         xywh = rows[..., :4]
         xy, half = xywh[..., :2], xywh[..., 2:] / 2
         boxes = torch.cat([xy - half, xy + half], -1)  # [B, K, 4] xyxy
-        x1, y1, x2, y2 = boxes.unbind(-1)  # [B, K] each
-        # A zero area becomes the smallest normal float: a union of two empty boxes is then
-        # not 0 (no 0/0 NaN in the IoU), and any other sum is unchanged (far below one ulp).
-        area = ((x2 - x1) * (y2 - y1)).clamp(min=torch.finfo(torch.float32).tiny)
-        feats = (x1, y1, x2, y2, area, top_cls)
-        # One tensor per feature, sliced per block (stacking them and splitting per block cost ORT more).
-        rows_f = [f.unsqueeze(2) for f in feats]  # [B, K, 1] each: rows of the IoU slabs
-        cols_f = [f.unsqueeze(1) for f in feats]  # [B, 1, K] each: their columns
         valid = (top_score > conf).to(torch.float32).unsqueeze(1)  # [B, 1, K]
-
-        keeps: list[Any] = []
-        nexts: list[Any] = []
-        for s, e in self.blocks:
-            # Columns: this block. Rows: every rank above its end.
-            sup = self._suppress([f[:, :e] for f in rows_f], [f[:, :, s:e] for f in cols_f], iou)  # [B, e, b]
-            own = sup[:, s:, :] * self.upper[: e - s, : e - s]  # only a higher rank suppresses
-            free = valid[:, :, s:e]  # [B, 1, b]
-            if keeps:
-                # The earlier blocks are final: one MatMul says which of this block they suppress.
-                # This block's rows count 0 in it (zeros rather than slicing the slab: no copy).
-                hits = torch.matmul(torch.cat([*keeps, torch.zeros_like(free)], 2), sup)  # [B, 1, b]
-                free = (free - hits).clamp(min=0)
-            keep = free
-            for _ in range(self.iters):
-                keep = self._step(keep, free, own)
-            keeps.append(keep)
-            # One step more tells whether the fixed point was reached (a fixed point is the
-            # greedy result: it is unique, since suppression only runs down the ranking).
-            nexts.append(self._step(keep, free, own))
-        keep = torch.cat(keeps, 2).squeeze(1)  # [B, K]
-        unconverged = (torch.cat(nexts, 2).squeeze(1) - keep).abs().amax(1)  # [B], 0 or 1
-
-        ranked = keep * top_score  # dropped boxes score 0 and sink below every kept one
-        out_score, order = ranked.topk(self.max_det, dim=1)  # [B, D]
+        keep, unconverged = nms_keep(box_features(boxes, top_cls), valid, iou, self.upper, self.blocks, self.iters)
+        out_boxes, out_score, out_cls, num, order = select_kept(boxes, top_score, top_cls, keep, self.max_det)
         kept = keep.sum(1)  # [B]
-        num = kept.clamp(max=self.max_det).to(torch.int32)
-        out_boxes = boxes.gather(1, order.unsqueeze(-1).expand(-1, -1, 4))
-        out_cls = top_cls.gather(1, order).to(torch.int32)
         outs = [out_boxes, out_score, out_cls, num]
         if self.nm:
             kept_rows = rows.gather(1, order.unsqueeze(-1).expand(-1, -1, rows.shape[-1]))  # [B, D, 4+C+M]
@@ -136,31 +102,106 @@ class DetectPostprocess(nn.Module):  # type: ignore[misc]
         outs.append(limits.to(torch.int32))
         return tuple(outs)
 
-    @staticmethod
-    def _suppress(rows: list[Any], cols: list[Any], iou: Any) -> Any:
-        """rows: (x1, y1, x2, y2, area, class) each float32[B, R, 1]; cols: the same, each
-        float32[B, 1, C] -> float32[B, R, C], 1 where the row box overlaps the column box
-        above `iou` and both have the same class.
 
-        The IoU is inter / union as torchvision's nms (what Ultralytics runs) and the numpy
-        reference compute it, bit for bit: the threshold test then agrees with them even one
-        ulp from the threshold. Only the width is clamped at 0: a negative height then makes
-        the intersection <= 0, which fails "> iou" exactly as 0 does (iou >= 0), one op saved
-        on every pair.
-        """
-        rx1, ry1, rx2, ry2, rarea, rcls = rows
-        cx1, cy1, cx2, cy2, carea, ccls = cols
-        iw = (torch.minimum(rx2, cx2) - torch.maximum(rx1, cx1)).clamp(min=0)
-        ih = torch.minimum(ry2, cy2) - torch.maximum(ry1, cy1)
-        inter = iw * ih
-        over = inter / (rarea + carea - inter) > iou
-        return (over & (rcls == ccls)).to(torch.float32)
+def _suppress(rows: list[Any], cols: list[Any], iou: Any) -> Any:
+    """rows: (x1, y1, x2, y2, area, class) each float32[B, R, 1]; cols: the same, each
+    float32[B, 1, C] -> float32[B, R, C], 1 where the row box overlaps the column box
+    above `iou` and both have the same class.
 
-    @staticmethod
-    def _step(keep: Any, free: Any, own: Any) -> Any:
-        """One fixed-point step inside a block: keep float32[B, 1, b] -> float32[B, 1, b].
+    The IoU is inter / union as torchvision's nms (what Ultralytics runs) and the numpy
+    reference compute it, bit for bit: the threshold test then agrees with them even one
+    ulp from the threshold. Only the width is clamped at 0: a negative height then makes
+    the intersection <= 0, which fails "> iou" exactly as 0 does (iou >= 0), one op saved
+    on every pair.
+    """
+    rx1, ry1, rx2, ry2, rarea, rcls = rows
+    cx1, cy1, cx2, cy2, carea, ccls = cols
+    iw = (torch.minimum(rx2, cx2) - torch.maximum(rx1, cx1)).clamp(min=0)
+    ih = torch.minimum(ry2, cy2) - torch.maximum(ry1, cy1)
+    inter = iw * ih
+    over = inter / (rarea + carea - inter) > iou
+    return (over & (rcls == ccls)).to(torch.float32)
 
-        Suppressor counts are small integers, exact in float: free - count is 1 for a free box
-        nobody kept suppresses and <= 0 otherwise, so a clamp replaces a compare, cast and mul.
-        """
-        return (free - torch.matmul(keep, own)).clamp(min=0)
+
+def _step(keep: Any, free: Any, own: Any) -> Any:
+    """One fixed-point step inside a block: keep float32[B, 1, b] -> float32[B, 1, b].
+
+    Suppressor counts are small integers, exact in float: free - count is 1 for a free box
+    nobody kept suppresses and <= 0 otherwise, so a clamp replaces a compare, cast and mul.
+    """
+    return (free - torch.matmul(keep, own)).clamp(min=0)
+
+
+def box_features(boxes: Any, classes: Any) -> tuple[Any, ...]:
+    """boxes float32[B, K, 4] xyxy, classes [B, K] -> (x1, y1, x2, y2, area, class) float32[B, K] each."""
+    x1, y1, x2, y2 = boxes.unbind(-1)
+    # A zero area becomes the smallest normal float: a union of two empty boxes is then
+    # not 0 (no 0/0 NaN in the IoU), and any other sum is unchanged (far below one ulp).
+    area = ((x2 - x1) * (y2 - y1)).clamp(min=torch.finfo(torch.float32).tiny)
+    return x1, y1, x2, y2, area, classes.to(torch.float32)  # float: class ids < 2^24 compare exactly
+
+
+def blocks_of(k: int, block: int) -> list[tuple[int, int]]:
+    """[start, end) rank ranges of the blocked fixed point over k candidates."""
+    return [(s, min(s + block, k)) for s in range(0, k, block)]
+
+
+def nms_keep(feats: tuple[Any, ...], valid: Any, iou: Any, upper: Any, blocks: list[tuple[int, int]],
+             iters: int) -> tuple[Any, Any]:
+    """The blocked fixed point (module docstring). feats: box_features(); valid float32[B, 1, K]
+    (1 where score > conf); upper float32[b, b] (1 where i < j); blocks: blocks_of(K, b).
+    Returns keep float32[B, K] (1 = kept) and unconverged float32[B] (1 where one more step
+    would change the result)."""
+    rows_f = [f.unsqueeze(2) for f in feats]  # [B, K, 1] each: rows of the IoU slabs
+    cols_f = [f.unsqueeze(1) for f in feats]  # [B, 1, K] each: their columns
+    keeps: list[Any] = []
+    nexts: list[Any] = []
+    for s, e in blocks:
+        # Columns: this block. Rows: every rank above its end.
+        sup = _suppress([f[:, :e] for f in rows_f], [f[:, :, s:e] for f in cols_f], iou)  # [B, e, b]
+        own = sup[:, s:, :] * upper[: e - s, : e - s]  # only a higher rank suppresses
+        free = valid[:, :, s:e]  # [B, 1, b]
+        if keeps:
+            # The earlier blocks are final: one MatMul says which of this block they suppress.
+            # This block's rows count 0 in it (zeros rather than slicing the slab: no copy).
+            hits = torch.matmul(torch.cat([*keeps, torch.zeros_like(free)], 2), sup)  # [B, 1, b]
+            free = (free - hits).clamp(min=0)
+        keep = free
+        for _ in range(iters):
+            keep = _step(keep, free, own)
+        keeps.append(keep)
+        # One step more tells whether the fixed point was reached (a fixed point is the
+        # greedy result: it is unique, since suppression only runs down the ranking).
+        nexts.append(_step(keep, free, own))
+    keep = torch.cat(keeps, 2).squeeze(1)  # [B, K]
+    unconverged = (torch.cat(nexts, 2).squeeze(1) - keep).abs().amax(1)  # [B], 0 or 1
+    return keep, unconverged
+
+
+def select_kept(boxes: Any, scores: Any, classes: Any, keep: Any, max_det: int) -> tuple[Any, Any, Any, Any, Any]:
+    """The max_det best kept rows: boxes float32[B, D, 4], scores float32[B, D] (padding 0),
+    class_ids int32[B, D], num_dets int32[B], and their indices into K, int64[B, D]."""
+    ranked = keep * scores  # dropped boxes score 0 and sink below every kept one
+    out_score, order = ranked.topk(max_det, dim=1)  # [B, D]
+    num = keep.sum(1).clamp(max=max_det).to(torch.int32)
+    out_boxes = boxes.gather(1, order.unsqueeze(-1).expand(-1, -1, 4))
+    out_cls = classes.gather(1, order).to(torch.int32)
+    return out_boxes, out_score, out_cls, num, order
+
+
+def class_aware_nms(boxes: Any, scores: Any, classes: Any, conf: Any, iou: Any, upper: Any, iters: int,
+                    max_det: int, k: int | None = None) -> tuple[Any, Any, Any, Any, Any]:
+    """Greedy class-aware NMS over K candidates sorted by score, then the D best (for graphs
+    other than DetectPostprocess: the one-stage torchvision detectors).
+
+    boxes float32[B, K, 4] xyxy, scores float32[B, K] sorted descending, classes int[B, K],
+    conf / iou float32[1] (a box is a candidate iff score > conf; j is suppressed by a kept,
+    higher-ranked i of its class iff IoU(i, j) > iou, as torchvision's nms), upper float32[b, b]
+    with 1 where i < j (b: the block; b = K for one block), k: K (None: b). Returns boxes
+    float32[B, D, 4], scores float32[B, D] (padding rows 0), class_ids int32[B, D], num_dets
+    int32[B] and the kept rows' indices into K, int64[B, D].
+    """
+    k = int(upper.shape[0]) if k is None else k
+    valid = (scores > conf).to(torch.float32).unsqueeze(1)  # [B, 1, K]
+    keep, _ = nms_keep(box_features(boxes, classes), valid, iou, upper, blocks_of(k, int(upper.shape[0])), iters)
+    return select_kept(boxes, scores, classes, keep, max_det)

@@ -43,3 +43,88 @@ def torchvision_state_dict(name: str, frames: list[np.ndarray], path: Path, size
     recalibrate_bn(model, frames, size)
     torch.save(model.state_dict(), path)
     return path
+
+
+def torchvision_detector_state_dict(name: str, frames: list[np.ndarray], path: Path, candidates: int = 200,
+                                    seed: int = 0, cls_std: float = 1.0, box_std: float = 0.2,
+                                    **kwargs: Any) -> Path:
+    """A state_dict of torchvision's one-stage detector NAME (RetinaNet, FCOS, SSD) whose random
+    weights make detections that vary with the picture, for the conversion tests.
+
+    Every BatchNorm's statistics are re-estimated on real frames (at the model's own transform
+    size). torchvision initialises the heads for training from scratch: class logits of std
+    ~0.02 around a prior (RetinaNet/FCOS: bias -log(99), every score ~0.01, nothing passes
+    score_thresh) and box deltas ~0 (every box its anchor). The heads' last convolutions are
+    rescaled so class logits have std `cls_std` and box deltas std `box_std` on these frames,
+    and the class bias (SSD: the background logit's) set so that about `candidates`
+    anchor-class pairs per frame pass the model's score_thresh.
+    kwargs: the builder's (num_classes, min_size, max_size, ...).
+    """
+    torch.manual_seed(seed)
+    model = torchvision.models.get_model(name, weights=None, weights_backbone=None, **kwargs)
+    x = [torch.from_numpy(f[:, :, ::-1].copy()).permute(2, 0, 1).float() / 255 for f in frames]
+    with torch.no_grad():
+        images, _ = model.transform(x)  # normalised, resized and padded as the model sees frames
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+            m.momentum = None
+    model.train()
+    with torch.no_grad():
+        for i in range(0, len(x), 4):
+            model.head(list(model.backbone(images.tensors[i : i + 4]).values()))
+    model.eval()
+    head = model.head
+    ssd = not hasattr(head.classification_head, "cls_logits")
+
+    def last(m: Any) -> Any:
+        return m[-1] if isinstance(m, torch.nn.Sequential) else m
+
+    if ssd:
+        cls = [last(m) for m in head.classification_head.module_list]
+        reg = [last(m) for m in head.regression_head.module_list]
+        nc = head.classification_head.num_columns
+    else:
+        cls, reg = [head.classification_head.cls_logits], [head.regression_head.bbox_reg]
+    ctr = getattr(head.regression_head, "bbox_ctrness", None)
+    with torch.no_grad():
+        def outputs() -> dict[str, Any]:
+            return head(list(model.backbone(images.tensors).values()))
+
+        out = outputs()
+        for convs, key, std in ((cls, "cls_logits", cls_std), (reg, "bbox_regression", box_std),
+                                ([ctr] if ctr is not None else [], "bbox_ctrness", 1.0)):
+            for conv in convs:
+                conv.bias.zero_()
+            if convs:
+                factor = std / float(out[key].std())
+                for conv in convs:
+                    conv.weight *= factor
+        out = outputs()
+        raw = out["cls_logits"]  # biases are zero now
+
+        def count(b: float) -> float:
+            if ssd:  # softmax with background 0: b is the background logit
+                s = torch.softmax(torch.cat([raw[..., :1] + b, raw[..., 1:]], -1), -1)[..., 1:]
+            else:
+                s = torch.sigmoid(raw + b)
+                if ctr is not None:  # FCOS: sqrt(sigmoid(cls) * sigmoid(centerness))
+                    s = torch.sqrt(s * torch.sigmoid(out["bbox_ctrness"]))
+            return float((s > model.score_thresh).sum()) / len(x)
+
+        lo, hi = -20.0, 20.0
+        more_when_higher = count(hi) > count(lo)
+        for _ in range(40):  # bisect the bias: ~`candidates` scores per frame above score_thresh
+            b = (lo + hi) / 2
+            if (count(b) > candidates) == more_when_higher:
+                hi = b
+            else:
+                lo = b
+        b = (lo + hi) / 2
+        if ssd:
+            for conv in cls:
+                conv.bias.view(-1, nc)[:, 0] = b  # channels are (anchor, class)
+        else:
+            cls[0].bias.fill_(b)
+    torch.save(model.state_dict(), path)
+    return path

@@ -26,9 +26,11 @@ def _hw(text: str) -> tuple[int, int]:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="the trained model: an Ultralytics YOLO .pt checkpoint (detect or segment, v8/11), "
-                                 "or a state_dict with --arch torchvision:NAME (classifiers, FCN/DeepLabV3/LRASPP)")
+                                 "or a state_dict with --arch torchvision:NAME (classifiers, FCN/DeepLabV3/LRASPP, "
+                                 "RetinaNet/FCOS)")
     p.add_argument("--arch", default=None, metavar="FAMILY:NAME",
-                   help="the architecture of a state_dict, e.g. torchvision:resnet18, torchvision:deeplabv3_resnet50")
+                   help="the architecture of a state_dict, e.g. torchvision:resnet18, torchvision:deeplabv3_resnet50, "
+                        "torchvision:retinanet_resnet50_fpn")
     p.add_argument("--task", default=None, choices=("detect", "segment", "semantic", "classify"),
                    help="override the task the family detects")
     p.add_argument("--num-classes", type=int, default=None,
@@ -40,14 +42,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", default=None, help="output folder (default: runs/convert/<model name>)")
     p.add_argument("--imgsz", type=_hw, default=None,
                    help="network input, N or HxW (default: 640 for YOLO, the weights' preset for torchvision)")
-    p.add_argument("--max-det", type=int, default=300, help="detections kept per image (default 300)")
-    p.add_argument("--conf", type=float, default=0.25, help="default confidence threshold recorded in the artifact")
-    p.add_argument("--iou", type=float, default=0.7, help="default NMS IoU threshold recorded in the artifact")
-    p.add_argument("--pre-nms-topk", type=int, default=1024,
-                   help="best candidates that enter NMS (default 1024: exact on a 200-person frame at conf 0.01)")
-    p.add_argument("--nms-iters", type=int, default=8,
-                   help="fixed-point NMS iterations per block of candidates (default 8); the graph's nms_limits "
-                        "output says where either limit was reached")
+    p.add_argument("--max-det", type=int, default=None,
+                   help="detections kept per image (default 300 for YOLO, the model's detections_per_img for "
+                        "torchvision detectors)")
+    p.add_argument("--conf", type=float, default=None,
+                   help="default confidence threshold recorded in the artifact (default 0.25 for YOLO, the model's "
+                        "score_thresh for torchvision detectors)")
+    p.add_argument("--iou", type=float, default=None,
+                   help="default NMS IoU threshold recorded in the artifact (default 0.7 for YOLO, the model's "
+                        "nms_thresh for torchvision detectors)")
+    p.add_argument("--pre-nms-topk", type=int, default=None,
+                   help="best candidates that enter NMS (default 1024 for YOLO: exact on a 200-person frame at conf 0.01; 1000 for torchvision detectors)")
+    p.add_argument("--min-size", type=int, default=None,
+                   help="torchvision detectors: the transform's min_size the model was trained with (default 800)")
+    p.add_argument("--max-size", type=int, default=None,
+                   help="torchvision detectors: the transform's max_size the model was trained with (default 1333)")
+    p.add_argument("--nms-iters", type=int, default=None,
+                   help="fixed-point NMS iterations per block of candidates (default 8 for YOLO, 32 for torchvision detectors); the graph's nms_limits output says where a limit was reached")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     p.add_argument("--verify", metavar="SOURCE", default=None,
                    help="video/folder/glob whose frames prove the ONNX agrees with PyTorch (recommended)")
@@ -106,7 +117,7 @@ def main(args: argparse.Namespace) -> int:
         imgsz=args.imgsz, max_det=args.max_det, pre_nms_topk=args.pre_nms_topk, nms_iters=args.nms_iters,
         conf=args.conf, iou=args.iou, opset=args.opset, trust=args.trust_checkpoint,
         arch=args.arch, task=args.task, num_classes=args.num_classes, class_names=_names(args.class_names),
-        accept_unverified=args.accept_unverified,
+        accept_unverified=args.accept_unverified, min_size=args.min_size, max_size=args.max_size,
     )
     result = convert(model, out, opts, frames)
     print(f"ONNX      {result.onnx_path}  ({result.seconds:.1f} s)")

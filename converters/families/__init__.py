@@ -10,9 +10,10 @@ from edgevision.errors import EdgeVisionError
 
 from .base import Checkpoint, Exportable, Family, Request
 from .torchvision import TorchvisionFamily
+from .torchvision_detect import TorchvisionDetectFamily
 from .ultralytics import UltralyticsFamily
 
-FAMILIES: list[Family] = [UltralyticsFamily(), TorchvisionFamily()]
+FAMILIES: list[Family] = [UltralyticsFamily(), TorchvisionFamily(), TorchvisionDetectFamily()]
 
 
 def supported() -> str:
@@ -24,7 +25,7 @@ def find_family(ckpt: Checkpoint, req: Request) -> Family:
     """The first family that takes the checkpoint, or an EdgeVisionError naming what is supported."""
     if req.arch is not None and req.arch.split(":")[0] not in {f.name for f in FAMILIES}:
         raise EdgeVisionError(
-            f"--arch {req.arch}: unknown family {req.arch.split(':')[0]!r}; families: {', '.join(f.name for f in FAMILIES)}"
+            f"--arch {req.arch}: unknown family {req.arch.split(':')[0]!r}; families: {', '.join(dict.fromkeys(f.name for f in FAMILIES))}"
         )
     for family in FAMILIES:
         if family.claims(ckpt, req):

@@ -169,15 +169,21 @@ class UltralyticsFamily:
 
     def prepare(self, ckpt: Checkpoint, req: Request) -> Exportable:
         opts = req.options
+        # None: Ultralytics' own defaults
+        max_det = 300 if opts.max_det is None else opts.max_det
+        pre_nms_topk = 1024 if opts.pre_nms_topk is None else opts.pre_nms_topk
+        conf = 0.25 if opts.conf is None else opts.conf
+        iou = 0.7 if opts.iou is None else opts.iou
+        nms_iters = 8 if opts.nms_iters is None else opts.nms_iters
         src = yolo_source(ckpt.obj, ckpt.path)
         h, w = req.imgsz or (640, 640)
         if h % max(src.strides) or w % max(src.strides):
             raise EdgeVisionError(f"--imgsz {h}x{w} must be a multiple of the model's stride {max(src.strides)}")
         anchors = sum((h // s) * (w // s) for s in src.strides)
-        topk = min(opts.pre_nms_topk, anchors)
-        post = DetectPostprocess(len(src.class_names), src.num_masks, min(opts.max_det, topk), topk, opts.nms_iters)
+        topk = min(pre_nms_topk, anchors)
+        post = DetectPostprocess(len(src.class_names), src.num_masks, min(max_det, topk), topk, nms_iters)
         wrapper = YoloWithPostprocess(src, post).eval()
-        example = (torch.rand(2, 3, h, w), torch.tensor([opts.conf]), torch.tensor([opts.iou]))
+        example = (torch.rand(2, 3, h, w), torch.tensor([conf]), torch.tensor([iou]))
         outputs = [OUT_BOXES, OUT_SCORES, OUT_CLASSES, OUT_NUM]
         outputs += [OUT_COEFFS, OUT_PROTOS] if src.task == "segment" else []
         outputs.append(OUT_LIMITS)  # last: consumers that read the earlier outputs by position keep working
@@ -185,9 +191,9 @@ class UltralyticsFamily:
             protos_shape = wrapper(*example)[outputs.index(OUT_PROTOS)].shape[1:] if src.task == "segment" else None
         manifest = yolo_manifest(
             src, (h, w), post.max_det, protos_shape,
-            pre_nms_topk=topk, nms_iters=opts.nms_iters, nms_block=post.block, anchors=anchors,
+            pre_nms_topk=topk, nms_iters=nms_iters, nms_block=post.block, anchors=anchors,
         ).replace(
-            conf_threshold=opts.conf, iou_threshold=opts.iou,
+            conf_threshold=conf, iou_threshold=iou,
             source={"file": ckpt.path.name, "sha256": sha256_file(ckpt.path), "kind": "ultralytics"},
         )
         return Exportable(
