@@ -6,6 +6,7 @@ rows are not a plain greedy NMS."""
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import onnxruntime as ort
@@ -315,9 +316,9 @@ def test_defaults_are_exact_on_real_frames_and_a_crowd(real_preds: np.ndarray, t
     and the crowd, at the default conf and IoU, and the crowd at conf 0.01 too (841 anchors
     pass; IoU 0.7 and 0.45): nms_limits is 0 and the rows are greedy NMS over all candidates,
     bit for bit. The former default K = 512 is too small there, and nms_limits says so."""
-    from converters.export import ExportOptions
+    from converters.families.ultralytics import YOLO_DEFAULTS
 
-    opts = ExportOptions()
+    opts = SimpleNamespace(**YOLO_DEFAULTS)
     crowd = real_preds[3]
     assert (crowd[4:].max(0) > 0.01).sum() > 800, "the crowd must pass hundreds of candidates at conf 0.01"
     session = export_real(tmp_path, real_preds, opts.max_det, opts.pre_nms_topk, opts.nms_iters)

@@ -158,6 +158,11 @@ def reference_detections(src: YoloSource, frames: Sequence[np.ndarray], manifest
     return out
 
 
+# Ultralytics' predictor defaults (max_det, conf, iou) and the in-graph NMS sizes: pre_nms_topk /
+# nms_iters are sized on a 200-person crowd at conf 0.01 (converters/export.py, bench_nms.py).
+YOLO_DEFAULTS: dict[str, Any] = {"max_det": 300, "pre_nms_topk": 1024, "nms_iters": 8, "conf": 0.25, "iou": 0.7}
+
+
 class UltralyticsFamily:
     """Ultralytics YOLO v8/11 detect and segment checkpoints (.pt), decode + NMS in the graph."""
 
@@ -169,12 +174,12 @@ class UltralyticsFamily:
 
     def prepare(self, ckpt: Checkpoint, req: Request) -> Exportable:
         opts = req.options
-        # None: Ultralytics' own defaults
-        max_det = 300 if opts.max_det is None else opts.max_det
-        pre_nms_topk = 1024 if opts.pre_nms_topk is None else opts.pre_nms_topk
-        conf = 0.25 if opts.conf is None else opts.conf
-        iou = 0.7 if opts.iou is None else opts.iou
-        nms_iters = 8 if opts.nms_iters is None else opts.nms_iters
+        d = YOLO_DEFAULTS  # where the user left an option at None
+        max_det = d["max_det"] if opts.max_det is None else opts.max_det
+        pre_nms_topk = d["pre_nms_topk"] if opts.pre_nms_topk is None else opts.pre_nms_topk
+        conf = d["conf"] if opts.conf is None else opts.conf
+        iou = d["iou"] if opts.iou is None else opts.iou
+        nms_iters = d["nms_iters"] if opts.nms_iters is None else opts.nms_iters
         src = yolo_source(ckpt.obj, ckpt.path)
         h, w = req.imgsz or (640, 640)
         if h % max(src.strides) or w % max(src.strides):
