@@ -36,10 +36,13 @@ from converters.families.torchvision import (  # noqa: E402
 from converters.intake import open_checkpoint  # noqa: E402
 from demos.assets import VTEST  # noqa: E402
 from edgevision.sources import sample_frames  # noqa: E402
-from tests.families import torchvision_state_dict  # noqa: E402
+from converters.families.torchvision_detect import build_detector, detect_reference  # noqa: E402
+from tests.families import torchvision_detector_state_dict, torchvision_state_dict  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 MODELS = {  # name: (task, BN-statistics input size, builder kwargs)
+    "ssdlite320_mobilenet_v3_large": ("detect", (320, 320), {"num_classes": 8}),
+    "retinanet_resnet50_fpn": ("detect", (320, 427), {"num_classes": 8, "min_size": 320, "max_size": 512}),
     "mobilenet_v3_small": ("classify", (224, 224), {"num_classes": 10}),
     "resnet18": ("classify", (224, 224), {}),
     "lraspp_mobilenet_v3_large": ("semantic", (520, 693), {"weights_backbone": None}),
@@ -47,8 +50,12 @@ MODELS = {  # name: (task, BN-statistics input size, builder kwargs)
 }
 
 
-def eager_runner(name: str, sd: Path) -> Any:
+def eager_runner(name: str, sd: Path, manifest: Any = None) -> Any:
     task = MODELS[name][0]
+    if task == "detect":
+        sides = {k: v for k, v in MODELS[name][2].items() if k in ("min_size", "max_size")}
+        model, _ = build_detector(name, open_checkpoint(sd), None, sides.get("min_size"), sides.get("max_size"))
+        return detect_reference(model, manifest.class_names, manifest.conf_threshold, manifest.max_det)
     model, nc = build(name, task, open_checkpoint(sd), None)
     p = _preset(default_weights(name), task)
     if task == "classify":
@@ -74,10 +81,14 @@ def main() -> None:
     calib, verify, timed = frames[:16], frames[16:20], frames[20:]
     rows = []
     for name, (task, size, kwargs) in MODELS.items():
-        sd = torchvision_state_dict(name, calib, work / f"{name}.pth", size, **kwargs)
-        result = convert(sd, work / name, ExportOptions(arch=f"torchvision:{name}"), verify)
+        sides = {k: v for k, v in kwargs.items() if k in ("min_size", "max_size")}
+        if task == "detect":
+            sd = torchvision_detector_state_dict(name, calib[:8], work / f"{name}.pth", **kwargs)
+        else:
+            sd = torchvision_state_dict(name, calib, work / f"{name}.pth", size, **kwargs)
+        result = convert(sd, work / name, ExportOptions(arch=f"torchvision:{name}", **sides), verify)
         ours = edgevision.load(result.onnx_path, backend="onnxruntime")
-        eager = eager_runner(name, sd)
+        eager = eager_runner(name, sd, result.manifest)
         times: dict[str, list[float]] = {"eager": [], "edgevision": []}
         for _ in range(args.rounds):
             for label, run in (("eager", lambda f: eager([f])), ("edgevision", ours)):
