@@ -16,6 +16,8 @@ half-by-half test instead (exact scores and labels on torchvision's own padded t
 """
 from __future__ import annotations
 
+import os
+
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,7 +72,12 @@ class Converted:
     result: ConvertResult
 
 
-@pytest.fixture(scope="module", params=list(CASES))
+# RetinaNet v2 runs the same graph code as v1 (a different head and FPN only); `make test` must stay
+# under 20 minutes on 2 cores, so it is tested when EDGEVISION_ALL_FAMILIES=1 (measured: see README).
+TESTED = [c for c in CASES if c != "retinanet_v2" or os.environ.get("EDGEVISION_ALL_FAMILIES") == "1"]
+
+
+@pytest.fixture(scope="module", params=TESTED)
 def converted(request: pytest.FixtureRequest, vtest_frames40: list[np.ndarray],
               tmp_path_factory: pytest.TempPathFactory) -> Converted:
     """A random-weight detector's state_dict (BN statistics from frames 0-7), converted and
@@ -194,8 +201,8 @@ def test_graph_is_plain_onnx_with_constant_topk(converted: Converted) -> None:
 
 def test_builds_whole_with_tensorrt_rtx(converted: Converted) -> None:
     trt = pytest.importorskip("tensorrt_rtx", reason="TensorRT-RTX (pip install tensorrt-rtx-cu12) is the CI builder")
-    from edgevision.engine import build_engine
-    from edgevision.engine.onnx_graph import inspect_onnx
+    from edgevision.build import build_engine
+    from edgevision.build.onnx_graph import inspect_onnx
     from tests.test_engine_rtx import CHECK
 
     path = converted.result.onnx_path
