@@ -129,10 +129,12 @@ def test_protection_keeps_the_worst_groups_float(seg_onnx: Path, vtest_frames: l
 
 
 def optimized_ops(path: Path, tmp: Path) -> dict[str, int]:
-    """Op counts of the graph ONNX Runtime actually runs on this CPU (after its fusions)."""
-    opts = ort.SessionOptions()
+    """Op counts of the graph ONNX Runtime actually runs on this CPU (after its fusions), with
+    edgevision's session options (on x86 without VNNI: u8u8 kernels, see u8s8_saturates)."""
+    from edgevision.backends.onnxruntime import session_options
+
+    opts = session_options()
     opts.optimized_model_filepath = str(tmp / f"{path.stem}.optimized.onnx")
-    opts.log_severity_level = 3
     ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     counts: dict[str, int] = {}
     for n in onnx.load(opts.optimized_model_filepath).graph.node:

@@ -16,6 +16,13 @@ per-channel weights, int32 bias, and Q/DQ around every op ORT has an integer ker
 QLinearConv / QLinearSigmoid / QLinearMul: 119 ms vs 173 ms. Made by onnxruntime.quantization
 from the same measured ranges; the decode and post-processing stay float exactly as in the
 TensorRT graph. TensorRT cannot use it (uint8 zero points), hence two artifacts.
+
+On x86 CPUs without VNNI (AVX2 only) ORT's u8s8 kernels add pairs of u8 x s8 products in a
+saturating int16, which 8-bit weights overflow (measured, AMD EPYC AVX2, yolo11n-seg, 16 calibration
+/ 16 held-out frames, every layer INT8: F1 0.85 vs FP32). edgevision's sessions there switch ORT to
+its exact u8u8 kernels (edgevision.device.u8s8_saturates; F1 0.96, still faster than FP32), so the
+file keeps 8-bit weights: 7-bit ones (reduce_range) would not saturate on the fast kernel but lose
+accuracy on every CPU (F1 0.957, AP50-95 0.973 vs 0.965 / 0.975 on the exact kernels).
 """
 from __future__ import annotations
 

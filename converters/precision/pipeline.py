@@ -221,6 +221,11 @@ def run_int8(fp32: Path, manifest: Manifest, args: argparse.Namespace, budget: B
         v.kept_float = build.kept_float if v is trt else build.cpu_kept_float
         v.info = {"calibration": cal, "quantization": how, "layers": layers,
                   "kept_summary": f"decode/NMS ({layers['float_region_nodes']} nodes) float"}
+    # 8-bit weights are exact on ONNX Runtime's u8s8 kernels only with VNNI/AMX; on x86 without
+    # them edgevision's sessions run u8u8 (edgevision.backends.onnxruntime.u8s8_saturates). A
+    # plain ONNX Runtime session there saturates: say so to whoever loads the file without edgevision.
+    cpu.info["x86_without_vnni"] = ("8-bit weights: run with session.x64quantprecision=1 (u8u8 kernels); "
+                                    "ONNX Runtime's default u8s8 kernels saturate and lose accuracy")
     details: dict[str, Any] = {
         "keep_float mode": opts.keep_float,
         "calibration": f"{len(build.ranges.tensors)} tensors on {build.ranges.frames} frames; TensorRT graph: "
