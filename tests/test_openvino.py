@@ -164,3 +164,5 @@ def test_int8_kernels_only_where_the_cpu_multiplies_exactly(monkeypatch: pytest.
     assert ovb.allows_int8_kernels(cpu) is not saturates  # type: ignore[arg-type]
     assert ovb.allows_int8_kernels(trt) is False  # type: ignore[arg-type]
     assert ovb.allows_int8_kernels(cpu, "GPU.0") is True  # type: ignore[arg-type]
+    seven = SimpleNamespace(extra={"precision": {"variant": "int8-cpu", "weight_bits": 7}})
+    assert ovb.allows_int8_kernels(seven) is True  # type: ignore[arg-type]  # 7-bit weights never saturate

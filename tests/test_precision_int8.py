@@ -151,6 +151,25 @@ def test_cpu_twin_runs_integer_kernels(int8_dir: Path, tmp_path: Path) -> None:
     assert trt.get("QLinearConv", 0) == 0 and trt.get("DequantizeLinear", 0) >= 100
 
 
+
+def test_cpu_twin_weights_fit_the_build_cpus_kernels(int8_dir: Path) -> None:
+    """Built on an x86 CPU without VNNI, the twin has 7-bit weights (-64..64), which ONNX Runtime's
+    fast u8s8 kernels sum without saturating; elsewhere 8-bit ones (exact there with VNNI / AMX,
+    and on u8u8 kernels where such a file meets a CPU without VNNI). The CPU decides, hence the branch."""
+    from edgevision.device import u8s8_saturates
+
+    path = int8_dir / "yolo11n-seg.int8-cpu.onnx"
+    meta = read_manifest(path).extra["precision"]
+    bits = 7 if u8s8_saturates() else 8
+    assert meta["weight_bits"] == bits and f"({bits}-bit)" in meta["quantization"]
+    model = onnx.load(str(path))
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
+    weights = [inits[n.input[0]] for n in model.graph.node if n.op_type == "DequantizeLinear"
+               and n.input[0] in inits and inits[n.input[0]].dtype == np.int8 and inits[n.input[0]].ndim == 4]
+    assert len(weights) >= 90
+    assert max(int(np.abs(w.astype(np.int32)).max()) for w in weights) == (64 if bits == 7 else 127)
+
+
 def test_run_picks_the_fastest_accepted_artifact(int8_dir: Path) -> None:
     data = report(int8_dir)
     fastest = data["fastest"]["onnxruntime"]
