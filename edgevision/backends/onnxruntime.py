@@ -23,6 +23,8 @@ CPU_ONLY = ("CPUExecutionProvider",)
 
 # ONNX Runtime's switch from uint8 x int8 to uint8 x uint8 integer kernels on x86 (weights shifted by 128).
 X64_QUANT_PRECISION = "session.x64quantprecision"
+
+
 def session_options(threads: int | None = None, profile_prefix: str | None = None) -> Any:
     """The SessionOptions every edgevision session uses (see make_session)."""
     ort = lazy_import("onnxruntime")
@@ -36,8 +38,9 @@ def session_options(threads: int | None = None, profile_prefix: str | None = Non
         opts.profile_file_prefix = profile_prefix
     if u8s8_saturates():
         # Exact INT8 on x86 without VNNI: ORT converts int8 weights that do not fit in 7 bits
-        # to uint8 and runs u8u8 kernels (no int16 saturation; slower than u8s8, still faster
-        # than FP32). Graphs without integer kernels are unaffected.
+        # to uint8 and runs u8u8 kernels: no int16 saturation, but slower than u8s8 (yolo11n-seg,
+        # 1 thread: 203 vs 146 ms, FP32 215 ms; why twins built on such CPUs get 7-bit weights,
+        # which ORT leaves on u8s8). Graphs without integer kernels are unaffected.
         opts.add_session_config_entry(X64_QUANT_PRECISION, "1")
     return opts
 
