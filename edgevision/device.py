@@ -1,4 +1,5 @@
 """Is there a usable NVIDIA GPU here? Answered without crashing on machines that have none.
+And does this CPU multiply 8-bit integers exactly (u8s8_saturates)?
 
 cuda-python imports without a driver; cudaGetDeviceCount then returns an error code
 (35, insufficient driver / 100, no device), and the driver API raises when libcuda is
@@ -8,6 +9,7 @@ without a GPU can hand back a broken object that segfaults later.
 from __future__ import annotations
 
 import functools
+import platform
 from dataclasses import dataclass
 
 
@@ -42,3 +44,28 @@ def gpu_status() -> GpuStatus:
         return GpuStatus(False, f"cannot query CUDA device 0 ({getattr(err, 'name', err)})")
     name = props.name.decode(errors="replace") if isinstance(props.name, bytes) else str(props.name)
     return GpuStatus(True, "", name.strip("\x00").strip(), (props.major, props.minor), count)
+
+
+# CPU flags (Linux /proc/cpuinfo names) of the instructions that multiply u8 x s8 into int32 exactly.
+VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
+
+
+@functools.lru_cache(maxsize=1)
+def u8s8_saturates() -> bool:
+    """Would ONNX Runtime's fast uint8-activation x int8-weight kernels lose accuracy on this CPU?
+
+    On x86-64 without VNNI (AVX2, AVX-512 without VNNI), MLAS multiplies u8 x s8 with
+    `vpmaddubsw`, which adds two products into a *saturating* int16: 255 * 127 * 2 > 32767. With
+    8-bit weights that clips sums whenever activations and weights are both large (measured on
+    an AVX2-only EPYC, yolo11n-seg's CPU INT8 file: F1 0.85 vs FP32 instead of 0.96). VNNI /
+    AMX multiply into int32 exactly. Not x86: no such kernel. An x86 CPU whose flags cannot be
+    read counts as saturating: the exact kernels then cost speed, never accuracy.
+    """
+    if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686", "x86"):
+        return False
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), None)
+    except OSError:
+        flags = None
+    return flags is None or not any(flag in flags for flag in VNNI_FLAGS)

@@ -13,6 +13,7 @@ from edgevision._lazy import available
 from edgevision.backends import BACKENDS, backend_class, open_backend
 from edgevision.backends.base import Backend
 from edgevision.backends.onnxruntime import make_session
+from edgevision.device import u8s8_saturates
 from edgevision.errors import EdgeVisionError, GpuPreprocessUnavailable
 from edgevision.manifest import METADATA_KEY, Manifest
 
@@ -96,3 +97,39 @@ def test_make_session_takes_a_path_or_bytes(tmp_path: Path) -> None:
         assert [i.name for i in session.get_inputs()] == ["images", "conf_threshold"]
     with pytest.raises(EdgeVisionError, match="ONNX Runtime cannot load a 16-byte graph"):
         make_session(b"not an onnx file")
+
+
+def _saturating_qlinearconv(channels: int = 64) -> bytes:
+    """A QLinearConv whose u8 x s8 products saturate an int16 pair sum (255 * 127 * 2 > 32767)."""
+    from onnx import numpy_helper as nh
+
+    consts = {"xs": np.array(1.0, np.float32), "xz": np.array(0, np.uint8),
+              "w": np.full((1, channels, 1, 1), 127, np.int8), "ws": np.array([1.0], np.float32),
+              "wz": np.array([0], np.int8), "ys": np.array(8192.0, np.float32), "yz": np.array(0, np.uint8)}
+    graph = helper.make_graph(
+        [helper.make_node("QLinearConv", ["x", "xs", "xz", "w", "ws", "wz", "ys", "yz"], ["y"])], "sat",
+        [helper.make_tensor_value_info("x", TensorProto.UINT8, [1, channels, 2, 2])],
+        [helper.make_tensor_value_info("y", TensorProto.UINT8, None)],
+        [nh.from_array(v, k) for k, v in consts.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    return bytes(model.SerializeToString())
+
+
+def test_int8_kernels_are_exact_on_every_cpu() -> None:
+    """edgevision's sessions compute u8 x s8 exactly on any CPU. A plain ONNX Runtime session
+    does so only where the CPU has VNNI/AMX (or is not x86): on AVX2-only x86 its u8s8 kernel
+    saturates int16 pair sums (here 128 instead of 253), which cost the CPU INT8 file of
+    yolo11n-seg F1 0.85 vs FP32 instead of 0.96. Which of the two a plain session gives depends
+    on the CPU, hence the branch on u8s8_saturates()."""
+    ort = pytest.importorskip("onnxruntime")
+    model, x = _saturating_qlinearconv(), np.full((1, 64, 2, 2), 255, np.uint8)
+    exact = np.full((1, 1, 2, 2), round(64 * 255 * 127 / 8192), np.uint8)  # 253
+    np.testing.assert_array_equal(make_session(model).run(None, {"x": x})[0], exact)
+    plain = ort.SessionOptions()
+    plain.log_severity_level = 3
+    got = ort.InferenceSession(model, plain, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    if u8s8_saturates():
+        assert (got < exact).all(), "this CPU was taken for one without VNNI, but u8s8 did not saturate"
+    else:
+        np.testing.assert_array_equal(got, exact)

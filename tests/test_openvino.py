@@ -148,3 +148,21 @@ def test_device_errors_are_one_line(det_onnx: Path, vtest: Path, extra: list[str
 
 # Converts models (directly or through fixtures fetched by name): not in the fast tier.
 pytestmark = pytest.mark.slow
+
+
+@pytest.mark.parametrize("saturates", [False, True])
+def test_int8_kernels_only_where_the_cpu_multiplies_exactly(monkeypatch: pytest.MonkeyPatch, saturates: bool) -> None:
+    """The CPU INT8 file runs on OpenVINO's integer kernels only where they are exact: on x86
+    without VNNI they saturate 8-bit weights' sums (u8s8_saturates) and the Q/DQ is emulated in
+    float. The TensorRT placement never runs on them; other devices are not x86 kernels."""
+    from types import SimpleNamespace
+
+    from edgevision.backends import openvino as ovb
+
+    monkeypatch.setattr(ovb, "u8s8_saturates", lambda: saturates)
+    cpu, trt = (SimpleNamespace(extra={"precision": {"variant": v}}) for v in ("int8-cpu", "int8"))
+    assert ovb.allows_int8_kernels(cpu) is not saturates  # type: ignore[arg-type]
+    assert ovb.allows_int8_kernels(trt) is False  # type: ignore[arg-type]
+    assert ovb.allows_int8_kernels(cpu, "GPU.0") is True  # type: ignore[arg-type]
+    seven = SimpleNamespace(extra={"precision": {"variant": "int8-cpu", "weight_bits": 7}})
+    assert ovb.allows_int8_kernels(seven) is True  # type: ignore[arg-type]  # 7-bit weights never saturate

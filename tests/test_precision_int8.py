@@ -129,10 +129,12 @@ def test_protection_keeps_the_worst_groups_float(seg_onnx: Path, vtest_frames: l
 
 
 def optimized_ops(path: Path, tmp: Path) -> dict[str, int]:
-    """Op counts of the graph ONNX Runtime actually runs on this CPU (after its fusions)."""
-    opts = ort.SessionOptions()
+    """Op counts of the graph ONNX Runtime actually runs on this CPU (after its fusions), with
+    edgevision's session options (on x86 without VNNI: u8u8 kernels, see u8s8_saturates)."""
+    from edgevision.backends.onnxruntime import session_options
+
+    opts = session_options()
     opts.optimized_model_filepath = str(tmp / f"{path.stem}.optimized.onnx")
-    opts.log_severity_level = 3
     ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     counts: dict[str, int] = {}
     for n in onnx.load(opts.optimized_model_filepath).graph.node:
@@ -147,6 +149,25 @@ def test_cpu_twin_runs_integer_kernels(int8_dir: Path, tmp_path: Path) -> None:
     trt = optimized_ops(int8_dir / "yolo11n-seg.int8.onnx", tmp_path)
     assert cpu.get("QLinearConv", 0) >= 90 and cpu.get("QLinearSigmoid", 0) >= 80
     assert trt.get("QLinearConv", 0) == 0 and trt.get("DequantizeLinear", 0) >= 100
+
+
+
+def test_cpu_twin_weights_fit_the_build_cpus_kernels(int8_dir: Path) -> None:
+    """Built on an x86 CPU without VNNI, the twin has 7-bit weights (-64..64), which ONNX Runtime's
+    fast u8s8 kernels sum without saturating; elsewhere 8-bit ones (exact there with VNNI / AMX,
+    and on u8u8 kernels where such a file meets a CPU without VNNI). The CPU decides, hence the branch."""
+    from edgevision.device import u8s8_saturates
+
+    path = int8_dir / "yolo11n-seg.int8-cpu.onnx"
+    meta = read_manifest(path).extra["precision"]
+    bits = 7 if u8s8_saturates() else 8
+    assert meta["weight_bits"] == bits and f"({bits}-bit)" in meta["quantization"]
+    model = onnx.load(str(path))
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
+    weights = [inits[n.input[0]] for n in model.graph.node if n.op_type == "DequantizeLinear"
+               and n.input[0] in inits and inits[n.input[0]].dtype == np.int8 and inits[n.input[0]].ndim == 4]
+    assert len(weights) >= 90
+    assert max(int(np.abs(w.astype(np.int32)).max()) for w in weights) == (64 if bits == 7 else 127)
 
 
 def test_run_picks_the_fastest_accepted_artifact(int8_dir: Path) -> None:

@@ -16,6 +16,15 @@ per-channel weights, int32 bias, and Q/DQ around every op ORT has an integer ker
 QLinearConv / QLinearSigmoid / QLinearMul: 119 ms vs 173 ms. Made by onnxruntime.quantization
 from the same measured ranges; the decode and post-processing stay float exactly as in the
 TensorRT graph. TensorRT cannot use it (uint8 zero points), hence two artifacts.
+
+On x86 CPUs without VNNI (AVX2 only) ORT's fast u8s8 kernels add pairs of u8 x s8 products in a
+saturating int16, which 8-bit weights overflow (measured, AMD EPYC AVX2, ORT 1.32, yolo11n-seg,
+16 calibration / 16 held-out frames, every layer INT8, 1 thread): F1 0.849 / AP50-95 0.949 vs FP32
+at 146 ms. edgevision's sessions there switch ORT to exact u8u8 kernels (u8s8_saturates):
+F1 0.965 / AP50-95 0.975 but 203 ms, barely faster than FP32 (215 ms). 7-bit weights fit the
+fast kernel exactly: F1 0.957 / AP50-95 0.973 at 145 ms. So the twin gets 7-bit weights when
+it is built on such a CPU (default_weight_bits; the manifest records weight_bits) and 8-bit ones
+elsewhere; an 8-bit file that meets a CPU without VNNI still runs exactly, on u8u8.
 """
 from __future__ import annotations
 
@@ -27,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from edgevision._lazy import lazy_import
+from edgevision.device import u8s8_saturates
 
 from .calibration import Ranges, save_ort_cache
 
@@ -42,8 +52,18 @@ def _quiet() -> Any:
         logging.disable(previous)
 
 
-def build_cpu_int8(fp32_path: str | Path, out_path: str | Path, ranges: Ranges, keep_float: Iterable[str]) -> Path:
-    """Quantize fp32_path for ONNX Runtime on x86/ARM CPUs; nodes in keep_float stay float."""
+def default_weight_bits() -> int:
+    """7 where the build CPU's fast u8s8 kernels would saturate 8-bit weights (x86 without VNNI), else 8."""
+    return 7 if u8s8_saturates() else 8
+
+
+def build_cpu_int8(
+    fp32_path: str | Path, out_path: str | Path, ranges: Ranges, keep_float: Iterable[str], weight_bits: int = 8,
+) -> Path:
+    """Quantize fp32_path for ONNX Runtime on x86/ARM CPUs; nodes in keep_float stay float.
+    weight_bits: 8, or 7 (weights in -64..64: ORT's reduce_range), exact on u8s8 kernels without VNNI."""
+    if weight_bits not in (7, 8):
+        raise ValueError(f"weight_bits must be 7 or 8, not {weight_bits}")
     quant = lazy_import("onnxruntime.quantization")
     with tempfile.TemporaryDirectory(prefix="edgevision-int8-") as tmp, _quiet():
         cache = save_ort_cache(ranges, Path(tmp) / "ranges.json")
@@ -51,6 +71,7 @@ def build_cpu_int8(fp32_path: str | Path, out_path: str | Path, ranges: Ranges, 
             str(fp32_path), str(out_path), None,
             quant_format=quant.QuantFormat.QDQ,
             per_channel=True,
+            reduce_range=weight_bits == 7,
             activation_type=quant.QuantType.QUInt8,
             weight_type=quant.QuantType.QInt8,
             nodes_to_exclude=sorted(keep_float),

@@ -17,7 +17,7 @@ from edgevision.manifest import Manifest
 
 from .budget import Budget
 from .calibration import Ranges, collect_ranges_multi, float_tensors, graph_feeds
-from .cpu_int8 import build_cpu_int8
+from .cpu_int8 import build_cpu_int8, default_weight_bits
 from .evaluate import AP_CONF, FrameResult, Prepared, compare, detections, prepare, soft_loss
 from .qdq import insert_qdq
 from .regions import Regions, find_regions
@@ -44,6 +44,7 @@ class Int8Options:
     margin: float = 0.01
     max_fraction: float = 0.5
     cpu_variant: bool = True
+    cpu_weight_bits: int | None = None  # the CPU twin's weights: 7 or 8; None: cpu_int8.default_weight_bits()
 
 
 @dataclass
@@ -59,6 +60,7 @@ class Int8Build:
     seconds: dict[str, float] = field(default_factory=dict)
     cpu_ranges: Ranges | None = None
     cpu_kept_float: list[str] = field(default_factory=list)
+    cpu_weight_bits: int = 8
 
     def layer_summary(self) -> dict[str, Any]:
         return {
@@ -119,6 +121,7 @@ def build_int8(
     onnx.save(qdq, str(trt_path))
     seconds["graphs"] = time.perf_counter() - t0
     build = Int8Build(trt_path, cpu_path, regions, ranges, kept, protection, seconds, cpu_ranges, list(kept))
+    build.cpu_weight_bits = opts.cpu_weight_bits or default_weight_bits()
     if cpu_path is not None:
         t0 = time.perf_counter()
         build.cpu_kept_float = _build_cpu_twin(
@@ -153,7 +156,8 @@ def _build_cpu_twin(
     loose = [name for name in kept if not any(name in regions.groups[g] for g in groups)]
 
     def write(groups: list[str]) -> None:
-        build_cpu_int8(fp32_path, out, ranges, regions.float_nodes | set(loose) | _scope_nodes(regions, groups, model))
+        build_cpu_int8(fp32_path, out, ranges, regions.float_nodes | set(loose) | _scope_nodes(regions, groups, model),
+                       opts.cpu_weight_bits or default_weight_bits())
 
     write(groups)
     if tune is None:

@@ -216,11 +216,20 @@ def run_int8(fp32: Path, manifest: Manifest, args: argparse.Namespace, budget: B
     cpu_calib = {**calib_info, "percentile": cpu_ranges.percentile, "method": cpu_ranges.info["method"]}
     for v, how, cal in ((trt, "int8 symmetric per-tensor activations, int8 symmetric per-channel weights, float bias; "
                          "Q/DQ on Conv/ConvTranspose/MatMul inputs only (TensorRT placement)", calib_info),
-                        (cpu, "uint8 asymmetric activations, int8 symmetric per-channel weights, int32 bias; "
+                        (cpu, "uint8 asymmetric activations, int8 symmetric per-channel weights "
+                              f"({build.cpu_weight_bits}-bit), int32 bias; "
                               "Q/DQ around every op ONNX Runtime has an integer kernel for", cpu_calib)):
         v.kept_float = build.kept_float if v is trt else build.cpu_kept_float
         v.info = {"calibration": cal, "quantization": how, "layers": layers,
                   "kept_summary": f"decode/NMS ({layers['float_region_nodes']} nodes) float"}
+    # 8-bit weights are exact on ONNX Runtime's u8s8 kernels only with VNNI/AMX; on x86 without
+    # them edgevision's sessions run u8u8 (edgevision.device.u8s8_saturates), a plain ONNX Runtime
+    # session saturates: say so to whoever loads the file without edgevision. 7-bit: exact anywhere.
+    cpu.info["weight_bits"] = build.cpu_weight_bits
+    cpu.info["x86_without_vnni"] = (
+        "7-bit weights: exact on ONNX Runtime's u8s8 kernels" if build.cpu_weight_bits == 7 else
+        "8-bit weights: run with session.x64quantprecision=1 (u8u8 kernels); ONNX Runtime's default u8s8 kernels "
+        "saturate and lose accuracy")
     details: dict[str, Any] = {
         "keep_float mode": opts.keep_float,
         "calibration": f"{len(build.ranges.tensors)} tensors on {build.ranges.frames} frames; TensorRT graph: "

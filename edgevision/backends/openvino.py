@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from .._lazy import lazy_import
+from ..device import u8s8_saturates
 from ..errors import EdgeVisionError, closest
 from ..manifest import IN_IMAGES, METADATA_KEY, Manifest
 from .base import Backend
@@ -72,9 +73,15 @@ def input_spec(port: Any) -> InputSpec:
     return InputSpec(port.get_any_name(), dtype, shape)
 
 
-def allows_int8_kernels(manifest: Manifest) -> bool:
-    """May OpenVINO run this artifact's Q/DQ on its integer kernels? Not the TensorRT placement."""
-    variant = manifest.extra.get("precision", {}).get("variant") if isinstance(manifest.extra.get("precision"), dict) else None
+def allows_int8_kernels(manifest: Manifest, device: str = "CPU") -> bool:
+    """May OpenVINO run this artifact's Q/DQ on its integer kernels? Not the TensorRT placement,
+    and not 8-bit weights on x86 CPUs without VNNI, where those kernels saturate their sums
+    (edgevision.device.u8s8_saturates): the quantization is then emulated in float, exactly."""
+    found = manifest.extra.get("precision")
+    meta: dict[str, Any] = found if isinstance(found, dict) else {}
+    variant = meta.get("variant")
+    if device.split(".")[0] in ("CPU", "AUTO", "MULTI", "HETERO") and u8s8_saturates() and meta.get("weight_bits") != 7:
+        return False  # 7-bit weights (built on such a CPU) fit the int16 sums: 255 * 64 * 2 < 32767
     return variant != "int8"
 
 
@@ -142,7 +149,7 @@ class OpenVinoBackend(Backend):
             model = core.read_model(os.fspath(self.path))
             self.manifest = read_manifest(model, self.path)
             # None: decided by the artifact (see the module docstring); True/False forces it.
-            self.int8_kernels = allows_int8_kernels(self.manifest) if int8_kernels is None else int8_kernels
+            self.int8_kernels = allows_int8_kernels(self.manifest, device) if int8_kernels is None else int8_kernels
             self.config = compile_config(precision, threads, streams, low_precision=self.int8_kernels,
                                          cpu=device.split(".")[0] == "CPU")
         except EdgeVisionError:
