@@ -257,16 +257,23 @@ def test_detector_family_takes_the_same_path(det_onnx: Path, vtest: Path, tmp_pa
 
 # Every artifact runs in OpenVINO too. The TensorRT placement runs there with OpenVINO's own INT8
 # transformations off (they miscompute it), i.e. ONNX Runtime's arithmetic; the CPU twin runs on
-# OpenVINO's integer kernels, whose rounding differs a little from ONNX Runtime's.
-@pytest.mark.parametrize("variant, min_f1", [("int8", 0.98), ("int8-cpu", 0.95)])
-def test_int8_artifacts_run_in_openvino(int8_dir: Path, variant: str, min_f1: float, vtest_frames: list[np.ndarray]) -> None:
+# OpenVINO's integer kernels, whose rounding differs a little from ONNX Runtime's. Even the float
+# path differs: AVX2 and AVX-512 convolution kernels round differently, which flips a few
+# quantization steps (measured on an AVX2-only EPYC: 66 vs 67 detections over 8 frames, F1 0.977
+# between the runtimes, while a graph with no Q/DQ agrees at 1.0). What a user feels is the
+# agreement with FP32, so that is held to one budget: OpenVINO within 0.01 F1 of ONNX Runtime.
+@pytest.mark.parametrize("variant", ["int8", "int8-cpu"])
+def test_int8_artifacts_run_in_openvino(int8_dir: Path, variant: str, vtest_frames: list[np.ndarray]) -> None:
     pytest.importorskip("openvino")
     from tests.portability import openvino_vs_onnxruntime
 
-    path = int8_dir / report(int8_dir)["artifacts"][variant]["path"]
-    a, worst_mask = openvino_vs_onnxruntime(path, vtest_frames)
+    entry = report(int8_dir)["artifacts"][variant]
+    a, worst_mask = openvino_vs_onnxruntime(int8_dir / entry["path"], vtest_frames)
     print(f"\n{variant} OpenVINO vs ONNX Runtime: {a.summary()}; lowest mask IoU {worst_mask:.3f}")
-    assert a.reference_detections >= 40 and a.f1 >= min_f1
+    assert a.reference_detections >= 40 and a.f1 >= 0.95
+    ort_f1 = entry["evaluation"]["f1"]  # vs FP32 on the 16 held-out frames, as ONNX Runtime runs it
+    ov_f1 = entry["runtimes"]["openvino"]["evaluation"]["f1"]  # the same, as OpenVINO runs it
+    assert abs(ov_f1 - ort_f1) <= 0.01, (variant, ov_f1, ort_f1)
 
 
 def test_openvino_configurations_are_gated_and_timed(int8_dir: Path) -> None:
