@@ -83,16 +83,23 @@ def build(name: str, task: str, ckpt: Checkpoint, num_classes: int | None) -> tu
     if num_classes is None:
         probe = models.get_model(name, weights=None, **extra)
         num_classes = head_size(state, probe) or _default_classes(probe)
-    model = models.get_model(name, weights=None, num_classes=num_classes, **extra)
+    model = load_weights(models.get_model(name, weights=None, num_classes=num_classes, **extra), ckpt, name,
+                         num_classes)
+    if task == "semantic":
+        model.aux_classifier = None  # the aux head only serves training
+    return model.eval(), int(num_classes)
+
+
+def load_weights(model: Any, ckpt: Checkpoint, name: str, num_classes: int) -> Any:
+    """The checkpoint's state_dict into a freshly built torchvision model, strictly; a mismatch
+    is one sentence naming the first differing tensors."""
     try:
-        model.load_state_dict(state, strict=True)
+        model.load_state_dict(ckpt.obj, strict=True)
     except RuntimeError as exc:
         first = str(exc).splitlines()[1:3]
         raise EdgeVisionError(f"{ckpt.path} does not fit torchvision:{name} with {num_classes} classes: "
                               f"{' '.join(s.strip() for s in first)}") from exc
-    if task == "semantic":
-        model.aux_classifier = None  # the aux head only serves training
-    return model.eval(), int(num_classes)
+    return model
 
 
 def _default_classes(model: Any) -> int:

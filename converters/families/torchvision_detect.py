@@ -46,7 +46,7 @@ from edgevision.results import Result
 
 from ..nms import DEFAULT_BLOCK, class_aware_nms
 from .base import Checkpoint, Exportable, Request
-from .torchvision import class_names_for, default_weights, to_tensor_rgb
+from .torchvision import class_names_for, default_weights, load_weights, to_tensor_rgb
 
 torch = lazy_import("torch")
 
@@ -102,13 +102,7 @@ def build_detector(name: str, ckpt: Checkpoint, num_classes: int | None, min_siz
         probe = models.get_model(name, **kwargs)
         per_loc = probe.anchor_generator.num_anchors_per_location()[0]
         num_classes = int(state[biases[-1]].shape[0]) // per_loc
-    model = models.get_model(name, num_classes=num_classes, **kwargs)
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        lines = str(exc).splitlines()[1:3]
-        raise EdgeVisionError(f"{ckpt.path} does not fit torchvision:{name} with {num_classes} classes: "
-                              f"{' '.join(s.strip() for s in lines)}") from exc
+    model = load_weights(models.get_model(name, num_classes=num_classes, **kwargs), ckpt, name, num_classes)
     return model.eval(), int(num_classes)
 
 
