@@ -63,10 +63,9 @@ class Geometry:
         gx, gy = self.gains
         # frame pixel centre (x + 0.5) -> input position x * gain + left; nearest input pixel
         warp = np.array([[gx, 0, self.left + 0.5 * gx - 0.5], [0, gy, self.top + 0.5 * gy - 0.5]], np.float64)
-        src = image.astype(np.int32, copy=False) if image.dtype != np.int32 else image
-        # OpenCV warps float32/int32 maps; rounding to the nearest tap picks the input pixel
-        # whose area contains the frame pixel's centre.
-        return cv2.warpAffine(src.astype(np.float32), warp, (w, h), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP,
+        # OpenCV warps float32 maps (class ids < 2^24 are exact); the nearest tap picks the input
+        # pixel whose area contains the frame pixel's centre.
+        return cv2.warpAffine(image.astype(np.float32), warp, (w, h), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP,
                               borderMode=cv2.BORDER_REPLICATE).astype(np.int32)
 
 

@@ -1,10 +1,10 @@
-"""Antialiased bilinear resize with torch's (and PIL's) arithmetic, in numpy.
+"""Antialiased bilinear/bicubic resize with torch's (and PIL's) arithmetic, in numpy.
 
-torchvision's tensor transforms (`resize(..., antialias=True)`, used by its classification
-and semantic-segmentation presets) shrink with a triangle filter whose support grows with
-the scale factor; OpenCV has no such filter (INTER_AREA is a box filter). A model converted
-from torchvision sees the same pixels at run time only if the runtime resizes the same way,
-so this is that filter: separable, horizontal pass then vertical, with the uint8 path's
+The tensor transforms of torchvision (`resize(..., antialias=True)`, used by its classification
+and semantic-segmentation presets) shrink with a filter whose support grows with the scale
+factor; OpenCV has no such filter (INTER_AREA is a box filter). A model converted from that
+library sees the same pixels at run time only if the runtime resizes the same way, so this
+is that filter: separable, horizontal pass then vertical, with the uint8 path's
 fixed-point weights and rounding (PIL's ImagingResample, which torch's uint8 kernel follows).
 """
 from __future__ import annotations
