@@ -97,9 +97,7 @@ class DetectPostprocess(nn.Module):  # type: ignore[misc]
         if self.nm:
             kept_rows = rows.gather(1, order.unsqueeze(-1).expand(-1, -1, rows.shape[-1]))  # [B, D, 4+C+M]
             outs.append(kept_rows[..., 4 + self.nc :])
-        capped = (above > self.topk).to(torch.float32) * (kept < self.max_det).to(torch.float32)
-        limits = capped * NMS_CAPPED + (unconverged > 0).to(torch.float32) * NMS_UNCONVERGED
-        outs.append(limits.to(torch.int32))
+        outs.append(nms_limits(above, self.topk, kept, self.max_det, unconverged))
         return tuple(outs)
 
 
@@ -189,19 +187,32 @@ def select_kept(boxes: Any, scores: Any, classes: Any, keep: Any, max_det: int) 
     return out_boxes, out_score, out_cls, num, order
 
 
+def nms_limits(above: Any, k: int, kept: Any, max_det: int, unconverged: Any) -> Any:
+    """The nms_limits bits, int32[B]: NMS_CAPPED where more than k candidates scored above conf
+    (above float32[B]) and fewer than max_det survived among the k taken (kept float32[B]), plus
+    NMS_UNCONVERGED where the fixed point had not converged (unconverged float32[B], 0 or 1)."""
+    capped = (above > k).to(torch.float32) * (kept < max_det).to(torch.float32)
+    return (capped * NMS_CAPPED + (unconverged > 0).to(torch.float32) * NMS_UNCONVERGED).to(torch.int32)
+
+
 def class_aware_nms(boxes: Any, scores: Any, classes: Any, conf: Any, iou: Any, upper: Any, iters: int,
-                    max_det: int, k: int | None = None) -> tuple[Any, Any, Any, Any, Any]:
+                    max_det: int, k: int | None = None, above: Any = None) -> tuple[Any, Any, Any, Any, Any, Any]:
     """Greedy class-aware NMS over K candidates sorted by score, then the D best (for graphs
-    other than DetectPostprocess: the one-stage torchvision detectors).
+    other than DetectPostprocess: the torchvision detectors).
 
     boxes float32[B, K, 4] xyxy, scores float32[B, K] sorted descending, classes int[B, K],
     conf / iou float32[1] (a box is a candidate iff score > conf; j is suppressed by a kept,
     higher-ranked i of its class iff IoU(i, j) > iou, as torchvision's nms), upper float32[b, b]
-    with 1 where i < j (b: the block; b = K for one block), k: K (None: b). Returns boxes
-    float32[B, D, 4], scores float32[B, D] (padding rows 0), class_ids int32[B, D], num_dets
-    int32[B] and the kept rows' indices into K, int64[B, D].
+    with 1 where i < j (b: the block; b = K for one block), k: K (None: b), above float32[B]:
+    how many candidates scored above conf before the K best were taken (None: no cap, only K).
+    Returns boxes float32[B, D, 4], scores float32[B, D] (padding rows 0), class_ids int32[B, D],
+    num_dets int32[B], the kept rows' indices into K, int64[B, D], and nms_limits int32[B].
     """
     k = int(upper.shape[0]) if k is None else k
     valid = (scores > conf).to(torch.float32).unsqueeze(1)  # [B, 1, K]
-    keep, _ = nms_keep(box_features(boxes, classes), valid, iou, upper, blocks_of(k, int(upper.shape[0])), iters)
-    return select_kept(boxes, scores, classes, keep, max_det)
+    keep, unconverged = nms_keep(box_features(boxes, classes), valid, iou, upper, blocks_of(k, int(upper.shape[0])),
+                                 iters)
+    out_boxes, out_score, out_cls, num, order = select_kept(boxes, scores, classes, keep, max_det)
+    if above is None:
+        above = valid.sum((1, 2))
+    return out_boxes, out_score, out_cls, num, order, nms_limits(above, k, keep.sum(1), max_det, unconverged)

@@ -110,6 +110,7 @@ def test_matches_torchvision_on_unseen_frames(converted: Converted, vtest_frames
     frames = vtest_frames40[20:28]
     model = edgevision.load(converted.result.onnx_path, backend="onnxruntime")
     got = [model(f) for f in frames]
+    assert [g.frame_data["nms_limits"] for g in got] == [0] * len(frames), "the graph says its NMS was exact"
     # what a torchvision user gets: model([rgb / 255]) with score_thresh = the artifact's conf
     net.score_thresh = m.conf_threshold
     ref = []
@@ -153,9 +154,10 @@ def test_network_and_postprocess_halves(converted: Converted, vtest_frames40: li
             images, _ = model.transform([x])
             assert tuple(images.tensors.shape[-2:]) == hw and images.image_sizes[0] == content
             want = model.postprocess_detections(*_head(model, images, c.case.kind == "ssd"))[0]
-            boxes, scores, cls, num = module(images.tensors, torch.tensor([m.conf_threshold]),
-                                             torch.tensor([m.iou_threshold]))
+            boxes, scores, cls, num, limits = module(images.tensors, torch.tensor([m.conf_threshold]),
+                                                     torch.tensor([m.iou_threshold]))
             n = int(num[0])
+            assert int(limits[0]) == 0, "torchvision's NMS, exactly: no limit reached"
             total += n
             assert n == len(want["scores"])
             assert torch.equal(scores[0, :n], want["scores"]) and torch.equal(cls[0, :n].long(), want["labels"])
@@ -214,5 +216,5 @@ def test_builds_whole_with_tensorrt_rtx(converted: Converted) -> None:
           f"{trt.__version__}")
     assert not any("NMS stage" in n for n in result.notes)
     assert result.network_inputs["images"] == (-1, 3, *m.input_hw)
-    assert list(result.network_outputs) == ["boxes", "scores", "class_ids", "num_dets"]
+    assert list(result.network_outputs) == ["boxes", "scores", "class_ids", "num_dets", "nms_limits"]
     assert result.network_outputs["boxes"] == (-1, m.max_det, 4)

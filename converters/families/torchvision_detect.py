@@ -39,8 +39,8 @@ import numpy as np
 from edgevision._lazy import lazy_import
 from edgevision.detections import Detections
 from edgevision.errors import EdgeVisionError
-from edgevision.manifest import (IN_CONF, IN_IMAGES, IN_IOU, OUT_BOXES, OUT_CLASSES, OUT_NUM, OUT_SCORES, Manifest,
-                                 Preprocess, sha256_file)
+from edgevision.manifest import (IN_CONF, IN_IMAGES, IN_IOU, OUT_BOXES, OUT_CLASSES, OUT_LIMITS, OUT_NUM, OUT_SCORES,
+                                 Manifest, Preprocess, sha256_file)
 from edgevision.preprocess import fit_geometry
 from edgevision.results import Result
 
@@ -115,7 +115,9 @@ def _classes_of(model: Any) -> int:
 class OneStageDetect(torch.nn.Module):  # type: ignore[misc,name-defined]
     """images float32[B, 3, H, W] (normalised, zero-padded), conf float32[1], iou float32[1]
     -> boxes float32[B, D, 4] xyxy in input pixels, scores float32[B, D] descending,
-    class_ids int32[B, D], num_dets int32[B].
+    class_ids int32[B, D], num_dets int32[B], nms_limits int32[B] (converters.nms: bit 1 where
+    more of torchvision's candidates passed conf than nms_candidates and fewer than D survived,
+    bit 2 where the NMS fixed point had not converged; 0: exactly torchvision's NMS).
 
     model: a torchvision RetinaNet, FCOS or SSD in eval mode; kind: "retinanet", "fcos" or "ssd";
     input_hw: the fixed (H, W) the anchors are made for; topk_candidates: per-level K (SSD:
@@ -197,7 +199,7 @@ class OneStageDetect(torch.nn.Module):  # type: ignore[misc,name-defined]
         cols = nz.amax(dim=1) * torch.arange(1, w + 1, dtype=torch.float32)  # [B, W]
         return rows.amax(dim=1), cols.amax(dim=1)
 
-    def forward(self, images: Any, conf: Any, iou: Any) -> tuple[Any, Any, Any, Any]:
+    def forward(self, images: Any, conf: Any, iou: Any) -> tuple[Any, Any, Any, Any, Any]:
         feats = list(self.backbone(images).values())
         out = self.head(feats)
         scores = self.scores(out)  # [B, A, C]
@@ -206,6 +208,8 @@ class OneStageDetect(torch.nn.Module):  # type: ignore[misc,name-defined]
             all_scores, all_anchor, all_label = self.ssd_candidates(scores)
         else:
             all_scores, all_anchor, all_label = self.level_candidates(scores)
+        # torchvision's candidates above conf, before the graph takes the nms_k best of them
+        above = (all_scores > conf).to(torch.float32).sum(1)  # [B]
         top, order = all_scores.topk(self.nms_k, dim=1)  # [B, K] sorted descending
         anchor_idx = all_anchor.gather(1, order)
         labels = all_label.gather(1, order)
@@ -219,9 +223,9 @@ class OneStageDetect(torch.nn.Module):  # type: ignore[misc,name-defined]
         else:
             x, y = x.clamp(max=float(self.input_hw[1])), y.clamp(max=float(self.input_hw[0]))
         boxes = torch.stack((x[..., 0], y[..., 0], x[..., 1], y[..., 1]), -1)
-        out_boxes, out_scores, out_cls, num, _ = class_aware_nms(boxes, top, labels, conf, iou, self.upper,
-                                                                 self.iters, self.max_det, k=self.nms_k)
-        return out_boxes, out_scores, out_cls, num
+        out_boxes, out_scores, out_cls, num, _, limits = class_aware_nms(
+            boxes, top, labels, conf, iou, self.upper, self.iters, self.max_det, k=self.nms_k, above=above)
+        return out_boxes, out_scores, out_cls, num, limits
 
     def ssd_candidates(self, scores: Any) -> tuple[Any, Any, Any]:
         """scores float32[B, A, C] -> the class_k best anchors of every foreground class:
@@ -326,5 +330,6 @@ class TorchvisionDetectFamily:
                    "clip": "content extent (non-zero input)" if module.clip_content else "input"},
         )
         example = (torch.rand(2, 3, *hw), torch.tensor([conf]), torch.tensor([iou]))
-        return Exportable(module, example, [IN_IMAGES, IN_CONF, IN_IOU], [OUT_BOXES, OUT_SCORES, OUT_CLASSES, OUT_NUM],
+        return Exportable(module, example, [IN_IMAGES, IN_CONF, IN_IOU],
+                          [OUT_BOXES, OUT_SCORES, OUT_CLASSES, OUT_NUM, OUT_LIMITS],
                           manifest, detect_reference(model, names, conf, module.max_det), notes)
