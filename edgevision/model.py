@@ -45,13 +45,12 @@ class Model:
         for label, v in (("conf", self.conf), ("iou", self.iou)):
             if not 0.0 <= v <= 1.0:
                 raise EdgeVisionError(f"--{label} must be between 0 and 1, got {v}")
-        self.class_filter = self._class_ids(classes)
-        if self.class_filter is not None and not m.detects:
+        # what decoding keeps: instance masks or not, and which class ids (None: all)
+        self.decode_options = DecodeOptions(masks, self._class_ids(classes))
+        if self.decode_options.classes is not None and not m.detects:
             raise EdgeVisionError(f"classes= filters detections; this artifact's task is {m.task}")
         # Backends that letterbox on the GPU take frames directly (TensorRT).
         self._on_gpu = backend.infer_frames if backend.takes_gpu_frames else None
-        self.with_masks = masks
-        self._decode = DecodeOptions(masks, self.class_filter)
         self._thresholds = {
             IN_CONF: np.array([self.conf], np.float32),
             IN_IOU: np.array([self.iou], np.float32),
@@ -88,7 +87,7 @@ class Model:
 
     def postprocess(self, outputs: dict[str, np.ndarray], geos: Sequence[Geometry]) -> list[Result]:
         """Raw outputs of a batch -> one result per frame, decoded by the manifest's task."""
-        return [decode(outputs, i, g, self.manifest, self._decode) for i, g in enumerate(geos)]
+        return [decode(outputs, i, g, self.manifest, self.decode_options) for i, g in enumerate(geos)]
 
     def predict_timed(self, frames: Sequence[np.ndarray]) -> tuple[list[Result], dict[str, float]]:
         """predict() plus milliseconds spent in each stage: preprocess, infer, postprocess.

@@ -84,6 +84,16 @@ def letterbox_geometry(frame_hw: tuple[int, int], input_hw: tuple[int, int]) -> 
     return Geometry(gain, int(round(dw - 0.1)), int(round(dh - 0.1)), (h, w), (nh, nw))
 
 
+def fit_size(frame_hw: tuple[int, int], pre: Preprocess) -> tuple[int, int]:
+    """(H, W) of a frame after torchvision's min/max-side resize, unbounded by any graph input:
+    scale = min(min_size / short side, max_size / long side), each side floor(side * scale)."""
+    h, w = frame_hw
+    scale = pre.min_size / min(h, w)
+    if pre.max_size:
+        scale = min(scale, pre.max_size / max(h, w))
+    return int(np.floor(h * scale)), int(np.floor(w * scale))
+
+
 def fit_geometry(frame_hw: tuple[int, int], input_hw: tuple[int, int], pre: Preprocess) -> Geometry:
     """torchvision's min/max-side resize (GeneralizedRCNNTransform / Resize(int)), top-left.
 
@@ -95,10 +105,7 @@ def fit_geometry(frame_hw: tuple[int, int], input_hw: tuple[int, int], pre: Prep
     """
     h, w = frame_hw
     ih, iw = input_hw
-    scale = pre.min_size / min(h, w)
-    if pre.max_size:
-        scale = min(scale, pre.max_size / max(h, w))
-    nh, nw = int(np.floor(h * scale)), int(np.floor(w * scale))
+    nh, nw = fit_size(frame_hw, pre)
     if nh > ih or nw > iw:
         fit = min(ih / h, iw / w)
         nh, nw = min(ih, max(1, int(np.floor(h * fit)))), min(iw, max(1, int(np.floor(w * fit))))

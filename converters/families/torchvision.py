@@ -18,7 +18,7 @@ import numpy as np
 from edgevision._lazy import lazy_import
 from edgevision.errors import EdgeVisionError, closest
 from edgevision.manifest import IN_IMAGES, OUT_CLASS_MAP, OUT_TOPK_IDS, OUT_TOPK_PROBS, Manifest, Preprocess, sha256_file
-from edgevision.preprocess import fit_geometry
+from edgevision.preprocess import fit_size
 from edgevision.results import Classification, ClassMap, Result
 
 from .base import Checkpoint, Exportable, Request
@@ -229,7 +229,7 @@ class TorchvisionFamily:
                 manifest, classify_reference(model, preset, k, names),
             )
         pre = Preprocess(resize="fit", min_size=p["resize_size"], max_size=0, pad_normalized=True, **common)
-        hw = req.imgsz or (fit_geometry(req.frame_hw, (10**6, 10**6), pre).new_hw if req.frame_hw
+        hw = req.imgsz or (fit_size(req.frame_hw, pre) if req.frame_hw
                            else (p["resize_size"], p["resize_size"]))
         manifest = Manifest(task="semantic", class_names=names, input_hw=tuple(hw), max_det=0, preprocess=pre,
                             family="torchvision", source=source, extra={"arch": name, "background": 0})

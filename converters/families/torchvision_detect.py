@@ -41,7 +41,7 @@ from edgevision.detections import Detections
 from edgevision.errors import EdgeVisionError
 from edgevision.manifest import (IN_CONF, IN_IMAGES, IN_IOU, OUT_BOXES, OUT_CLASSES, OUT_LIMITS, OUT_NUM, OUT_SCORES,
                                  Manifest, Preprocess, sha256_file)
-from edgevision.preprocess import fit_geometry
+from edgevision.preprocess import fit_size
 from edgevision.results import Result
 
 from ..nms import DEFAULT_BLOCK, class_aware_nms
@@ -304,7 +304,7 @@ class TorchvisionDetectFamily:
                 if hw[0] % div or hw[1] % div:
                     raise EdgeVisionError(f"--imgsz {hw[0]}x{hw[1]} must be a multiple of {div} (torchvision pads to it)")
             elif req.frame_hw is not None:
-                nh, nw = fit_geometry(req.frame_hw, (10**6, 10**6), pre).new_hw
+                nh, nw = fit_size(req.frame_hw, pre)
                 hw = (_ceil_to(nh, div), _ceil_to(nw, div))
             else:
                 hw = (_ceil_to(min_size, div), _ceil_to(max_size, div))
