@@ -112,6 +112,37 @@ def test_state_dict_needs_no_trust_and_a_pickle_is_refused(classifier: tuple[Pat
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").glob("*.onnx"))
 
 
+def test_torchscript_file_converts_with_arch_and_agrees_with_itself(classifier: tuple[Path, Path], tmp_path: Path,
+                                                                    vtest_frames40: list[np.ndarray]) -> None:
+    """A traced TorchScript classifier: no trust needed (TorchScript runs no pickled Python),
+    its weights go into torchvision's builder, and verification runs the TorchScript module
+    itself, so a weight that landed in the wrong place would fail it."""
+    net = _torch_model("mobilenet_v3_small", classifier[0], num_classes=10)
+    ts = tmp_path / "mnv3.torchscript"
+    torch.jit.trace(net, torch.rand(1, 3, 224, 224)).save(str(ts))
+    with pytest.raises(EdgeVisionError, match="torchscript needs --arch"):
+        convert(ts, tmp_path / "no-arch", ExportOptions())
+    frames = vtest_frames40[20:24]
+    result = convert(ts, tmp_path / "out", ExportOptions(arch="torchvision:mobilenet_v3_small"), frames)
+    assert result.verdict is not None and result.verdict.passed, result.verdict
+    assert result.verdict.metrics["top1_agreement"] == 1.0
+    assert result.manifest.source["file"] == ts.name
+    got = [edgevision.load(result.onnx_path, backend="onnxruntime")(f) for f in frames]
+    scripted = torch.jit.load(str(ts))
+    with torch.no_grad():
+        for g, f in zip(got, frames):
+            probs, ids = scripted(_preprocessed(f)).softmax(-1)[0].topk(5)
+            assert np.array_equal(g.class_id, ids.numpy()) and np.abs(g.confidence - probs.numpy()).max() <= 1e-4
+
+
+def _preprocessed(frame: np.ndarray) -> torch.Tensor:
+    from torchvision.transforms._presets import ImageClassification
+
+    p = _preset(default_weights("mobilenet_v3_small"), "classify")
+    rgb = torch.from_numpy(frame[:, :, ::-1].copy()).permute(2, 0, 1)
+    return ImageClassification(crop_size=224, resize_size=p["resize_size"])(rgb)[None]
+
+
 def test_wrong_arch_and_head_size_are_one_sentence(classifier: tuple[Path, Path], tmp_path: Path) -> None:
     with pytest.raises(EdgeVisionError, match="does not fit torchvision:resnet18"):
         convert(classifier[0], tmp_path / "a", ExportOptions(arch="torchvision:resnet18"))

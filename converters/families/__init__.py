@@ -30,7 +30,8 @@ def find_family(ckpt: Checkpoint, req: Request) -> Family:
     for family in FAMILIES:
         if family.claims(ckpt, req):
             return family
-    hint = " (a state_dict needs --arch, e.g. --arch torchvision:resnet18)" if ckpt.kind == "state_dict" and not req.arch else ""
+    hint = (f" (a {ckpt.kind} needs --arch, e.g. --arch torchvision:resnet18)"
+            if ckpt.kind in ("state_dict", "torchscript") and not req.arch else "")
     raise EdgeVisionError(f"{ckpt.path}: no supported model family takes this {ckpt.kind}{hint}. Supported: {supported()}")
 
 

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from edgevision.errors import EdgeVisionError
 from edgevision.manifest import Manifest
 from edgevision.results import Result
 
@@ -63,6 +64,17 @@ class Checkpoint:
     path: Path
     kind: str
     obj: Any
+
+    def tensors(self, arch: str) -> dict[str, Any]:
+        """The weights to load into `arch`'s builder: a state_dict as it is, a TorchScript
+        archive's own state_dict (a traced or scripted module keeps its submodules' names, and
+        reading it runs no code from the file). Anything else: one sentence saying what to pass."""
+        if self.kind == "state_dict":
+            return dict(self.obj)
+        if self.kind == "torchscript":
+            return {k: v for k, v in self.obj.state_dict().items()}
+        raise EdgeVisionError(f"--arch {arch} takes a state_dict or a TorchScript file (or, with "
+                              f"--trust-checkpoint, a pickled model), not a {self.kind}")
 
 
 class Family(Protocol):

@@ -11,6 +11,7 @@ Detection builders are taken by converters.families.torchvision_detect.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -72,10 +73,7 @@ def build(name: str, task: str, ckpt: Checkpoint, num_classes: int | None) -> tu
         if nc is None:
             raise EdgeVisionError("give --num-classes for a whole pickled model")
         return model.eval(), nc
-    if ckpt.kind != "state_dict":
-        raise EdgeVisionError(f"--arch torchvision:{name} takes a state_dict (or, with trust, a pickled model), "
-                              f"not a {ckpt.kind}")
-    state = ckpt.obj
+    state = ckpt.tensors(f"torchvision:{name}")
     extra: dict[str, Any] = {}
     if task == "semantic":
         extra["aux_loss"] = any(k.startswith("aux_classifier.") for k in state)
@@ -83,21 +81,21 @@ def build(name: str, task: str, ckpt: Checkpoint, num_classes: int | None) -> tu
     if num_classes is None:
         probe = models.get_model(name, weights=None, **extra)
         num_classes = head_size(state, probe) or _default_classes(probe)
-    model = load_weights(models.get_model(name, weights=None, num_classes=num_classes, **extra), ckpt, name,
-                         num_classes)
+    model = load_weights(models.get_model(name, weights=None, num_classes=num_classes, **extra), state, ckpt.path,
+                         name, num_classes)
     if task == "semantic":
         model.aux_classifier = None  # the aux head only serves training
     return model.eval(), int(num_classes)
 
 
-def load_weights(model: Any, ckpt: Checkpoint, name: str, num_classes: int) -> Any:
-    """The checkpoint's state_dict into a freshly built torchvision model, strictly; a mismatch
-    is one sentence naming the first differing tensors."""
+def load_weights(model: Any, state: dict[str, Any], path: Path, name: str, num_classes: int) -> Any:
+    """A state_dict (from the file at path) into a freshly built torchvision model, strictly;
+    a mismatch is one sentence naming the first differing tensors."""
     try:
-        model.load_state_dict(ckpt.obj, strict=True)
+        model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         first = str(exc).splitlines()[1:3]
-        raise EdgeVisionError(f"{ckpt.path} does not fit torchvision:{name} with {num_classes} classes: "
+        raise EdgeVisionError(f"{path} does not fit torchvision:{name} with {num_classes} classes: "
                               f"{' '.join(s.strip() for s in first)}") from exc
     return model
 
@@ -208,6 +206,9 @@ class TorchvisionFamily:
         name = req.arch.split(":", 1)[1] if req.arch else ""
         task = task_of(name)
         model, nc = build(name, task, ckpt, req.num_classes)
+        # What the user runs: a TorchScript file is its own reference (it also proves that its
+        # weights landed in the right places of the rebuilt architecture).
+        user_model = ckpt.obj.eval() if ckpt.kind == "torchscript" else model
         weights = default_weights(name)
         names = class_names_for(req, weights, nc)
         p = _preset(weights, task)
@@ -226,7 +227,7 @@ class TorchvisionFamily:
                                            interpolation=_interp_mode(p["interpolation"]), mean=p["mean"], std=p["std"])
             return Exportable(
                 Classifier(model, k).eval(), (torch.rand(2, 3, *hw),), [IN_IMAGES], [OUT_TOPK_IDS, OUT_TOPK_PROBS],
-                manifest, classify_reference(model, preset, k, names),
+                manifest, classify_reference(user_model, preset, k, names),
             )
         pre = Preprocess(resize="fit", min_size=p["resize_size"], max_size=0, pad_normalized=True, **common)
         hw = req.imgsz or (fit_size(req.frame_hw, pre) if req.frame_hw
@@ -235,7 +236,7 @@ class TorchvisionFamily:
                             family="torchvision", source=source, extra={"arch": name, "background": 0})
         return Exportable(
             SemanticArgmax(model).eval(), (torch.rand(2, 3, *hw),), [IN_IMAGES], [OUT_CLASS_MAP], manifest,
-            semantic_reference(model, p, names),
+            semantic_reference(user_model, p, names),
             notes=[f"input {hw[0]}x{hw[1]}: frames of another aspect are padded (torchvision would not pad)"],
         )
 

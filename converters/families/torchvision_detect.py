@@ -80,10 +80,7 @@ def build_detector(name: str, ckpt: Checkpoint, num_classes: int | None, min_siz
     if ckpt.kind == "module":
         model = ckpt.obj
         return model.eval(), num_classes or _classes_of(model)
-    if ckpt.kind != "state_dict":
-        raise EdgeVisionError(f"--arch torchvision:{name} takes a state_dict (or, with trust, a pickled model), "
-                              f"not a {ckpt.kind}")
-    state = ckpt.obj
+    state = ckpt.tensors(f"torchvision:{name}")
     kwargs: dict[str, Any] = {"weights": None, "weights_backbone": None}
     if ONE_STAGE[name] == "ssd" and (min_size is not None or max_size is not None):
         raise EdgeVisionError(f"torchvision:{name} resizes to a fixed size; --min-size/--max-size do not apply")
@@ -102,7 +99,8 @@ def build_detector(name: str, ckpt: Checkpoint, num_classes: int | None, min_siz
         probe = models.get_model(name, **kwargs)
         per_loc = probe.anchor_generator.num_anchors_per_location()[0]
         num_classes = int(state[biases[-1]].shape[0]) // per_loc
-    model = load_weights(models.get_model(name, num_classes=num_classes, **kwargs), ckpt, name, num_classes)
+    model = load_weights(models.get_model(name, num_classes=num_classes, **kwargs), state, ckpt.path, name,
+                         num_classes)
     return model.eval(), int(num_classes)
 
 
