@@ -39,6 +39,9 @@ $(VENV)/.installed-dev: $(VENV)/.installed tools/setup_trt_stubs.py
 	$(PIP) install -e ".[dev,openvino]" tensorrt-rtx-cu12 "cuda-bindings==12.*" \
 		"nvidia-cuda-nvrtc-cu12==12.6.*" "nvidia-cuda-runtime-cu12==12.6.*" "nvidia-cuda-nvrtc==13.*"
 	$(PIP) install --no-deps tensorrt-stubs
+	# timm for its classifier family: --no-deps, since its resolution would move torch's
+	# cuda-bindings off the CUDA 12 pin above (timm needs only torch, torchvision, pyyaml here)
+	$(PIP) install --no-deps "timm>=1.0"
 	$(PIP) install --no-deps --upgrade --target $(VENV)/cu13 "cuda-bindings==13.*" "cuda-pathfinder>=1.1"
 	$(VPY) tools/setup_trt_stubs.py
 	touch $@

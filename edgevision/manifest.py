@@ -62,8 +62,9 @@ class Preprocess:
         ImageClassification).
     antialias: resize with torch's antialiased bilinear filter when shrinking (torchvision's
       tensor transforms), instead of OpenCV's plain bilinear taps.
-    resize_dtype: "uint8" resizes uint8 pixels with fixed-point weights (PIL, torchvision v2
-      uint8 kernels, OpenCV); "float32" resizes unrounded values (torchvision's R-CNN transform
+    resize_dtype: "uint8" resizes uint8 pixels with fixed-point weights (torchvision v2 uint8
+      kernels, OpenCV); "uint8-pil" the same with PIL's fixed 22-bit weights (transforms on PIL
+      images: timm's); "float32" resizes unrounded values (torchvision's R-CNN transform
       resizes float tensors); "float32-rounded" resizes in float32 and rounds half to even
       back to uint8 (torchvision's v1 presets, ImageClassification / SemanticSegmentation,
       on uint8 tensors).
@@ -93,8 +94,9 @@ class Preprocess:
             raise EdgeVisionError("a 'fit' resize needs min_size > 0")
         if self.resize == "center_crop" and self.resize_size <= 0:
             raise EdgeVisionError("a 'center_crop' resize needs resize_size > 0")
-        if self.resize_dtype not in ("uint8", "float32", "float32-rounded"):
-            raise EdgeVisionError(f"manifest resize_dtype {self.resize_dtype!r} is not uint8, float32 or float32-rounded")
+        if self.resize_dtype not in ("uint8", "uint8-pil", "float32", "float32-rounded"):
+            raise EdgeVisionError(f"manifest resize_dtype {self.resize_dtype!r} is not uint8, uint8-pil, float32 or "
+                                  "float32-rounded")
 
 
 @dataclass(frozen=True)

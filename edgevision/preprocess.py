@@ -180,13 +180,14 @@ def to_tensor(canvas: np.ndarray, pre: Preprocess, out: np.ndarray | None = None
 def resize_content(frame: np.ndarray, new_hw: tuple[int, int], pre: Preprocess) -> np.ndarray:
     """uint8[H, W, 3] -> [nh, nw, 3] resized as the manifest says (resize_dtype): uint8, or
     float32 (values still 0..255) for "float32"."""
-    src = frame if pre.resize_dtype == "uint8" else frame.astype(np.float32)
+    src = frame if pre.resize_dtype.startswith("uint8") else frame.astype(np.float32)
     if tuple(new_hw) == frame.shape[:2]:
         return frame if pre.resize_dtype == "float32-rounded" else src
     if pre.antialias:
-        from .resample import resize_antialias
+        from .resample import PIL_BITS, resize_antialias
 
-        out = resize_antialias(src, new_hw, "cubic" if pre.interpolation == "cubic" else "linear")
+        out = resize_antialias(src, new_hw, "cubic" if pre.interpolation == "cubic" else "linear",
+                               PIL_BITS if pre.resize_dtype == "uint8-pil" else None)
     else:
         cv2 = lazy_import("cv2")
         out = cv2.resize(src, (new_hw[1], new_hw[0]), interpolation=_INTERP[pre.interpolation])

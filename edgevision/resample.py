@@ -5,7 +5,11 @@ and semantic-segmentation presets) shrink with a filter whose support grows with
 factor; OpenCV has no such filter (INTER_AREA is a box filter). A model converted from that
 library sees the same pixels at run time only if the runtime resizes the same way, so this
 is that filter: separable, horizontal pass then vertical, with the uint8 path's
-fixed-point weights and rounding (PIL's ImagingResample, which torch's uint8 kernel follows).
+fixed-point weights and rounding. torch's uint8 kernel follows PIL's ImagingResample but
+chooses the weights' fractional bits per resize (the most that fit int16, for its SIMD
+kernels), where PIL always uses 22: the two differ by one step in a fraction of a percent of
+pixels, so both are here (`bits=None`: torch's; `bits=PIL_BITS`: PIL's, what timm's and
+torchvision's transforms on PIL images compute).
 """
 from __future__ import annotations
 
@@ -28,11 +32,13 @@ def _cubic(x: np.ndarray, a: float = -0.5) -> np.ndarray:
     return np.where(x < 1.0, near, np.where(x < 2.0, far, 0.0))
 
 
+PIL_BITS = 22  # PIL's PRECISION_BITS (32 - 8 - 2): fractional bits of its fixed-point weights
 FILTERS = {"linear": (_triangle, 1.0), "cubic": (_cubic, 2.0)}  # name -> (filter, support at scale 1)
 
 
 @lru_cache(maxsize=64)
-def aa_taps(n_in: int, n_out: int, kind: str = "linear", dtype: str = "float64") -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+def aa_taps(n_in: int, n_out: int, kind: str = "linear", dtype: str = "float64",
+            bits: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """Antialiasing filter taps (triangle or cubic) of a resize from n_in to n_out samples.
 
     Returns (int64[n_out, T] source index of each tap, [n_out, T] weights summing to 1 per
@@ -41,7 +47,8 @@ def aa_taps(n_in: int, n_out: int, kind: str = "linear", dtype: str = "float64")
     [n_out, n_in] matrix: a 2x shrink touches 5 inputs per output, not all of them.
     dtype: the arithmetic the weights are computed in: float64 as PIL and torch's uint8
     kernels do, float32 as torch's float kernels do (its weights differ in the last bits,
-    which decide how a float result rounds back to uint8).
+    which decide how a float result rounds back to uint8). bits: fractional bits of the fixed
+    point weights (None: torch's choice, aa_precision; PIL_BITS: PIL's).
     """
     ft = np.float64 if dtype == "float64" else np.float32
     fn, base = FILTERS[kind]
@@ -62,7 +69,7 @@ def aa_taps(n_in: int, n_out: int, kind: str = "linear", dtype: str = "float64")
     for i, (lo, taps) in enumerate(spans):
         index[i, : len(taps)] = np.arange(lo, lo + len(taps))
         weight[i, : len(taps)] = taps
-    precision = aa_precision(weight)
+    precision = aa_precision(weight) if bits is None else bits
     one = float(1 << precision)
     w64 = weight.astype(np.float64)
     fixed = np.where(w64 < 0, np.trunc(-0.5 + w64 * one), np.trunc(0.5 + w64 * one))
@@ -87,7 +94,7 @@ def _filter(x: np.ndarray, index: np.ndarray, weight: np.ndarray) -> np.ndarray:
     return acc
 
 
-def _pass(img: np.ndarray, axis: int, n_out: int, kind: str) -> np.ndarray:
+def _pass(img: np.ndarray, axis: int, n_out: int, kind: str, bits: int | None) -> np.ndarray:
     """One separable pass on [H, W, C] along axis (1: horizontal, 0: vertical).
 
     uint8: fixed-point weights, products summed exactly (in float32 when every sum stays
@@ -98,7 +105,7 @@ def _pass(img: np.ndarray, axis: int, n_out: int, kind: str) -> np.ndarray:
     n_in = img.shape[axis]
     if n_in == n_out:
         return img
-    index, weight, fixed, precision = aa_taps(n_in, n_out, kind, "float64" if img.dtype == np.uint8 else "float32")
+    index, weight, fixed, precision = aa_taps(n_in, n_out, kind, "float64" if img.dtype == np.uint8 else "float32", bits)
     if img.dtype == np.uint8:
         exact32 = 255.0 * float(np.abs(fixed).sum(1).max()) < 2.0**24
         ft = np.float32 if exact32 else np.float64
@@ -111,11 +118,12 @@ def _pass(img: np.ndarray, axis: int, n_out: int, kind: str) -> np.ndarray:
     return np.moveaxis(out, 0, axis)
 
 
-def resize_antialias(img: np.ndarray, out_hw: tuple[int, int], kind: str = "linear") -> np.ndarray:
+def resize_antialias(img: np.ndarray, out_hw: tuple[int, int], kind: str = "linear", bits: int | None = None) -> np.ndarray:
     """uint8 or float32 [H, W, C] -> [oh, ow, C] of the same dtype, torch's antialiased
     bilinear (kind "linear") or bicubic ("cubic").
 
-    uint8 goes through fixed-point weights with a uint8 intermediate (bit-exact with
-    PIL/torch's uint8 kernels); float32 is computed in float32.
+    uint8 goes through fixed-point weights with a uint8 intermediate, bit-exact with torch's
+    uint8 kernels (bits None) or PIL's Image.resize (bits PIL_BITS); float32 is computed in
+    float32.
     """
-    return np.ascontiguousarray(_pass(_pass(img, 1, out_hw[1], kind), 0, out_hw[0], kind))
+    return np.ascontiguousarray(_pass(_pass(img, 1, out_hw[1], kind, bits), 0, out_hw[0], kind, bits))

@@ -14,7 +14,7 @@ from edgevision.errors import EdgeVisionError
 from edgevision.manifest import Manifest, Preprocess
 from edgevision.postprocess import paste_masks
 from edgevision.preprocess import geometry, preprocess
-from edgevision.resample import resize_antialias
+from edgevision.resample import PIL_BITS, resize_antialias
 from edgevision.results import Classification, ClassMap
 
 
@@ -28,6 +28,21 @@ def test_resize_antialias_is_bit_exact_with_torch(vtest_frames: list[np.ndarray]
         for mode, kind in ((InterpolationMode.BILINEAR, "linear"), (InterpolationMode.BICUBIC, "cubic")):
             want = F.resize(t, list(size), interpolation=mode, antialias=True).permute(1, 2, 0).numpy()
             assert np.array_equal(resize_antialias(rgb, size, kind), want), (size, kind)
+
+
+def test_resize_antialias_with_pil_bits_is_bit_exact_with_pil(vtest_frames: list[np.ndarray]) -> None:
+    """PIL's fixed 22-bit weights (timm's transforms resize PIL images): bit-exact with
+    Image.resize, where torch's per-resize bits differ from PIL in some pixels."""
+    from PIL import Image
+
+    rgb = np.ascontiguousarray(vtest_frames[0][:, :, ::-1])
+    differs = 0
+    for size in [(256, 341), (100, 77), (800, 1067)]:
+        for resample, kind in ((Image.BILINEAR, "linear"), (Image.BICUBIC, "cubic")):
+            want = np.asarray(Image.fromarray(rgb).resize(size[::-1], resample))
+            assert np.array_equal(resize_antialias(rgb, size, kind, PIL_BITS), want), (size, kind)
+            differs += int((resize_antialias(rgb, size, kind) != want).sum())
+    assert differs > 0, "torch's and PIL's arithmetic differ somewhere on these sizes, or one mode would do"
 
 
 def test_presets_match_torchvision_input_tensors(vtest_frames: list[np.ndarray]) -> None:

@@ -82,21 +82,26 @@ def build(name: str, task: str, ckpt: Checkpoint, num_classes: int | None) -> tu
         probe = models.get_model(name, weights=None, **extra)
         num_classes = head_size(state, probe) or _default_classes(probe)
     model = load_weights(models.get_model(name, weights=None, num_classes=num_classes, **extra), state, ckpt.path,
-                         name, num_classes)
+                         f"torchvision:{name}", num_classes)
     if task == "semantic":
         model.aux_classifier = None  # the aux head only serves training
     return model.eval(), int(num_classes)
 
 
-def load_weights(model: Any, state: dict[str, Any], path: Path, name: str, num_classes: int) -> Any:
-    """A state_dict (from the file at path) into a freshly built torchvision model, strictly;
-    a mismatch is one sentence naming the first differing tensors."""
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[1:3]
-        raise EdgeVisionError(f"{path} does not fit torchvision:{name} with {num_classes} classes: "
-                              f"{' '.join(s.strip() for s in first)}") from exc
+def load_weights(model: Any, state: dict[str, Any], path: Path, arch: str, num_classes: int) -> Any:
+    """A state_dict (from the file at path) into a freshly built model (arch: how the user named
+    it, e.g. "torchvision:resnet18"), strictly; a mismatch is one sentence naming the first
+    missing, unexpected and differently shaped tensors."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
+              if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    parts = [f"{label} {len(keys)} ({', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''})"
+             for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape differs for", shapes)) if keys]
+    if parts:
+        raise EdgeVisionError(f"{path} does not fit {arch} with {num_classes} classes: {'; '.join(parts)}")
+    model.load_state_dict(state, strict=True)
     return model
 
 

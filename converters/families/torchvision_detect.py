@@ -99,8 +99,8 @@ def build_detector(name: str, ckpt: Checkpoint, num_classes: int | None, min_siz
         probe = models.get_model(name, **kwargs)
         per_loc = probe.anchor_generator.num_anchors_per_location()[0]
         num_classes = int(state[biases[-1]].shape[0]) // per_loc
-    model = load_weights(models.get_model(name, num_classes=num_classes, **kwargs), state, ckpt.path, name,
-                         num_classes)
+    model = load_weights(models.get_model(name, num_classes=num_classes, **kwargs), state, ckpt.path,
+                         f"torchvision:{name}", num_classes)
     return model.eval(), int(num_classes)
 
 
