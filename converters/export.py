@@ -59,6 +59,7 @@ class ExportOptions:
     accept_unverified: bool = False
     min_size: int | None = None
     max_size: int | None = None
+    head: str | None = None  # YOLOv10 / YOLO26: "one2one" (default: top-k, no NMS) or "one2many" (+ NMS)
 
 
 @dataclass

@@ -16,8 +16,24 @@ from .detections import Detections
 IOU_THRESHOLDS = np.round(np.arange(0.5, 0.96, 0.05), 2)  # COCO's 0.50:0.05:0.95
 
 
+# Thickness given to a box side of zero length: a box clipped to a frame edge from outside it has
+# zero area, and must still match its own copy (IoU 1), not nothing (0/0). 0.01 px changes the
+# IoU of any visible box by far less than its float rounding.
+MIN_SIDE = 0.01
+
+
+def _thick(x: np.ndarray) -> np.ndarray:
+    """xyxy boxes with sides shorter than MIN_SIDE grown to it (x2 = x1 + MIN_SIDE)."""
+    x = np.asarray(x, np.float64).copy()
+    x[:, 2] = np.maximum(x[:, 2], x[:, 0] + MIN_SIDE)
+    x[:, 3] = np.maximum(x[:, 3], x[:, 1] + MIN_SIDE)
+    return x
+
+
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """float32[N, 4], float32[M, 4] xyxy -> IoU float32[N, M] (0 where a union is empty)."""
+    """float32[N, 4], float32[M, 4] xyxy -> IoU float32[N, M]; sides shorter than MIN_SIDE count
+    as MIN_SIDE long, so degenerate boxes compare by where they lie."""
+    a, b = _thick(a), _thick(b)
     ix = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
     iy = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
     inter = ix * iy

@@ -15,14 +15,16 @@ import torch
 import torchvision
 
 
-def recalibrate_bn(model: Any, frames: list[np.ndarray], size: tuple[int, int], key: str | None = None) -> Any:
-    """Re-estimate every BatchNorm's running statistics on real frames (RGB, /255, ImageNet mean/std)."""
+def recalibrate_bn(model: Any, frames: list[np.ndarray], size: tuple[int, int], key: str | None = None,
+                   imagenet: bool = True) -> Any:
+    """Re-estimate every BatchNorm's running statistics on real frames (RGB, /255, then ImageNet
+    mean/std unless imagenet=False: YOLO's input is /255 only)."""
     for m in model.modules():
         if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
             m.reset_running_stats()
             m.momentum = None  # cumulative average over all batches
-    mean = torch.tensor([0.485, 0.456, 0.406])[:, None, None]
-    std = torch.tensor([0.229, 0.224, 0.225])[:, None, None]
+    mean = torch.tensor([0.485, 0.456, 0.406] if imagenet else [0.0] * 3)[:, None, None]
+    std = torch.tensor([0.229, 0.224, 0.225] if imagenet else [1.0] * 3)[:, None, None]
     x = torch.stack([
         (torch.nn.functional.interpolate(torch.from_numpy(f[:, :, ::-1].copy()).permute(2, 0, 1)[None].float() / 255,
                                          size=size, mode="bilinear", antialias=True)[0] - mean) / std

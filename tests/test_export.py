@@ -139,7 +139,7 @@ def test_a_yolo_classifier_is_refused_by_name(tmp_path: Path) -> None:
 
     path = tmp_path / "cls.pt"
     torch.save({"model": ClassificationModel("yolo11n-cls.yaml", nc=10, verbose=False).half()}, path)
-    with pytest.raises(EdgeVisionError, match="YOLO Classify model; edgevision converts Detect and Segment"):
+    with pytest.raises(EdgeVisionError, match="YOLO Classify model; edgevision converts Detect, v10Detect, Segment, Segment26"):
         convert(path, tmp_path / "out")
 
 

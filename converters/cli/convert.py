@@ -59,6 +59,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="torchvision detectors: the transform's max_size the model was trained with (default 1333)")
     p.add_argument("--nms-iters", type=int, default=None,
                    help="fixed-point NMS iterations per block of candidates (default 8 for YOLO, 32 for torchvision detectors); the graph's nms_limits output says where a limit was reached")
+    p.add_argument("--head", choices=("one2one", "one2many"), default=None,
+                   help="YOLOv10 / YOLO26 (end-to-end heads): one2one = the NMS-free branch, its top-k in the graph "
+                        "(default); one2many = the other branch with edgevision's in-graph NMS")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     p.add_argument("--verify", metavar="SOURCE", default=None,
                    help="video/folder/glob whose frames prove the ONNX agrees with PyTorch (recommended)")
@@ -117,7 +120,7 @@ def main(args: argparse.Namespace) -> int:
         imgsz=args.imgsz, max_det=args.max_det, pre_nms_topk=args.pre_nms_topk, nms_iters=args.nms_iters,
         conf=args.conf, iou=args.iou, opset=args.opset, trust=args.trust_checkpoint,
         arch=args.arch, task=args.task, num_classes=args.num_classes, class_names=_names(args.class_names),
-        accept_unverified=args.accept_unverified, min_size=args.min_size, max_size=args.max_size,
+        accept_unverified=args.accept_unverified, min_size=args.min_size, max_size=args.max_size, head=args.head,
     )
     result = convert(model, out, opts, frames)
     print(f"ONNX      {result.onnx_path}  ({result.seconds:.1f} s)")

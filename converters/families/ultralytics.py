@@ -28,6 +28,7 @@ from edgevision.results import Result
 from ..checkpoint import load_checkpoint
 from ..nms import DetectPostprocess
 from .base import Checkpoint, Exportable, Request
+from .ultralytics_e2e import E2EOutputs, e2e_reference, select_branch
 
 torch = lazy_import("torch")
 
@@ -41,6 +42,11 @@ class YoloSource:
     class_names: tuple[str, ...]
     num_masks: int
     strides: tuple[int, ...]
+    end2end: bool = False  # the one-to-one branch of a YOLOv10/YOLO26 head: top-k, no NMS
+
+
+# Ultralytics head classes converted here -> task (v10Detect, Segment26: end-to-end capable)
+HEADS = {"Detect": "detect", "v10Detect": "detect", "Segment": "segment", "Segment26": "segment"}
 
 
 def is_yolo_checkpoint(ckpt: Any) -> bool:
@@ -53,20 +59,19 @@ def load_yolo(path: str | Path, trust: bool = False) -> YoloSource:
     return yolo_source(load_checkpoint(path, trust=trust), path)
 
 
-def yolo_source(ckpt: Any, path: str | Path) -> YoloSource:
-    """An unpickled Ultralytics checkpoint -> YoloSource with its head in export mode."""
+def yolo_source(ckpt: Any, path: str | Path, head_choice: str | None = None, max_det: int = 300) -> YoloSource:
+    """An unpickled Ultralytics checkpoint -> YoloSource with its head in export mode.
+    head_choice: the branch of an end-to-end head (ultralytics_e2e.select_branch)."""
     if not is_yolo_checkpoint(ckpt):
         kind = type(ckpt).__name__
         raise EdgeVisionError(f"{path} is not an Ultralytics YOLO checkpoint (found a {kind}); see `edgevision convert --help`")
     model = (ckpt.get("ema") or ckpt["model"]).float()
     head = model.model[-1]
     head_name = type(head).__name__
-    if head_name not in ("Detect", "Segment"):
-        raise EdgeVisionError(f"{path} is a YOLO {head_name} model; edgevision converts Detect and Segment heads")
-    task = "segment" if head_name == "Segment" else "detect"
-    if getattr(head, "end2end", False):
-        raise EdgeVisionError(f"{path} has an end-to-end (NMS-free) head, which this converter does not handle yet")
-
+    if head_name not in HEADS:
+        raise EdgeVisionError(f"{path} is a YOLO {head_name} model; edgevision converts {', '.join(HEADS)} heads")
+    task = HEADS[head_name]
+    end2end = select_branch(head, head_choice, max_det)  # before fusing, which drops the other branch
     model = model.fuse(verbose=False) if "verbose" in model.fuse.__code__.co_varnames else model.fuse()
     model.eval()
     for p in model.parameters():
@@ -74,7 +79,7 @@ def yolo_source(ckpt: Any, path: str | Path) -> YoloSource:
     for m in model.modules():
         if hasattr(m, "inplace"):
             m.inplace = False  # in-place ops confuse the tracer
-        if type(m).__name__ in ("Detect", "Segment"):
+        if m is head:
             m.export, m.format, m.dynamic, m.shape = True, "onnx", False, None
             if hasattr(m, "xyxy"):
                 m.xyxy = False  # keep cx,cy,w,h: our post-processing converts
@@ -92,6 +97,7 @@ def yolo_source(ckpt: Any, path: str | Path) -> YoloSource:
         class_names=class_names,
         num_masks=int(getattr(head, "nm", 0)) if task == "segment" else 0,
         strides=tuple(int(s) for s in model.stride.tolist()),
+        end2end=end2end,
     )
 
 
@@ -164,10 +170,11 @@ YOLO_DEFAULTS: dict[str, Any] = {"max_det": 300, "pre_nms_topk": 1024, "nms_iter
 
 
 class UltralyticsFamily:
-    """Ultralytics YOLO v8/11 detect and segment checkpoints (.pt), decode + NMS in the graph."""
+    """Ultralytics YOLO v8/11 detect and segment checkpoints (.pt), decode + NMS in the graph;
+    YOLOv10 / YOLO26 end-to-end heads with their top-k (or, --head one2many, with NMS)."""
 
     name = "ultralytics"
-    summary = "Ultralytics YOLO v8/11 detect and segment (.pt)"
+    summary = "Ultralytics YOLO v8/11, YOLOv10 and YOLO26 detect and segment (.pt)"
 
     def claims(self, ckpt: Checkpoint, req: Request) -> bool:
         return ckpt.kind == "ultralytics" and (req.arch is None or req.arch.split(":")[0] == self.name)
@@ -180,28 +187,39 @@ class UltralyticsFamily:
         conf = d["conf"] if opts.conf is None else opts.conf
         iou = d["iou"] if opts.iou is None else opts.iou
         nms_iters = d["nms_iters"] if opts.nms_iters is None else opts.nms_iters
-        src = yolo_source(ckpt.obj, ckpt.path)
+        src = yolo_source(ckpt.obj, ckpt.path, getattr(opts, "head", None), max_det)
         h, w = req.imgsz or (640, 640)
         if h % max(src.strides) or w % max(src.strides):
             raise EdgeVisionError(f"--imgsz {h}x{w} must be a multiple of the model's stride {max(src.strides)}")
         anchors = sum((h // s) * (w // s) for s in src.strides)
-        topk = min(pre_nms_topk, anchors)
-        post = DetectPostprocess(len(src.class_names), src.num_masks, min(max_det, topk), topk, nms_iters)
-        wrapper = YoloWithPostprocess(src, post).eval()
-        example = (torch.rand(2, 3, h, w), torch.tensor([conf]), torch.tensor([iou]))
-        outputs = [OUT_BOXES, OUT_SCORES, OUT_CLASSES, OUT_NUM]
-        outputs += [OUT_COEFFS, OUT_PROTOS] if src.task == "segment" else []
-        outputs.append(OUT_LIMITS)  # last: consumers that read the earlier outputs by position keep working
+        seg = src.task == "segment"
+        outputs = [OUT_BOXES, OUT_SCORES, OUT_CLASSES, OUT_NUM] + ([OUT_COEFFS, OUT_PROTOS] if seg else [])
+        if src.end2end:
+            # one-to-one head: Ultralytics' own constant-K top-k and a conf filter, no NMS (ultralytics_e2e)
+            wrapper: Any = E2EOutputs(src.model, seg).eval()
+            example: tuple[Any, ...] = (torch.rand(2, 3, h, w), torch.tensor([conf]))
+            inputs = [IN_IMAGES, IN_CONF]
+            rows = min(max_det, anchors)
+            extra: dict[str, Any] = {"head": "one2one", "nms": "none (end-to-end head: top-k)", "anchors": anchors}
+        else:
+            topk = min(pre_nms_topk, anchors)
+            post = DetectPostprocess(len(src.class_names), src.num_masks, min(max_det, topk), topk, nms_iters)
+            wrapper = YoloWithPostprocess(src, post).eval()
+            example = (torch.rand(2, 3, h, w), torch.tensor([conf]), torch.tensor([iou]))
+            inputs = [IN_IMAGES, IN_CONF, IN_IOU]
+            outputs.append(OUT_LIMITS)  # last: consumers that read the earlier outputs by position keep working
+            rows = post.max_det
+            extra = {"pre_nms_topk": topk, "nms_iters": nms_iters, "nms_block": post.block, "anchors": anchors}
+            if getattr(opts, "head", None) == "one2many":
+                extra["head"] = "one2many"  # an end-to-end head's other branch, with edgevision's NMS
         with torch.no_grad():
-            protos_shape = wrapper(*example)[outputs.index(OUT_PROTOS)].shape[1:] if src.task == "segment" else None
-        manifest = yolo_manifest(
-            src, (h, w), post.max_det, protos_shape,
-            pre_nms_topk=topk, nms_iters=nms_iters, nms_block=post.block, anchors=anchors,
-        ).replace(
+            protos_shape = wrapper(*example)[outputs.index(OUT_PROTOS)].shape[1:] if seg else None
+        manifest = yolo_manifest(src, (h, w), rows, protos_shape, **extra).replace(
             conf_threshold=conf, iou_threshold=iou,
             source={"file": ckpt.path.name, "sha256": sha256_file(ckpt.path), "kind": "ultralytics"},
         )
-        return Exportable(
-            wrapper, example, [IN_IMAGES, IN_CONF, IN_IOU], outputs, manifest,
-            lambda frames: reference_detections(src, frames, manifest),
-        )
+        if src.end2end:
+            return Exportable(wrapper, example, inputs, outputs, manifest,
+                              lambda frames: e2e_reference(src.model, frames, manifest))
+        return Exportable(wrapper, example, inputs, outputs, manifest,
+                          lambda frames: reference_detections(src, frames, manifest))
