@@ -29,6 +29,7 @@ from ..checkpoint import load_checkpoint
 from ..nms import DetectPostprocess
 from .base import Checkpoint, Exportable, Request
 from .ultralytics_e2e import E2EOutputs, e2e_reference, select_branch
+from .ultralytics_rtdetr import is_rtdetr, prepare_rtdetr
 
 torch = lazy_import("torch")
 
@@ -174,7 +175,7 @@ class UltralyticsFamily:
     YOLOv10 / YOLO26 end-to-end heads with their top-k (or, --head one2many, with NMS)."""
 
     name = "ultralytics"
-    summary = "Ultralytics YOLO v8/11, YOLOv10 and YOLO26 detect and segment (.pt)"
+    summary = "Ultralytics YOLO v8/11, YOLOv10 and YOLO26 detect and segment, RT-DETR (.pt)"
 
     def claims(self, ckpt: Checkpoint, req: Request) -> bool:
         return ckpt.kind == "ultralytics" and (req.arch is None or req.arch.split(":")[0] == self.name)
@@ -187,6 +188,8 @@ class UltralyticsFamily:
         conf = d["conf"] if opts.conf is None else opts.conf
         iou = d["iou"] if opts.iou is None else opts.iou
         nms_iters = d["nms_iters"] if opts.nms_iters is None else opts.nms_iters
+        if is_rtdetr(ckpt):
+            return prepare_rtdetr(ckpt, req, max_det, conf)
         src = yolo_source(ckpt.obj, ckpt.path, getattr(opts, "head", None), max_det)
         h, w = req.imgsz or (640, 640)
         if h % max(src.strides) or w % max(src.strides):
