@@ -30,16 +30,10 @@ def is_torchscript(path: Path) -> bool:
 
 
 def open_onnx(path: Path) -> Checkpoint:
-    """An ONNX file from another exporter (converters/families/onnx_file.py); an edgevision
-    artifact is refused: it is converted already."""
-    from edgevision.manifest import METADATA_KEY
-
+    """An ONNX file from another exporter (converters/families/onnx_file.py)."""
     from .foreign.graph import read_foreign
 
-    fg = read_foreign(path)
-    if METADATA_KEY in fg.meta:
-        raise EdgeVisionError(f"{path} is an edgevision artifact already: load it, or build it (`edgevision build`)")
-    return Checkpoint(path, "onnx", fg)
+    return Checkpoint(path, "onnx", read_foreign(path))
 
 
 def open_checkpoint(path: Path, trust: bool = False) -> Checkpoint:

@@ -19,7 +19,7 @@ import numpy as np
 
 from edgevision._lazy import lazy_import
 from edgevision.errors import EdgeVisionError
-from edgevision.manifest import IN_IMAGES
+from edgevision.manifest import IN_IMAGES, METADATA_KEY
 
 SRC_PREFIX = "src/"
 HEAD_PREFIX = "ev/"
@@ -45,7 +45,8 @@ def _dims(value_info: Any) -> list[int | None]:
 
 
 def read_foreign(path: Path) -> ForeignGraph:
-    """Load and check a foreign ONNX file. One sentence where it is not a usable ONNX model."""
+    """Load and check a foreign ONNX file. One sentence where it is not a usable ONNX model, or is
+    an edgevision artifact already."""
     onnx = lazy_import("onnx")
     try:
         model = onnx.load(str(path))
@@ -53,6 +54,8 @@ def read_foreign(path: Path) -> ForeignGraph:
     except Exception as exc:  # noqa: BLE001 - protobuf and checker errors vary
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise EdgeVisionError(f"{path} is not a valid ONNX model ({first}); is it corrupt or truncated?") from exc
+    if any(p.key == METADATA_KEY for p in model.metadata_props):
+        raise EdgeVisionError(f"{path} is an edgevision artifact already: load it, or build it (`edgevision build`)")
     inits = {i.name for i in model.graph.initializer}
     inputs = [i for i in model.graph.input if i.name not in inits]
     if len(inputs) != 1:
