@@ -29,6 +29,11 @@ from .ultralytics import YOLO_DEFAULTS
 
 torch = lazy_import("torch")
 
+# Operators of a foreign graph that TensorRT(-RTX) does not build (docs FACTS: NonZero needs a plugin
+# RTX lacks; NonMaxSuppression parses but has no runner there and a data-dependent shape in TensorRT 10).
+NOT_FOR_TENSORRT = {"NonMaxSuppression": "a data-dependent shape TensorRT-RTX cannot build",
+                    "NonZero": "TensorRT-RTX's parser needs a plugin for it"}
+
 
 def spec_for(fg: ForeignGraph, req: Request) -> ForeignSpec:
     """--describe's spec, else the file's Ultralytics metadata, else one sentence saying what to pass."""
@@ -90,6 +95,10 @@ class OnnxFileFamily:
             if spec.layout == "end2end" and spec.origin.endswith("(Ultralytics metadata)"):
                 notes.append("Ultralytics' end-to-end export: rows below the conf it was exported with are not "
                              "in the file; a lower --conf finds no more")
+        awkward = sorted({n.op_type for n in fg.model.graph.node} & set(NOT_FOR_TENSORRT))
+        if awkward:
+            notes.append(f"{fg.path.name} holds {', '.join(awkward)} ({NOT_FOR_TENSORRT[awkward[0]]}); for TensorRT, "
+                         "export the raw head instead (Ultralytics: nms=False) and let edgevision add the NMS")
         dyn = dynamic_batch(fg)
         if dyn is None:
             notes.append(f"{fg.path.name} runs batch 1 only (its graph fixes the batch); the artifact takes "
