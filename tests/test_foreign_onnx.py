@@ -25,19 +25,19 @@ pytestmark = pytest.mark.slow  # exports and converts models
 
 IMGSZ = 320
 N = sum((IMGSZ // s) ** 2 for s in (8, 16, 32))  # YOLO anchors at 320: 2100
-VARIANTS = {"plain": {}, "nms": {"nms": True}, "seg": {}}
+VARIANTS = {"plain": {}, "nms": {"nms": True}, "seg": {}, "seg-nms": {"nms": True}}
 
 
 @pytest.fixture(scope="module")
 def ultra_onnx(det_checkpoint: Path, seg_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Ultralytics' ONNX exports at 320: the detector plain and nms=True, the segmenter plain."""
+    """Ultralytics' ONNX exports at 320: the detector and the segmenter, plain and nms=True."""
     from ultralytics import YOLO
 
     out = tmp_path_factory.mktemp("ultra_onnx")
     files = {}
     for name, kwargs in VARIANTS.items():
         local = out / f"yolo11n-{name}.pt"
-        shutil.copy(seg_checkpoint if name == "seg" else det_checkpoint, local)
+        shutil.copy(seg_checkpoint if name.startswith("seg") else det_checkpoint, local)
         files[name] = Path(YOLO(str(local)).export(format="onnx", imgsz=IMGSZ, verbose=False, **kwargs))
     return files
 
@@ -61,7 +61,7 @@ def test_agrees_with_ultralytics_predictor_on_the_same_file(variant: str, ultra_
                                                             frames: list[np.ndarray]) -> None:
     from ultralytics import YOLO
 
-    ref_model = YOLO(str(ultra_onnx[variant]), task="segment" if variant == "seg" else "detect")
+    ref_model = YOLO(str(ultra_onnx[variant]), task="segment" if variant.startswith("seg") else "detect")
     ref = [predict(ref_model, f, imgsz=IMGSZ) for f in frames]
     with edgevision.load(converted[variant], backend="onnxruntime", masks=False) as model:
         assert model.manifest.family == "onnx" and model.manifest.input_hw == (IMGSZ, IMGSZ)
@@ -73,12 +73,40 @@ def test_agrees_with_ultralytics_predictor_on_the_same_file(variant: str, ultra_
     assert a.f1 >= 0.99 and a.ap50_95 >= 0.97, a.summary()
 
 
+@pytest.mark.parametrize("variant", ["plain", "seg-nms"])
+def test_the_artifact_is_one_plain_graph(variant: str, converted: dict[str, Path]) -> None:
+    """edgevision's inputs and outputs, one opset per domain (onnxruntime's quantizer refuses
+    duplicates), and the foreign nodes kept under their src/ prefix."""
+    import onnx
+
+    from edgevision.manifest import IN_CONF, IN_IMAGES, IN_IOU, OUT_LIMITS
+    from converters.onnx_io import read_manifest
+
+    m = onnx.load(str(converted[variant]))
+    manifest = read_manifest(converted[variant])
+    assert [i.name for i in m.graph.input] == [IN_IMAGES, IN_CONF, IN_IOU]
+    assert [o.name for o in m.graph.output] == [*manifest.outputs, OUT_LIMITS]
+    domains = [o.domain for o in m.opset_import]
+    assert len(domains) == len(set(domains)), m.opset_import
+    assert sum(n.name.startswith("src/") for n in m.graph.node) > 100
+    onnx.checker.check_model(m, full_check=True)
+
+
 def test_segment_masks_come_through(converted: dict[str, Path], frames: list[np.ndarray]) -> None:
-    with edgevision.load(converted["seg"], backend="onnxruntime") as model:
-        assert model.manifest.task == "segment" and model.manifest.proto_shape == (32, IMGSZ // 4, IMGSZ // 4)
-        dets = model(frames[0])
-    assert len(dets) > 0 and dets.masks is not None and dets.masks.shape == (len(dets), *frames[0].shape[:2])
-    assert all(m.sum() > 0 for m in dets.masks)
+    """Masks from the raw-head file (edgevision's NMS) and from the nms=True file (Ultralytics'
+    NMS, top-k here) are made from the same mask coefficients: they must be the same masks."""
+    from edgevision.metrics import mask_iou
+
+    with edgevision.load(converted["seg"], backend="onnxruntime") as raw_head, \
+            edgevision.load(converted["seg-nms"], backend="onnxruntime") as end2end:
+        for model in (raw_head, end2end):
+            assert model.manifest.task == "segment" and model.manifest.proto_shape == (32, IMGSZ // 4, IMGSZ // 4)
+        for frame in frames[:3]:
+            a, b = raw_head(frame), end2end(frame)
+            assert len(a) == len(b) > 0 and a.masks is not None and b.masks is not None
+            assert a.masks.shape == (len(a), *frame.shape[:2]) and all(m.sum() > 0 for m in a.masks)
+            np.testing.assert_allclose(a.xyxy, b.xyxy, atol=1e-2)
+            assert min(mask_iou(m, n) for m, n in zip(a.masks, b.masks)) >= 0.99
 
 
 def test_batch2_equals_two_batch1_runs(converted: dict[str, Path], frames: list[np.ndarray]) -> None:
@@ -93,7 +121,12 @@ def test_batch2_equals_two_batch1_runs(converted: dict[str, Path], frames: list[
 
 
 def test_nms_export_stays_batch1_and_says_so(converted: dict[str, Path], frames: list[np.ndarray]) -> None:
-    """Ultralytics' nms=True graph unrolls NMS for batch 1: the artifact keeps batch 1 and says so."""
+    """Ultralytics' nms=True graph unrolls NMS for batch 1: the artifact keeps batch 1 and says so,
+    and convert says that TensorRT cannot build its NonZero / NonMaxSuppression."""
+    import json
+
+    notes = json.loads(converted["nms"].with_suffix(".convert.json").read_text())["notes"]
+    assert any("batch 1 only" in n for n in notes) and any("NonZero" in n for n in notes), notes
     with edgevision.load(converted["nms"], backend="onnxruntime") as model:
         assert not model.manifest.dynamic_batch and model.manifest.extra["layout"] == "end2end"
         with pytest.raises(EdgeVisionError, match="built for batch 1"):

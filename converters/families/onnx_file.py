@@ -29,10 +29,9 @@ from .ultralytics import YOLO_DEFAULTS
 
 torch = lazy_import("torch")
 
-# Operators of a foreign graph that TensorRT(-RTX) does not build (docs FACTS: NonZero needs a plugin
-# RTX lacks; NonMaxSuppression parses but has no runner there and a data-dependent shape in TensorRT 10).
-NOT_FOR_TENSORRT = {"NonMaxSuppression": "a data-dependent shape TensorRT-RTX cannot build",
-                    "NonZero": "TensorRT-RTX's parser needs a plugin for it"}
+# Operators of a foreign graph that TensorRT-RTX does not build (measured: NonZero needs a plugin RTX
+# lacks; NonMaxSuppression parses but has no runner; both have data-dependent shapes in TensorRT 10).
+NOT_FOR_TENSORRT = ("NonMaxSuppression", "NonZero")
 
 
 def spec_for(fg: ForeignGraph, req: Request) -> ForeignSpec:
@@ -97,7 +96,7 @@ class OnnxFileFamily:
                              "in the file; a lower --conf finds no more")
         awkward = sorted({n.op_type for n in fg.model.graph.node} & set(NOT_FOR_TENSORRT))
         if awkward:
-            notes.append(f"{fg.path.name} holds {', '.join(awkward)} ({NOT_FOR_TENSORRT[awkward[0]]}); for TensorRT, "
+            notes.append(f"{fg.path.name} holds {', '.join(awkward)}, which TensorRT-RTX cannot build; for TensorRT, "
                          "export the raw head instead (Ultralytics: nms=False) and let edgevision add the NMS")
         dyn = dynamic_batch(fg)
         if dyn is None:

@@ -180,5 +180,9 @@ def join(foreign: Any, fg: ForeignGraph, head: Any, raw_outputs: tuple[str, ...]
                                 ir_version=ir)
     io_map = [(SRC_PREFIX + name, head_inputs[i]) for i, name in enumerate(raw_outputs)]
     merged = compose.merge_models(m1, m2, io_map=io_map, outputs=[o.name for o in head.graph.output])
+    # merge_models lists each model's opsets: one entry per domain, or onnxruntime's quantizer
+    # ("Failed to find proper ai.onnx domain") and other tools refuse the file.
+    del merged.opset_import[:]
+    merged.opset_import.extend(onnx.helper.make_opsetid(d, v) for d, v in opsets.items())
     merged.producer_name = "edgevision"
     return merged

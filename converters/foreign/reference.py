@@ -22,7 +22,7 @@ def class_probs_np(logits: np.ndarray, score_fn: str, background: str) -> np.nda
     """float32[N, K] -> float32[N, C] probabilities (heads.class_probs in numpy)."""
     x = logits.astype(np.float32)
     if score_fn == "sigmoid":
-        x = 1 / (1 + np.exp(-x))
+        x = (1 / (1 + np.exp(-x))).astype(np.float32)
     elif score_fn == "softmax":
         e = np.exp(x - x.max(-1, keepdims=True))
         x = e / e.sum(-1, keepdims=True)
