@@ -162,7 +162,8 @@ def convert(
             bad = out_dir / f"{model_path.stem}.rejected.onnx"
             tmp.replace(bad)
             raise EdgeVisionError(
-                f"the exported graph disagrees with the PyTorch model ({verdict.summary}, "
+                f"the exported graph disagrees with {'the source ONNX file' if ex.write else 'the PyTorch model'} "
+                f"({verdict.summary}, "
                 f"batch consistent: {result.batch_consistent}); kept for inspection at {bad}"
             )
     else:
