@@ -22,6 +22,7 @@ from edgevision.errors import EdgeVisionError
 from edgevision.metrics import agreement
 
 pytestmark = pytest.mark.slow  # exports and converts models
+os.environ.setdefault("YOLO_OFFLINE", "1")
 
 IMGSZ = 320
 N = sum((IMGSZ // s) ** 2 for s in (8, 16, 32))  # YOLO anchors at 320: 2100
@@ -329,4 +330,24 @@ def test_an_edgevision_artifact_is_not_converted_again(converted: dict[str, Path
     assert "already" in _one_sentence(exc)
 
 
-os.environ.setdefault("YOLO_OFFLINE", "1")
+
+def test_command_line_describe(ultra_onnx: dict[str, Path], vtest: Path, tmp_path: Path) -> None:
+    """`edgevision convert FILE.onnx --describe SPEC --verify VIDEO`: verified artifact, exit 0; a spec
+    that does not fit: its sentence on stderr, exit 1, no traceback."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    bare, names = strip(ultra_onnx["plain"], tmp_path / "bare.onnx")
+    spec = write_spec(tmp_path / "spec.yaml", f"layout: yolo\nclasses: [{', '.join(repr(n) for n in names)}]\n")
+
+    def ev(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "edgevision", "convert", str(bare), *args], cwd=root,
+                              capture_output=True, text=True, timeout=300)
+
+    ok = ev("--describe", str(spec), "-o", str(tmp_path / "out"), "--verify", str(vtest), "--verify-frames", "4")
+    assert ok.returncode == 0, ok.stderr
+    assert "verified  F1@0.5 1.0000" in ok.stdout and (tmp_path / "out" / "bare.onnx").is_file()
+    wrong = write_spec(tmp_path / "wrong.yaml", "layout: ssd\n")
+    bad = ev("--describe", str(wrong), "-o", str(tmp_path / "bad"))
+    assert bad.returncode == 1 and "does not fit" in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
