@@ -98,7 +98,7 @@ class OnnxFileFamily:
         if awkward:
             notes.append(f"{fg.path.name} holds {', '.join(awkward)}, which TensorRT-RTX cannot build; for TensorRT, "
                          "export the raw head instead (Ultralytics: nms=False) and let edgevision add the NMS")
-        dyn = dynamic_batch(fg)
+        dyn = dynamic_batch(fg, fit.input_hw)
         if dyn is None:
             notes.append(f"{fg.path.name} runs batch 1 only (its graph fixes the batch); the artifact takes "
                          "one frame at a time")

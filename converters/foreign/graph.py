@@ -79,16 +79,14 @@ def _constant_values(model: Any) -> dict[str, np.ndarray]:
     return values
 
 
-def dynamic_batch(fg: ForeignGraph) -> Any | None:
+def dynamic_batch(fg: ForeignGraph, input_hw: tuple[int, int]) -> Any | None:
     """A copy of the foreign model with a symbolic batch axis that gives batch 2 what two batch-1
-    runs give (checked on ONNX Runtime), or None where the graph cannot be made so."""
+    runs give (checked on ONNX Runtime at input_hw), or None where the graph cannot be made so."""
     onnx = lazy_import("onnx")
     numpy_helper = lazy_import("onnx.numpy_helper")
     ort = lazy_import("onnxruntime")
     m = onnx.ModelProto()
     m.CopyFrom(fg.model)
-    if any(d is None for d in fg.input_shape[1:]):
-        return None  # a dynamic image size: no random probe of the right size
     consts = _constant_values(m)
     for k, n in enumerate(m.graph.node):
         if n.op_type == "Reshape" and n.input[1] in consts:
@@ -106,7 +104,7 @@ def dynamic_batch(fg: ForeignGraph) -> Any | None:
             dims[0].dim_param = "batch"
     del m.graph.value_info[:]  # inferred shapes there still say batch 1
     rng = np.random.default_rng(0)
-    x = rng.random((2, *[int(d) for d in fg.input_shape[1:]]), dtype=np.float32)  # type: ignore[arg-type]
+    x = rng.random((2, 3, *input_hw), dtype=np.float32)
     so = ort.SessionOptions()
     so.log_severity_level = 3  # a graph that fails the probe is expected here, not an error to print
     try:
