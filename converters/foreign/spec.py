@@ -191,6 +191,7 @@ class Fitted:
     num_masks: int
     rows: int | None
     input_hw: tuple[int, int]
+    dims: dict[str, list[int | None]] = field(default_factory=dict)  # the raw outputs' shapes
 
 
 def check_outputs(spec: ForeignSpec, outputs: dict[str, list[int | None]], input_shape: list[int | None],
@@ -211,13 +212,13 @@ def check_outputs(spec: ForeignSpec, outputs: dict[str, list[int | None]], input
         raise EdgeVisionError(f"{why}: the layout reads {spec.num_outputs} output(s), the file has {len(outputs)} "
                               f"({have})")
     dims = [outputs[n] for n in names]
-    hw = spec.input_hw or _static_hw(input_shape)
+    hw = spec.input_hw or static_hw(input_shape)
     if hw is None:
         raise EdgeVisionError(f"{path.name} has a dynamic input size {_dims(input_shape)}: give `input: size: [H, W]` "
                               "in --describe")
     if len(input_shape) != 4 or input_shape[1] not in (3, None):
         raise EdgeVisionError(f"{path.name}'s image input is {_dims(input_shape)}; edgevision feeds [B, 3, H, W]")
-    fixed = _static_hw(input_shape)
+    fixed = static_hw(input_shape)
     if fixed is not None and fixed != hw:
         raise EdgeVisionError(f"{why}: the spec's input size {hw[0]}x{hw[1]} is not the file's {fixed[0]}x{fixed[1]}")
     nc = len(spec.class_names) if spec.class_names else None
@@ -238,7 +239,7 @@ def check_outputs(spec: ForeignSpec, outputs: dict[str, list[int | None]], input
             raise EdgeVisionError(f"{why}: {names[0]} {_dims(first)} has {width} channels, the spec says "
                                   f"4 + {nc} classes + {nm} mask coefficients = {4 + nc + nm}"
                                   + (" (is it [B, N, 4+C] rather than [B, 4+C, N]?)" if first[2] == 4 + nc + nm else ""))
-        return Fitted(names, nc, nm, first[2], hw)
+        return Fitted(names, nc, nm, first[2], hw, {n: outputs[n] for n in names})
     if spec.layout == "end2end":
         nm = int(dims[1][1]) if spec.task == "segment" and len(dims[1]) == 4 and dims[1][1] else 0
         if spec.task == "segment" and len(dims[1]) != 4:
@@ -249,7 +250,7 @@ def check_outputs(spec: ForeignSpec, outputs: dict[str, list[int | None]], input
         if nc is None:
             raise EdgeVisionError(f"{why}: an end2end output does not say how many classes there are; list them "
                                   "under `classes:`")
-        return Fitted(names, nc, nm, first[1], hw)
+        return Fitted(names, nc, nm, first[1], hw, {n: outputs[n] for n in names})
     boxes, cls = dims
     if len(boxes) != 3 or boxes[2] != 4 or len(cls) != 3 or cls[2] is None:
         raise EdgeVisionError(f"{why}: {spec.layout} wants boxes [B, N, 4] and class outputs [B, N, C(+1)]; the "
@@ -262,10 +263,10 @@ def check_outputs(spec: ForeignSpec, outputs: dict[str, list[int | None]], input
                               f"{nc} classes{bg}")
     if boxes[1] is not None and cls[1] is not None and boxes[1] != cls[1]:
         raise EdgeVisionError(f"{why}: {names[0]} has {boxes[1]} rows and {names[1]} {cls[1]}")
-    return Fitted(names, nc, 0, boxes[1], hw)
+    return Fitted(names, nc, 0, boxes[1], hw, {n: outputs[n] for n in names})
 
 
-def _static_hw(shape: list[int | None]) -> tuple[int, int] | None:
+def static_hw(shape: list[int | None]) -> tuple[int, int] | None:
     if len(shape) == 4 and isinstance(shape[2], int) and isinstance(shape[3], int):
         return int(shape[2]), int(shape[3])
     return None
