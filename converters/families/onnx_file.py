@@ -82,6 +82,8 @@ class OnnxFileFamily:
         conf, iou, max_det = pick(opts.conf, "conf"), pick(opts.iou, "iou"), pick(opts.max_det, "max_det")
         extra: dict[str, Any] = {"layout": spec.layout, "foreign_outputs": list(fit.outputs), **spec.extra}
         notes: list[str] = [f"spec: {spec.origin}, layout {spec.layout}"]
+        if opts.opset != 17 and opts.opset != head_opset(fg):  # 17: the option's default
+            notes.append(f"--opset {opts.opset} ignored: the artifact keeps the file's opset {head_opset(fg)}")
         head: Any
         if spec.layout in ("yolo", "ssd"):
             topk = min(pick(opts.pre_nms_topk, "pre_nms_topk"), fit.rows)
@@ -92,7 +94,7 @@ class OnnxFileFamily:
         else:
             max_det = min(max_det, fit.rows)
             head = TopKHead(spec, max_det, fit.num_classes, fit.input_hw)
-            if spec.layout == "end2end" and spec.origin.endswith("(Ultralytics metadata)"):
+            if spec.layout == "end2end" and spec.ultralytics:
                 notes.append("Ultralytics' end-to-end export: rows below the conf it was exported with are not "
                              "in the file; a lower --conf finds no more")
         awkward = sorted({n.op_type for n in fg.model.graph.node} & set(NOT_FOR_TENSORRT))

@@ -47,7 +47,8 @@ class ForeignSpec:
     score_fn: what turns class outputs into probabilities ("none": they already are).
     background: the no-object / background column of detr / ssd class outputs.
     outputs: the file's output names in the layout's order (empty: the file's own order).
-    origin: where the spec came from ("ultralytics metadata" or the YAML's path), for messages.
+    origin: where the spec came from (the file's Ultralytics metadata or the YAML's path), for messages.
+    ultralytics: the spec was read from an Ultralytics export's own metadata.
     """
 
     layout: str
@@ -61,6 +62,7 @@ class ForeignSpec:
     background: str = "none"
     outputs: tuple[str, ...] = ()
     origin: str = "spec"
+    ultralytics: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -177,7 +179,7 @@ def ultralytics_spec(meta: dict[str, str], path: Path) -> ForeignSpec | None:
     return ForeignSpec(
         layout="end2end" if end2end else "yolo", preprocess=ULTRALYTICS_PRE, task=task,
         class_names=tuple(str(n) for n in names), input_hw=_hw(imgsz, f"{path}: imgsz") if imgsz else None,
-        box_format="xyxy" if end2end else "cxcywh", origin=f"{path.name} (Ultralytics metadata)",
+        box_format="xyxy" if end2end else "cxcywh", origin=f"{path.name} (Ultralytics metadata)", ultralytics=True,
         extra={"stride": int(meta.get("stride", 32)), "ultralytics_version": meta.get("version", "")},
     )
 
