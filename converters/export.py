@@ -131,6 +131,8 @@ def convert(
     opts = opts or ExportOptions()
     model_path = Path(model_path)
     out_dir = Path(out_dir)
+    if (out_dir / f"{model_path.stem}.onnx").resolve() == model_path.resolve():  # an ONNX source into its own folder
+        raise EdgeVisionError(f"-o {out_dir} would overwrite the source {model_path}; choose another output folder")
     t0 = time.perf_counter()
     ckpt = open_checkpoint(model_path, trust=opts.trust)
     req = Request(model_path, opts.arch, opts.task, opts.num_classes, opts.class_names, opts.trust, opts.imgsz,

@@ -343,6 +343,15 @@ def test_unknown_layout_without_spec_is_one_sentence(ultra_onnx: dict[str, Path]
     assert "--describe" in text and "output0 [1, 84, 2100]" in text, text
 
 
+def test_the_source_file_is_never_overwritten(ultra_onnx: dict[str, Path], tmp_path: Path) -> None:
+    src = tmp_path / "model.onnx"
+    shutil.copy(ultra_onnx["plain"], src)
+    before = src.read_bytes()
+    with pytest.raises(EdgeVisionError) as exc:
+        convert(src, tmp_path, ExportOptions())
+    assert "would overwrite the source" in _one_sentence(exc) and src.read_bytes() == before
+
+
 def test_an_edgevision_artifact_is_not_converted_again(converted: dict[str, Path], tmp_path: Path) -> None:
     with pytest.raises(EdgeVisionError) as exc:
         convert(converted["plain"], tmp_path / "out", ExportOptions())
