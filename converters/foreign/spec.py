@@ -236,6 +236,10 @@ def check_outputs(spec: ForeignSpec, outputs: dict[str, list[int | None]], input
         width = first[1]
         if width is None:
             raise EdgeVisionError(f"{why}: {names[0]} {_dims(first)} has a symbolic channel axis")
+        if nc is None and first[2] is not None and width > first[2]:
+            # More channels than anchors: a YOLO head never has that; the file is [B, N, 4+C].
+            raise EdgeVisionError(f"{why}: {names[0]} {_dims(first)} has {width} channels and {first[2]} anchors; "
+                                  "is it [B, N, 4+C] rather than [B, 4+C, N]?")
         nc = nc if nc is not None else width - 4 - nm
         if width != 4 + nc + nm:
             raise EdgeVisionError(f"{why}: {names[0]} {_dims(first)} has {width} channels, the spec says "
