@@ -60,6 +60,7 @@ class ExportOptions:
     min_size: int | None = None
     max_size: int | None = None
     head: str | None = None  # YOLOv10 / YOLO26: "one2one" (default: top-k, no NMS) or "one2many" (+ NMS)
+    describe: str | Path | None = None  # --describe spec.yaml for a foreign ONNX file (converters/foreign/spec.py)
 
 
 @dataclass
@@ -79,7 +80,13 @@ def log(msg: str) -> None:
 
 
 def export_graph(ex: Exportable, out_path: Path, opset: int) -> None:
-    """torch.onnx.export with a dynamic batch axis on the images and every output."""
+    """torch.onnx.export with a dynamic batch axis on the images and every output (or the
+    family's own writer: a foreign ONNX file joined to edgevision's post-processing)."""
+    if ex.write is not None:
+        ex.write(out_path)
+        write_manifest(out_path, ex.manifest)
+        check_model(out_path)
+        return
     torch = lazy_import("torch")
     dyn = {name: {0: "batch"} for name in [IN_IMAGES, *ex.output_names]}
     with torch.no_grad():
@@ -92,16 +99,16 @@ def export_graph(ex: Exportable, out_path: Path, opset: int) -> None:
 
 
 def verify_export(onnx_path: Path, ex: Exportable, frames: list[np.ndarray], min_f1: float = 0.99,
-                  min_ap: float = 0.97) -> tuple[Verdict, bool]:
+                  min_ap: float = 0.97) -> tuple[Verdict, bool | None]:
     """The artifact through the runtime (ONNX Runtime) against the family's PyTorch reference,
-    and whether batch 2 gives each frame what batch 1 gave it."""
+    and whether batch 2 gives each frame what batch 1 gave it (None: a batch-1 artifact)."""
     import edgevision
 
     model = edgevision.load(onnx_path, backend="onnxruntime", masks=False)
     try:
         single = [model(f) for f in frames]
         verdict = compare(ex.manifest.task, single, ex.reference(frames), min_f1=min_f1, min_ap=min_ap)
-        return verdict, batch_consistent(model, frames, single)
+        return verdict, batch_consistent(model, frames, single) if ex.manifest.dynamic_batch else None
     finally:
         model.close()
 
@@ -125,6 +132,8 @@ def convert(
     opts = opts or ExportOptions()
     model_path = Path(model_path)
     out_dir = Path(out_dir)
+    if (out_dir / f"{model_path.stem}.onnx").resolve() == model_path.resolve():  # an ONNX source into its own folder
+        raise EdgeVisionError(f"-o {out_dir} would overwrite the source {model_path}; choose another output folder")
     t0 = time.perf_counter()
     ckpt = open_checkpoint(model_path, trust=opts.trust)
     req = Request(model_path, opts.arch, opts.task, opts.num_classes, opts.class_names, opts.trust, opts.imgsz,
@@ -140,10 +149,10 @@ def convert(
     manifest = ex.manifest
     result = ConvertResult(final, manifest, notes=list(ex.notes))
     if verify_frames:
-        log(f"verifying against PyTorch on {len(verify_frames)} frames")
+        log(f"verifying against the source model on {len(verify_frames)} frames")
         verdict, result.batch_consistent = verify_export(tmp, ex, verify_frames, min_f1, min_ap)
         result.verdict, result.agreement = verdict, verdict.agreement
-        log(f"agreement with PyTorch: {verdict.summary}; batch 2 == batch 1: {result.batch_consistent}")
+        log(f"agreement with the source model: {verdict.summary}; batch 2 == batch 1: {result.batch_consistent}")
         if not verdict.verified and opts.accept_unverified:
             result.notes.append(f"{verdict.summary} (accepted with --accept-unverified)")
         elif not verdict.verified:
@@ -152,11 +161,12 @@ def convert(
                 f"{verdict.summary}: verify on frames where it finds something (--verify SOURCE), "
                 "or pass --accept-unverified"
             )
-        elif not verdict.passed or not result.batch_consistent:
+        elif not verdict.passed or result.batch_consistent is False:
             bad = out_dir / f"{model_path.stem}.rejected.onnx"
             tmp.replace(bad)
             raise EdgeVisionError(
-                f"the exported graph disagrees with the PyTorch model ({verdict.summary}, "
+                f"the exported graph disagrees with {'the source ONNX file' if ex.write else 'the PyTorch model'} "
+                f"({verdict.summary}, "
                 f"batch consistent: {result.batch_consistent}); kept for inspection at {bad}"
             )
     else:

@@ -29,13 +29,20 @@ def is_torchscript(path: Path) -> bool:
         return any(m in name for name in z.namelist() for m in _TORCHSCRIPT_MARKERS)
 
 
+def open_onnx(path: Path) -> Checkpoint:
+    """An ONNX file from another exporter (converters/families/onnx_file.py)."""
+    from .foreign.graph import read_foreign
+
+    return Checkpoint(path, "onnx", read_foreign(path))
+
+
 def open_checkpoint(path: Path, trust: bool = False) -> Checkpoint:
     """path -> Checkpoint (kind and loaded object). Raises EdgeVisionError in one sentence."""
     torch = lazy_import("torch")
     if not path.is_file():
         raise EdgeVisionError(f"model file not found: {path}")
     if path.suffix.lower() == ".onnx":
-        raise EdgeVisionError(f"{path} is an ONNX file; edgevision converts PyTorch checkpoints and TorchScript files")
+        return open_onnx(path)
     if not zipfile.is_zipfile(path):
         raise EdgeVisionError(f"{path} is not a PyTorch checkpoint (not a zip archive); is it corrupt or truncated?")
     if is_torchscript(path):

@@ -17,6 +17,7 @@ _EXTRAS: dict[str, tuple[str, str]] = {
     "openvino": ("edgevision[openvino]", "running ONNX models on OpenVINO"),
     "cv2": ("edgevision[video]", "reading and writing video and images"),
     "onnx": ("edgevision[convert]", "reading and editing ONNX graphs"),
+    "yaml": ("edgevision[convert]", "reading --describe spec files"),
     "torch": ("edgevision[convert]", "converting PyTorch models"),
     "converters": ("edgevision[convert]", "converting PyTorch models (the build side)"),
     "ultralytics": ("edgevision[yolo]", "loading Ultralytics YOLO checkpoints"),

@@ -42,7 +42,8 @@ def no_manifest_onnx(path: Path) -> Path:
     (["run", "{seg}", "--source", "{vtest}", "--backend", "onnxrt"], 'did you mean "onnxruntime"'),
     (["run", "{seg}", "--source", "{vtest}", "--save", "{tmp}/out.xyz"], "don't know how to write"),
     (["convert", "{tmp}/missing.pt"], "model file not found"),
-    (["convert", "{tmp}/garbage.onnx"], "is an ONNX file; edgevision converts PyTorch checkpoints"),
+    (["convert", "{tmp}/garbage.onnx"], "is not a valid ONNX model"),
+    (["convert", "{tmp}/plain.onnx"], "carries no Ultralytics metadata"),
     (["info", "{tmp}/garbage.onnx"], "ONNX Runtime cannot load"),
 ])
 def test_bad_input_gets_one_clear_error(args: list[str], message: str, seg_onnx: Path, vtest: Path, tmp_path: Path) -> None:

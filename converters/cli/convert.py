@@ -11,7 +11,7 @@ from edgevision.errors import EdgeVisionError
 if TYPE_CHECKING:
     from edgevision.build import BuildResult
 
-HELP = "PyTorch checkpoint -> ONNX with decode + NMS in the graph (then an engine)"
+HELP = "PyTorch checkpoint or foreign ONNX -> ONNX with decode + NMS in the graph (then an engine)"
 LOGGERS = ("converters",)  # its "[convert] ..." and "[precision] ..." progress lines
 
 
@@ -27,10 +27,15 @@ def _hw(text: str) -> tuple[int, int]:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="the trained model: an Ultralytics YOLO .pt checkpoint (detect or segment, v8/11), "
                                  "or a state_dict with --arch torchvision:NAME (classifiers, FCN/DeepLabV3/LRASPP, "
-                                 "RetinaNet/FCOS)")
+                                 "RetinaNet/FCOS), or an ONNX file from another exporter (Ultralytics' as it is, "
+                                 "others with --describe)")
     p.add_argument("--arch", default=None, metavar="FAMILY:NAME",
                    help="the architecture of a state_dict, e.g. torchvision:resnet18, torchvision:deeplabv3_resnet50, "
                         "torchvision:retinanet_resnet50_fpn")
+    p.add_argument("--describe", metavar="SPEC.yaml", default=None,
+                   help="an ONNX file's raw output layout (yolo, end2end, detr, ssd), box format, classes and "
+                        "pre-processing; not needed for Ultralytics' ONNX exports (README: ONNX files from other "
+                        "exporters)")
     p.add_argument("--task", default=None, choices=("detect", "segment", "semantic", "classify"),
                    help="override the task the family detects")
     p.add_argument("--num-classes", type=int, default=None,
@@ -121,6 +126,7 @@ def main(args: argparse.Namespace) -> int:
         conf=args.conf, iou=args.iou, opset=args.opset, trust=args.trust_checkpoint,
         arch=args.arch, task=args.task, num_classes=args.num_classes, class_names=_names(args.class_names),
         accept_unverified=args.accept_unverified, min_size=args.min_size, max_size=args.max_size, head=args.head,
+        describe=args.describe,
     )
     result = convert(model, out, opts, frames)
     print(f"ONNX      {result.onnx_path}  ({result.seconds:.1f} s)")

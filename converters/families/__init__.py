@@ -12,9 +12,11 @@ from .base import Checkpoint, Exportable, Family, Request
 from .torchvision import TorchvisionFamily
 from .torchvision_detect import TorchvisionDetectFamily
 from .timm import TimmFamily
+from .onnx_file import OnnxFileFamily
 from .ultralytics import UltralyticsFamily
 
-FAMILIES: list[Family] = [UltralyticsFamily(), TorchvisionFamily(), TorchvisionDetectFamily(), TimmFamily()]
+FAMILIES: list[Family] = [UltralyticsFamily(), TorchvisionFamily(), TorchvisionDetectFamily(), TimmFamily(),
+                           OnnxFileFamily()]
 
 
 def supported() -> str:

@@ -53,13 +53,16 @@ class Exportable:
     manifest: Manifest
     reference: Callable[[Sequence[np.ndarray]], list[Result]]
     notes: list[str] = field(default_factory=list)
+    # Writes the graph itself instead of torch.onnx.export (a foreign ONNX file joined to its head).
+    write: Callable[[Path], None] | None = None
 
 
 @dataclass
 class Checkpoint:
     """A model file, opened once. kind: "ultralytics" (an Ultralytics checkpoint dict),
     "state_dict" (a mapping of tensor names to tensors), "module" (a whole pickled
-    nn.Module, loaded only with trust), "torchscript" (a TorchScript archive)."""
+    nn.Module, loaded only with trust), "torchscript" (a TorchScript archive), "onnx" (an ONNX file
+    from another exporter: converters.foreign.graph.ForeignGraph)."""
 
     path: Path
     kind: str
