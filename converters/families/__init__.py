@@ -13,8 +13,9 @@ from .torchvision import TorchvisionFamily
 from .torchvision_detect import TorchvisionDetectFamily
 from .timm import TimmFamily
 from .ultralytics import UltralyticsFamily
+from .ultralytics_tasks import UltralyticsTaskFamily
 
-FAMILIES: list[Family] = [UltralyticsFamily(), TorchvisionFamily(), TorchvisionDetectFamily(), TimmFamily()]
+FAMILIES: list[Family] = [UltralyticsTaskFamily(), UltralyticsFamily(), TorchvisionFamily(), TorchvisionDetectFamily(), TimmFamily()]
 
 
 def supported() -> str:

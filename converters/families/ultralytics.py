@@ -167,16 +167,12 @@ class UltralyticsFamily:
     """Ultralytics YOLO v8/11 detect and segment checkpoints (.pt), decode + NMS in the graph."""
 
     name = "ultralytics"
-    summary = "Ultralytics YOLO v8/11 detect, segment, pose, obb and classify (.pt)"
+    summary = "Ultralytics YOLO v8/11 detect and segment (.pt)"
 
     def claims(self, ckpt: Checkpoint, req: Request) -> bool:
         return ckpt.kind == "ultralytics" and (req.arch is None or req.arch.split(":")[0] == self.name)
 
     def prepare(self, ckpt: Checkpoint, req: Request) -> Exportable:
-        from .ultralytics_tasks import TASK_HEADS, head_name
-
-        if head_name(ckpt.obj) in TASK_HEADS:  # pose, obb, classify: their own modules
-            return TASK_HEADS[head_name(ckpt.obj)](ckpt, req)
         opts = req.options
         d = YOLO_DEFAULTS  # where the user left an option at None
         max_det = d["max_det"] if opts.max_det is None else opts.max_det

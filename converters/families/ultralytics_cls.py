@@ -19,7 +19,7 @@ from edgevision.manifest import IN_IMAGES, OUT_TOPK_IDS, OUT_TOPK_PROBS, Manifes
 from edgevision.results import Classification, Result
 
 from .base import Checkpoint, Exportable, Request
-from .ultralytics_tasks import class_names, export_ready
+from .ultralytics_shared import class_names, export_ready
 
 torch = lazy_import("torch")
 

@@ -21,8 +21,7 @@ from edgevision.rotated import xywhr_bounds
 
 from ..nms_rotated import RotatedPostprocess
 from .base import Checkpoint, Exportable, Request
-from .ultralytics import YoloSource, yolo_manifest
-from .ultralytics_tasks import class_names, export_ready, input_size, nms_settings
+from .ultralytics_shared import class_names, export_ready, input_size, nms_settings, yolo_task_manifest
 
 torch = lazy_import("torch")
 
@@ -69,11 +68,9 @@ def prepare_obb(ckpt: Checkpoint, req: Request) -> Exportable:
     anchors = sum((h // st) * (w // st) for st in strides)
     topk = min(s.pre_nms_topk, anchors)
     post = RotatedPostprocess(len(names), min(s.max_det, topk), topk)
-    src = YoloSource(model=model, task="obb", class_names=names, num_masks=0, strides=strides)
-    manifest = yolo_manifest(src, (h, w), post.max_det, None, pre_nms_topk=topk, anchors=anchors).replace(
-        conf_threshold=s.conf, iou_threshold=s.iou,
-        source={"file": ckpt.path.name, "sha256": sha256_file(ckpt.path), "kind": "ultralytics"},
-    )
+    source = {"file": ckpt.path.name, "sha256": sha256_file(ckpt.path), "kind": "ultralytics"}
+    manifest = yolo_task_manifest("obb", names, (h, w), post.max_det, s.conf, s.iou, source,
+                                  pre_nms_topk=topk, anchors=anchors)
     example = (torch.rand(2, 3, h, w), torch.tensor([s.conf]), torch.tensor([s.iou]))
     outputs = [OUT_XYWHR, OUT_SCORES, OUT_CLASSES, OUT_NUM, OUT_LIMITS]
     return Exportable(ObbWithPostprocess(model, post).eval(), example, [IN_IMAGES, IN_CONF, IN_IOU], outputs,

@@ -22,8 +22,7 @@ from edgevision.results import Result
 
 from ..nms import DetectPostprocess
 from .base import Checkpoint, Exportable, Request
-from .ultralytics import YoloSource, yolo_manifest
-from .ultralytics_tasks import class_names, export_ready, input_size, nms_settings
+from .ultralytics_shared import class_names, export_ready, input_size, nms_settings, yolo_task_manifest
 
 torch = lazy_import("torch")
 
@@ -83,14 +82,10 @@ def prepare_pose(ckpt: Checkpoint, req: Request) -> Exportable:
     topk = min(s.pre_nms_topk, anchors)
     post = DetectPostprocess(len(names), kpt_shape[0] * kpt_shape[1], min(s.max_det, topk), topk, s.nms_iters)
     wrapper = PoseWithPostprocess(model, post, kpt_shape).eval()
-    src = YoloSource(model=model, task="pose", class_names=names, num_masks=0, strides=strides)
-    manifest = yolo_manifest(
-        src, (h, w), post.max_det, None, kpt_shape=list(kpt_shape),
-        pre_nms_topk=topk, nms_iters=s.nms_iters, nms_block=post.block, anchors=anchors,
-    ).replace(
-        conf_threshold=s.conf, iou_threshold=s.iou,
-        source={"file": ckpt.path.name, "sha256": sha256_file(ckpt.path), "kind": "ultralytics"},
-    )
+    source = {"file": ckpt.path.name, "sha256": sha256_file(ckpt.path), "kind": "ultralytics"}
+    manifest = yolo_task_manifest("pose", names, (h, w), post.max_det, s.conf, s.iou, source,
+                                  kpt_shape=list(kpt_shape), pre_nms_topk=topk, nms_iters=s.nms_iters,
+                                  nms_block=post.block, anchors=anchors)
     example = (torch.rand(2, 3, h, w), torch.tensor([s.conf]), torch.tensor([s.iou]))
     outputs = [OUT_BOXES, OUT_SCORES, OUT_CLASSES, OUT_NUM, OUT_KEYPOINTS, OUT_LIMITS]
     return Exportable(wrapper, example, [IN_IMAGES, IN_CONF, IN_IOU], outputs, manifest,
