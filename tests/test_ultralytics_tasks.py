@@ -145,6 +145,23 @@ def test_batch_of_two_equals_two_single_runs(task: str, converted: Any, vtest_fr
 
 
 @pytest.mark.parametrize("task", ["pose", "obb", "classify"])
+def test_openvino_runs_the_same_graph(task: str, converted: Any, vtest_frames40: list[np.ndarray]) -> None:
+    pytest.importorskip("openvino")
+    path = converted(task)[1]
+    ort_model, ov_model = edgevision.load(path, backend="onnxruntime"), edgevision.load(path, backend="openvino")
+    for f in vtest_frames40[24:28]:
+        a, b = ort_model(f), ov_model(f)
+        if task == "classify":
+            assert np.array_equal(a.class_id, b.class_id)
+            np.testing.assert_allclose(a.confidence, b.confidence, atol=1e-4)
+            continue
+        assert len(a) == len(b) > 0
+        np.testing.assert_allclose(a.xyxy, b.xyxy, atol=0.05)
+        extra = "keypoints" if task == "pose" else "xywhr"
+        np.testing.assert_allclose(getattr(a, extra), getattr(b, extra), atol=0.05)
+
+
+@pytest.mark.parametrize("task", ["pose", "obb", "classify"])
 def test_tensorrt_rtx_builds_the_graph(task: str, converted: Any) -> None:
     pytest.importorskip("tensorrt_rtx", reason="TensorRT-RTX (pip install tensorrt-rtx-cu12) is the CI builder")
     from edgevision.build import BatchRange, BuildOptions, build_engine
