@@ -57,7 +57,8 @@ def _head_outputs(model: Any, x: torch.Tensor) -> dict[str, torch.Tensor]:
 
 
 def yolo_task_checkpoint(task: str, frames: list[np.ndarray], path: Path, imgsz: int = 320, nc: int = 3,
-                         candidates: float = 40.0, conf: float = 0.25, seed: int = 0) -> Path:
+                         candidates: float = 40.0, conf: float = 0.25, seed: int = 0,
+                         kpt_shape: tuple[int, int] = (17, 3)) -> Path:
     """A YOLO11n `task` ("pose", "obb", "classify") checkpoint at `path` (see the module docstring)."""
     from ultralytics.nn.tasks import ClassificationModel, OBBModel, PoseModel
 
@@ -75,7 +76,7 @@ def yolo_task_checkpoint(task: str, frames: list[np.ndarray], path: Path, imgsz:
             model.model[-1].linear = logits
             _scale_last([logits], logits(feats), 2.0)
     else:
-        model = (PoseModel("yolo11n-pose.yaml", nc=nc, data_kpt_shape=(17, 3), verbose=False) if task == "pose"
+        model = (PoseModel("yolo11n-pose.yaml", nc=nc, data_kpt_shape=kpt_shape, verbose=False) if task == "pose"
                  else OBBModel("yolo11n-obb.yaml", nc=nc, verbose=False))
         x = _inputs(frames, imgsz, Preprocess())
         _recalibrate(model, x)
@@ -95,6 +96,6 @@ def yolo_task_checkpoint(task: str, frames: list[np.ndarray], path: Path, imgsz:
         with torch.no_grad():
             for branch in head.cv3:
                 branch[-1].bias.fill_((lo + hi) / 2)
-    model.names = {i: f"class{i}" for i in range(nc)} if task != "pose" else {0: "person"}
+    model.names = {0: "person"} if task == "pose" and nc == 1 else {i: f"class{i}" for i in range(nc)}
     torch.save({"model": model.eval().half(), "train_args": {"task": task, "imgsz": imgsz}}, path)
     return path
