@@ -38,26 +38,27 @@ def rotated_preds(seed: int, batch: int = 2) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def graph(tmp_path_factory: pytest.TempPathFactory) -> dict[int, ort.InferenceSession]:
-    """RotatedPostprocess exported twice: K = N (no cap) and K = 24 (capped), max_det 20."""
+def graph(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[int, int], ort.InferenceSession]:
+    """RotatedPostprocess exported as (K, block): K = N (no cap) in one block and in blocks of 16
+    (the upper block triangle), K = 24 (capped) in blocks of 8; max_det 20."""
     sessions = {}
-    for k in (N, 24):
-        path = Path(tmp_path_factory.mktemp("rot")) / f"rot{k}.onnx"
-        module = RotatedPostprocess(NC, 20, k).eval()
+    for k, block in ((N, 256), (N, 16), (24, 8)):
+        path = Path(tmp_path_factory.mktemp("rot")) / f"rot{k}_{block}.onnx"
+        module = RotatedPostprocess(NC, 20, k, block).eval()
         args = (torch.from_numpy(rotated_preds(0)), torch.tensor([0.25]), torch.tensor([0.5]))
         torch.onnx.export(module, args, str(path), opset_version=17, dynamo=False,
                           input_names=["preds", "conf", "iou"], output_names=["xywhr", "scores", "cls", "num", "lim"],
                           dynamic_axes={"preds": {0: "b"}})
-        sessions[k] = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        sessions[k, block] = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     return sessions
 
 
 @pytest.mark.parametrize("seed", range(6))
 @pytest.mark.parametrize("iou", [0.1, 0.45, 0.7, 0.9])
-def test_graph_equals_numpy_twin(graph: dict[int, ort.InferenceSession], seed: int, iou: float) -> None:
+def test_graph_equals_numpy_twin(graph: dict[tuple[int, int], ort.InferenceSession], seed: int, iou: float) -> None:
     preds = rotated_preds(seed)
     conf = 0.25
-    for k, session in graph.items():
+    for (k, _), session in graph.items():
         xywhr, scores, cls, num, lim = session.run(None, {"preds": preds, "conf": np.array([conf], np.float32),
                                                           "iou": np.array([iou], np.float32)})
         for b in range(len(preds)):
