@@ -122,3 +122,56 @@ def nms_limits_reached(
     _, boxes, scores, classes, above = candidates(preds, num_classes, conf, pre_nms_topk)
     capped = above > pre_nms_topk and len(greedy_nms(boxes, scores, classes, iou)) < max_det
     return capped, nms_chain_depth(boxes, scores, classes, iou, block) > nms_iters
+
+
+# --- rotated boxes (OBB): the numpy twin of converters.nms_rotated.RotatedPostprocess ---
+
+def probiou(a: np.ndarray, b: np.ndarray, eps: float = 1e-7) -> np.ndarray:
+    """float32[N, 5], float32[M, 5] xywhr -> float32[N, M] probabilistic IoU (Ultralytics'
+    batch_probiou, in float32, term by term)."""
+    f = np.float32
+    eps = f(eps)
+
+    def cov(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        ga, gb = x[:, 2] ** 2 / f(12), x[:, 3] ** 2 / f(12)
+        cos, sin = np.cos(x[:, 4]), np.sin(x[:, 4])
+        return ga * cos**2 + gb * sin**2, ga * sin**2 + gb * cos**2, (ga - gb) * cos * sin
+
+    a, b = a.astype(f), b.astype(f)
+    a1, b1, c1 = (v[:, None] for v in cov(a))
+    a2, b2, c2 = (v[None, :] for v in cov(b))
+    x1, y1 = a[:, 0:1], a[:, 1:2]
+    x2, y2 = b[None, :, 0], b[None, :, 1]
+    den = (a1 + a2) * (b1 + b2) - (c1 + c2) ** 2
+    t1 = (((a1 + a2) * (y1 - y2) ** 2 + (b1 + b2) * (x1 - x2) ** 2) / (den + eps)) * f(0.25)
+    t2 = (((c1 + c2) * (x2 - x1) * (y1 - y2)) / (den + eps)) * f(0.5)
+    root = np.sqrt(np.clip(a1 * b1 - c1**2, 0, None) * np.clip(a2 * b2 - c2**2, 0, None))
+    with np.errstate(divide="ignore"):
+        t3 = np.log(den / (f(4) * root + eps) + eps) * f(0.5)
+    bd = np.clip(t1 + t2 + t3, eps, f(100))
+    return (f(1) - np.sqrt(f(1) - np.exp(-bd) + eps)).astype(f)
+
+
+def rotated_nms(xywhr: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou: float,
+                max_wh: float = 7680.0) -> np.ndarray:
+    """Ultralytics' rotated NMS (fast NMS): int64 indices of kept boxes, best score first.
+
+    xywhr float32[N, 5], scores float32[N], classes int[N]. Centres move by class * max_wh (no
+    overlap across classes); sorted by score, j is dropped iff a higher-ranked box (kept or not)
+    has probiou > iou.
+    """
+    order = np.argsort(-scores, kind="stable")
+    b = xywhr[order].astype(np.float32, copy=True)
+    b[:, :2] += (classes[order].astype(np.float32) * np.float32(max_wh))[:, None]
+    over = np.triu(probiou(b, b) > np.float32(iou), 1)
+    return order[~over.any(0)].astype(np.int64)
+
+
+def decode_nms_rotated(preds: np.ndarray, num_classes: int, conf: float, iou: float, max_det: int,
+                       pre_nms_topk: int | None = None) -> RefDetections:
+    """One image: preds float32[4+C+1, N] (cx, cy, w, h, scores, angle) -> rotated-NMS detections
+    whose `boxes` are float32[N, 5] xywhr in network-input pixels."""
+    cand, _, scores, classes, _ = candidates(preds, num_classes, conf, pre_nms_topk)
+    xywhr = np.concatenate([preds[:4, cand].T, preds[-1:, cand].T], 1).astype(np.float32)
+    kept = rotated_nms(xywhr, scores, classes, iou)[:max_det]
+    return RefDetections(xywhr[kept], scores[kept], classes[kept].astype(np.int32), cand[kept])

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from edgevision.detections import Detections
+from edgevision.manifest import DETECTION_TASKS
 from edgevision.metrics import Agreement, agreement
 from edgevision.results import Classification, ClassMap, Result
 
@@ -38,7 +39,7 @@ class Verdict:
 def compare(task: str, got: Sequence[Result], ref: Sequence[Result], min_f1: float = 0.99, min_ap: float = 0.97,
             min_pixels: float = 0.99, max_prob_diff: float = 1e-4) -> Verdict:
     """Per-task agreement of the artifact's results with the reference's, frame by frame."""
-    if task in ("detect", "segment"):
+    if task in DETECTION_TASKS:
         dets_got = [r for r in got if isinstance(r, Detections)]
         dets_ref = [r for r in ref if isinstance(r, Detections)]
         a = agreement(dets_got, dets_ref)

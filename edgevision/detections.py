@@ -19,8 +19,11 @@ class Detections:
     masks: bool[N, H, W] at frame resolution, or None for detectors.
     class_names: names indexed by class_id (shared, not copied, between frames).
     tracker_id: int64[N] track ids given by a tracker, or None when nothing tracked them.
-    data: free-form per-detection arrays (each with N rows), indexed with the rest; e.g.
-      keypoints. Frame-level facts go in `frame_data` (not indexed).
+    data: free-form per-detection arrays (each with N rows), indexed with the rest.
+      Frame-level facts go in `frame_data` (not indexed).
+    keypoints: float32[N, K, 3] x, y (frame pixels), visibility in [0, 1], or None (pose).
+    xywhr: float32[N, 5] rotated boxes cx, cy, w, h (frame pixels), angle (radians), or None
+      (obb); xyxy then holds each rotated box's axis-aligned bounds.
 
     Index with an int array, a slice or a bool[N] mask: `dets[dets.confidence > 0.5]`.
     """
@@ -33,6 +36,8 @@ class Detections:
     tracker_id: np.ndarray | None = None
     data: dict[str, np.ndarray] = field(default_factory=dict)
     frame_data: dict[str, Any] = field(default_factory=dict, repr=False)
+    keypoints: np.ndarray | None = None
+    xywhr: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.xyxy = np.asarray(self.xyxy, dtype=np.float32).reshape(-1, 4)
@@ -52,6 +57,14 @@ class Detections:
             self.tracker_id = np.asarray(self.tracker_id, dtype=np.int64).reshape(-1)
             if len(self.tracker_id) != n:
                 raise EdgeVisionError(f"tracker_id has {len(self.tracker_id)} rows, the detections {n}")
+        if self.keypoints is not None:
+            self.keypoints = np.asarray(self.keypoints, dtype=np.float32)
+            if self.keypoints.ndim != 3 or len(self.keypoints) != n or self.keypoints.shape[2] != 3:
+                raise EdgeVisionError(f"keypoints must be float32[{n}, K, 3], got shape {self.keypoints.shape}")
+        if self.xywhr is not None:
+            self.xywhr = np.asarray(self.xywhr, dtype=np.float32)
+            if self.xywhr.shape != (n, 5):
+                raise EdgeVisionError(f"xywhr must be float32[{n}, 5], got shape {self.xywhr.shape}")
         for key, value in self.data.items():
             self.data[key] = value = np.asarray(value)
             if len(value) != n:
@@ -76,6 +89,8 @@ class Detections:
             None if self.tracker_id is None else self.tracker_id[index],
             {k: v[index] for k, v in self.data.items()},
             self.frame_data,
+            None if self.keypoints is None else self.keypoints[index],
+            None if self.xywhr is None else self.xywhr[index],
         )
 
     @property
@@ -90,7 +105,8 @@ class Detections:
 
     def to_records(self) -> list[dict[str, Any]]:
         """JSON-ready list: [{"xyxy": [...], "confidence": f, "class_id": i, "class_name": s}],
-        plus "tracker_id" per detection when a tracker ran."""
+        plus "tracker_id" per detection when a tracker ran, "keypoints" ([[x, y, visibility]] * K)
+        for pose and "corners" (the rotated box's 4 corner points [[x, y]] * 4) for obb."""
         records = [
             {"xyxy": [round(v, 2) for v in box], "confidence": round(conf, 4), "class_id": cid, "class_name": name}
             for box, conf, cid, name in zip(
@@ -100,6 +116,14 @@ class Detections:
         if self.tracker_id is not None:
             for record, tid in zip(records, self.tracker_id.tolist()):
                 record["tracker_id"] = tid
+        if self.keypoints is not None:
+            for record, kpts in zip(records, self.keypoints.tolist()):
+                record["keypoints"] = [[round(x, 2), round(y, 2), round(v, 4)] for x, y, v in kpts]
+        if self.xywhr is not None:
+            from .rotated import xywhr_corners
+
+            for record, corners in zip(records, xywhr_corners(self.xywhr).tolist()):
+                record["corners"] = [[round(x, 2), round(y, 2)] for x, y in corners]
         return records
 
     def to_json(self) -> dict[str, Any]:

@@ -1,5 +1,5 @@
-"""Annotate a frame with a result: boxes, labels and instance masks; a class-map overlay;
-a classifier's top classes (OpenCV drawing)."""
+"""Annotate a frame with a result: boxes (rotated boxes as rotated rectangles), labels, instance
+masks and keypoint skeletons; a class-map overlay; a classifier's top classes (OpenCV drawing)."""
 from __future__ import annotations
 
 import numpy as np
@@ -65,7 +65,8 @@ def annotate_classification(frame: np.ndarray, cls: Classification) -> np.ndarra
 
 
 def annotate_detections(frame: np.ndarray, dets: Detections, mask_alpha: float = 0.45) -> np.ndarray:
-    """Boxes, labels (with track ids when tracked) and masks, blended inside their boxes only."""
+    """Boxes (or rotated boxes), labels (with track ids when tracked), masks blended inside their
+    boxes only, and keypoint skeletons (edgevision.skeleton)."""
     cv2 = lazy_import("cv2")
     out = frame.copy()
     if dets.masks is not None:
@@ -81,8 +82,19 @@ def annotate_detections(frame: np.ndarray, dets: Detections, mask_alpha: float =
         dets.xyxy.astype(int).tolist(), dets.confidence.tolist(), dets.class_id.tolist(), dets.class_name, tracks
     ):
         c = color(cid)
-        cv2.rectangle(out, (x1, y1), (x2, y2), c, thickness, cv2.LINE_AA)
+        if dets.xywhr is None:
+            cv2.rectangle(out, (x1, y1), (x2, y2), c, thickness, cv2.LINE_AA)
         label = f"{name} {conf:.2f}" if tid is None else f"#{tid} {name} {conf:.2f}"
         th = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)[0][1]
         _label(out, label, x1, y1 - 4 if y1 - th - 6 >= 0 else y1 + th + 4, c)
+    if dets.xywhr is not None:
+        from .rotated import xywhr_corners
+
+        for corners, cid in zip(xywhr_corners(dets.xywhr), dets.class_id.tolist()):
+            cv2.polylines(out, [np.round(corners).astype(np.int32)], True, color(cid), thickness, cv2.LINE_AA)
+    if dets.keypoints is not None:
+        from .skeleton import draw_keypoints
+
+        for kpts, cid in zip(dets.keypoints, dets.class_id.tolist()):
+            draw_keypoints(out, kpts, color(cid), thickness)
     return out

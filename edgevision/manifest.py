@@ -31,6 +31,8 @@ OUT_CLASS_MAP = "class_map"  # int32[B, H, W] class per input pixel (semantic)
 OUT_CLASS_SCORES = "class_scores"  # float32[B, C, H, W] per-class scores (semantic, optional)
 OUT_TOPK_IDS = "topk_class_ids"  # int32[B, k], best first (classify)
 OUT_TOPK_PROBS = "topk_probs"  # float32[B, k] softmax probabilities, best first (classify)
+OUT_KEYPOINTS = "keypoints"  # float32[B, D, K, 3] x, y (input pixels), visibility (pose)
+OUT_XYWHR = "xywhr"  # float32[B, D, 5] rotated boxes cx, cy, w, h (input pixels), angle (radians) (obb)
 OUT_LIMITS = "nms_limits"  # int32[B], last; bits: 1 candidate cap may cut rows, 2 NMS unconverged; 0 = exact
 IN_IMAGES = "images"  # float32[B, 3, H, W]
 IN_CONF = "conf_threshold"  # float32[1]
@@ -42,7 +44,11 @@ TASKS: dict[str, tuple[str, ...]] = {
     "segment": (OUT_BOXES, OUT_SCORES, OUT_CLASSES, OUT_NUM),  # + protos/mask_coeffs or masks
     "semantic": (OUT_CLASS_MAP,),
     "classify": (OUT_TOPK_IDS, OUT_TOPK_PROBS),
+    "pose": (OUT_BOXES, OUT_SCORES, OUT_CLASSES, OUT_NUM, OUT_KEYPOINTS),
+    # xyxy of a rotated box is its axis-aligned bounds, computed by the runtime in frame pixels
+    "obb": (OUT_XYWHR, OUT_SCORES, OUT_CLASSES, OUT_NUM),
 }
+DETECTION_TASKS = ("detect", "segment", "pose", "obb")  # tasks whose results are Detections
 MASK_KINDS = ("prototypes", "per_detection")
 RESIZE_MODES = ("letterbox", "fit", "stretch", "center_crop")
 
@@ -143,8 +149,8 @@ class Manifest:
 
     @property
     def detects(self) -> bool:
-        """True for tasks whose results are Detections (detect, segment)."""
-        return self.task in ("detect", "segment")
+        """True for tasks whose results are Detections (detect, segment, pose, obb)."""
+        return self.task in DETECTION_TASKS
 
     @property
     def outputs(self) -> tuple[str, ...]:

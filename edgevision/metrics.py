@@ -42,12 +42,22 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.where(union > 0, union, 1), 0).astype(np.float32)
 
 
+def pair_iou(cand: Detections, ref: Detections) -> np.ndarray:
+    """float32[N_cand, N_ref] IoU: of the rotated boxes where both carry xywhr, else of xyxy."""
+    if cand.xywhr is not None and ref.xywhr is not None:
+        from .rotated import rotated_iou
+
+        return rotated_iou(cand.xywhr, ref.xywhr)
+    return box_iou(cand.xyxy, ref.xyxy)
+
+
 def match(cand: Detections, ref: Detections, iou: float) -> np.ndarray:
-    """Greedy COCO matching, best candidate first. Returns bool[N_cand]: matched a same-class ref box."""
+    """Greedy COCO matching, best candidate first. Returns bool[N_cand]: matched a same-class ref box.
+    Rotated boxes (both sides with xywhr) match by their polygon IoU."""
     hit = np.zeros(len(cand), dtype=bool)
     if not len(cand) or not len(ref):
         return hit
-    ious = box_iou(cand.xyxy, ref.xyxy)
+    ious = pair_iou(cand, ref)
     ious[cand.class_id[:, None] != ref.class_id[None, :]] = -1
     taken = np.zeros(len(ref), dtype=bool)
     for i in np.argsort(-cand.confidence, kind="stable"):
@@ -151,3 +161,22 @@ def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
     """IoU of two bool[H, W] masks (1.0 when both are empty)."""
     union = np.logical_or(a, b).sum()
     return float(np.logical_and(a, b).sum() / union) if union else 1.0
+
+
+# COCO's per-keypoint OKS sigmas of the 17 person keypoints (other layouts: 1/K each, as Ultralytics)
+COCO_KPT_SIGMAS = np.array([0.26, 0.25, 0.25, 0.35, 0.35, 0.79, 0.79, 0.72, 0.72, 0.62, 0.62, 1.07, 1.07, 0.87, 0.87,
+                            0.89, 0.89], np.float32) / 10
+
+
+def keypoint_oks(cand: np.ndarray, ref: np.ndarray, area: np.ndarray) -> np.ndarray:
+    """Object keypoint similarity of paired detections: cand, ref float32[N, K, 3] (x, y, visibility;
+    frame pixels), area float32[N] (the reference boxes' areas) -> float32[N] in [0, 1].
+
+    COCO's OKS (exp(-d^2 / (2 * area * (2 sigma)^2)) averaged over the keypoints), over every
+    keypoint the reference has (predictions carry all K), as Ultralytics' kpt_iou does.
+    """
+    k = ref.shape[1]
+    sigma = COCO_KPT_SIGMAS if k == 17 else np.full(k, 1.0 / k, np.float32)
+    d2 = ((cand[..., :2] - ref[..., :2]) ** 2).sum(-1)  # [N, K]
+    e = d2 / ((2 * sigma) ** 2 * (area[:, None] + 1e-7) * 2)
+    return np.exp(-e).mean(1).astype(np.float32)

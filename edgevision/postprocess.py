@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 from .detections import Detections
 from .manifest import (
-    OUT_BOXES, OUT_CLASS_MAP, OUT_CLASSES, OUT_COEFFS, OUT_LIMITS, OUT_MASKS, OUT_NUM, OUT_PROTOS, OUT_SCORES, OUT_TOPK_IDS,
-    OUT_TOPK_PROBS, Manifest,
+    OUT_BOXES, OUT_CLASS_MAP, OUT_CLASSES, OUT_COEFFS, OUT_KEYPOINTS, OUT_LIMITS, OUT_MASKS, OUT_NUM, OUT_PROTOS,
+    OUT_SCORES, OUT_TOPK_IDS, OUT_TOPK_PROBS, OUT_XYWHR, Manifest,
 )
 from .preprocess import Geometry
 from .results import Classification, ClassMap, Result
@@ -114,15 +114,26 @@ def to_detections(
     outputs: dict[str, np.ndarray], index: int, geo: Geometry, manifest: Manifest, with_masks: bool = True,
     classes: np.ndarray | None = None,
 ) -> Detections:
-    """Row `index` of a batch of detect/segment outputs -> Detections in the frame's pixels.
+    """Row `index` of a batch of detect/segment/pose/obb outputs -> Detections in the frame's pixels.
 
     classes: int32 class ids to keep (None: all); filtered before any mask is assembled.
+    pose: keypoints float32[N, K, 3] mapped like the boxes. obb: xywhr float32[N, 5] mapped to
+    the frame, xyxy = their axis-aligned bounds.
     """
     n = int(outputs[OUT_NUM].reshape(-1)[index])
     rows = np.arange(n)
     if classes is not None:
         rows = rows[np.isin(outputs[OUT_CLASSES][index, :n], classes)]
-    xyxy = geo.boxes_to_frame(outputs[OUT_BOXES][index, rows])
+    keypoints = xywhr = None
+    if manifest.task == "obb":
+        from .rotated import xywhr_bounds
+
+        xywhr = geo.xywhr_to_frame(outputs[OUT_XYWHR][index, rows])
+        xyxy = xywhr_bounds(xywhr)
+    else:
+        xyxy = geo.boxes_to_frame(outputs[OUT_BOXES][index, rows])
+    if manifest.task == "pose":
+        keypoints = geo.points_to_frame(outputs[OUT_KEYPOINTS][index, rows])
     masks = None
     if manifest.task == "segment" and with_masks:
         if manifest.mask_kind == "per_detection":
@@ -135,7 +146,7 @@ def to_detections(
     if OUT_LIMITS in outputs:  # artifacts converted before nms_limits existed lack it: unknown, not exact
         frame_data["nms_limits"] = int(outputs[OUT_LIMITS].reshape(-1)[index])
     return Detections(xyxy, outputs[OUT_SCORES][index, rows], outputs[OUT_CLASSES][index, rows], masks,
-                      manifest.class_names, frame_data=frame_data)
+                      manifest.class_names, frame_data=frame_data, keypoints=keypoints, xywhr=xywhr)
 
 
 def _detections(outputs: dict[str, np.ndarray], index: int, geo: Geometry, manifest: Manifest,
@@ -162,6 +173,8 @@ DECODERS: dict[str, Decoder] = {
     "segment": _detections,
     "semantic": to_class_map,
     "classify": to_classification,
+    "pose": _detections,
+    "obb": _detections,
 }
 
 

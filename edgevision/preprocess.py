@@ -55,6 +55,28 @@ class Geometry:
         np.clip(ys, 0, h, out=ys)
         return out
 
+    def points_to_frame(self, points: np.ndarray) -> np.ndarray:
+        """float32[..., C >= 2] input-pixel points (x, y first; e.g. keypoints [N, K, 3]) -> frame
+        pixels, clipped to the frame (Ultralytics' scale_coords); the other channels unchanged."""
+        out = points.astype(np.float32, copy=True)
+        gx, gy = self.gains
+        h, w = self.frame_hw
+        out[..., 0] = np.clip((out[..., 0] - self.left) / gx, 0, w)
+        out[..., 1] = np.clip((out[..., 1] - self.top) / gy, 0, h)
+        return out
+
+    def xywhr_to_frame(self, xywhr: np.ndarray) -> np.ndarray:
+        """float32[N, 5] rotated boxes in input pixels -> frame pixels, not clipped (a rotated box
+        has no clipped form); the centre and sides scale per axis as Ultralytics' scale_boxes
+        (xywh=True) does, the angle is kept."""
+        out = xywhr.astype(np.float32, copy=True)
+        gx, gy = self.gains
+        out[:, 0] = (out[:, 0] - self.left) / gx
+        out[:, 1] = (out[:, 1] - self.top) / gy
+        out[:, 2] /= gx
+        out[:, 3] /= gy
+        return out
+
     def map_to_frame(self, image: np.ndarray) -> np.ndarray:
         """An [H_in, W_in] (integer) map over the network input -> [H, W] at frame resolution,
         nearest neighbour (class maps: no new class ids between classes)."""

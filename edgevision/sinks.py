@@ -55,7 +55,8 @@ class VideoSink(Sink):
 
 class JsonlSink(Sink):
     """One line per frame: {"frame": i, ...the result's fields}. Detectors: "detections":
-    [{"xyxy": [...], "confidence": f, "class_id": i, "class_name": s}]; semantic segmenters:
+    [{"xyxy": [...], "confidence": f, "class_id": i, "class_name": s}] (+ "keypoints" for pose, "corners"
+    for obb); semantic segmenters:
     "pixels": {class name: count} (+ "rle" with rle=True); classifiers: "classes": top-k."""
 
     def __init__(self, path: str | Path, rle: bool = False) -> None:

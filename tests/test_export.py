@@ -134,13 +134,25 @@ def test_verification_rejects_a_disagreeing_graph(seg_checkpoint: Path, vtest_fr
     assert (tmp_path / "yolo11n-seg.rejected.onnx").exists() and not (tmp_path / "yolo11n-seg.onnx").exists()
 
 
-def test_a_yolo_classifier_is_refused_by_name(tmp_path: Path) -> None:
+def test_a_yolo_classifier_is_taken_with_ultralytics_preprocessing(tmp_path: Path) -> None:
+    """Once refused by name; now the classify task with Ultralytics' classify transforms declared
+    (agreement with its predictor: tests/test_ultralytics_tasks.py)."""
     from ultralytics.nn.tasks import ClassificationModel
+
+    from converters.families import Request, find_family
+    from converters.intake import open_checkpoint
 
     path = tmp_path / "cls.pt"
     torch.save({"model": ClassificationModel("yolo11n-cls.yaml", nc=10, verbose=False).half()}, path)
-    with pytest.raises(EdgeVisionError, match="YOLO Classify model; edgevision converts Detect, v10Detect, Segment, Segment26"):
-        convert(path, tmp_path / "out")
+    ckpt = open_checkpoint(path)
+    ex = find_family(ckpt, Request(path)).prepare(ckpt, Request(path))
+    m = ex.manifest
+    assert m.task == "classify" and m.topk == 5 and m.input_hw == (224, 224) and len(m.class_names) == 10
+    assert (m.preprocess.resize, m.preprocess.resize_size, m.preprocess.resize_dtype) == ("center_crop", 224, "uint8-pil")
+    assert m.preprocess.mean == (0.0, 0.0, 0.0) and m.preprocess.std == (1.0, 1.0, 1.0)
+    ids, probs = ex.module(*ex.example)
+    # top-5 of the head's own softmax (no second softmax): sorted, and at most 1 together
+    assert ids.shape == (2, 5) and (probs[:, :-1] >= probs[:, 1:]).all() and (probs.sum(-1) <= 1 + 1e-5).all()
 
 
 def test_a_wrong_input_size_is_a_clear_error(seg_onnx: Path) -> None:

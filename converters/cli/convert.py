@@ -25,7 +25,7 @@ def _hw(text: str) -> tuple[int, int]:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="the trained model: an Ultralytics YOLO .pt checkpoint (detect or segment, v8/11), "
+    p.add_argument("model", help="the trained model: an Ultralytics YOLO .pt checkpoint (detect, segment, pose, obb or classify, v8/11), "
                                  "or a state_dict with --arch torchvision:NAME (classifiers, FCN/DeepLabV3/LRASPP, "
                                  "RetinaNet/FCOS), or an ONNX file from another exporter (Ultralytics' as it is, "
                                  "others with --describe)")

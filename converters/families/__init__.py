@@ -14,9 +14,10 @@ from .torchvision_detect import TorchvisionDetectFamily
 from .timm import TimmFamily
 from .onnx_file import OnnxFileFamily
 from .ultralytics import UltralyticsFamily
+from .ultralytics_tasks import UltralyticsTaskFamily
 
-FAMILIES: list[Family] = [UltralyticsFamily(), TorchvisionFamily(), TorchvisionDetectFamily(), TimmFamily(),
-                           OnnxFileFamily()]
+FAMILIES: list[Family] = [UltralyticsTaskFamily(), UltralyticsFamily(), TorchvisionFamily(), TorchvisionDetectFamily(),
+                           TimmFamily(), OnnxFileFamily()]
 
 
 def supported() -> str:

@@ -309,9 +309,10 @@ def apply_precision(result: Any, args: argparse.Namespace) -> Path:
     precision = args.precision
     budget = parse_budget(getattr(args, "max_drop", None), precision)
     fp32, manifest = Path(result.onnx_path), result.manifest
-    if precision in ("int8", "fp16") and not manifest.detects:
+    if precision in ("int8", "fp16") and manifest.task not in ("detect", "segment"):
         # The gate, calibration and layer protection measure detections; class maps and
-        # top-k need their own measures before reduced precision can be promised for them.
+        # top-k need their own measures, keypoints and rotated boxes their own float regions
+        # checked, before reduced precision can be promised for them.
         raise EdgeVisionError(
             f"--precision {precision} is built for detectors and segmenters so far, not {manifest.task} models; "
             f"the verified FP32 artifact is {fp32}"

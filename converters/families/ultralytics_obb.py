@@ -1,0 +1,77 @@
+"""Ultralytics YOLO OBB (rotated boxes) -> edgevision's `obb` graph.
+
+The head in export mode outputs preds float32[B, 4+C+1, N]: rotated boxes (cx, cy, w, h in
+input pixels), class scores, and the angle (radians, in [-pi/4, 3pi/4)). Ultralytics' rotated
+NMS (probiou fast-NMS, converters.nms_rotated) runs in the graph.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from edgevision._lazy import lazy_import
+from edgevision.detections import Detections
+from edgevision.manifest import (
+    IN_CONF, IN_IMAGES, IN_IOU, OUT_CLASSES, OUT_LIMITS, OUT_NUM, OUT_SCORES, OUT_XYWHR, Manifest, sha256_file,
+)
+from edgevision.results import Result
+from edgevision.rotated import xywhr_bounds
+
+from ..nms_rotated import RotatedPostprocess
+from .base import Checkpoint, Exportable, Request
+from .ultralytics_shared import class_names, export_ready, input_size, nms_settings, yolo_task_manifest
+
+torch = lazy_import("torch")
+
+
+class ObbWithPostprocess(torch.nn.Module):  # type: ignore[misc]
+    """images float32[B, 3, H, W] (+ conf, iou float32[1]) -> xywhr float32[B, D, 5], scores,
+    class_ids, num_dets, nms_limits (last)."""
+
+    def __init__(self, model: Any, post: RotatedPostprocess) -> None:
+        super().__init__()
+        self.model, self.post = model, post
+
+    def forward(self, images: Any, conf: Any, iou: Any) -> tuple[Any, ...]:
+        out = self.model(images)
+        return self.post(out[0] if isinstance(out, (tuple, list)) else out, conf, iou)
+
+
+def obb_reference(model: Any, frames: Sequence[np.ndarray], manifest: Manifest) -> list[Result]:
+    """The PyTorch model on each frame (the manifest's letterbox), decoded with the numpy rotated-NMS
+    twin (converters.reference.decode_nms_rotated), mapped to the frame."""
+    from edgevision.preprocess import preprocess
+
+    from ..reference import decode_nms_rotated
+
+    out: list[Result] = []
+    for frame in frames:
+        x, geo = preprocess(frame, manifest.input_hw, manifest.preprocess)
+        with torch.no_grad():
+            raw = model(torch.from_numpy(x))
+        preds = (raw[0] if isinstance(raw, (tuple, list)) else raw)[0].numpy()
+        ref = decode_nms_rotated(preds, manifest.num_classes, manifest.conf_threshold, manifest.iou_threshold,
+                                 manifest.max_det, manifest.extra.get("pre_nms_topk"))
+        xywhr = geo.xywhr_to_frame(ref.boxes)
+        out.append(Detections(xywhr_bounds(xywhr), ref.scores, ref.class_ids, None, manifest.class_names, xywhr=xywhr))
+    return out
+
+
+def prepare_obb(ckpt: Checkpoint, req: Request) -> Exportable:
+    model = export_ready(ckpt.obj, ckpt.path)
+    names = class_names(model)
+    strides = tuple(int(s) for s in model.stride.tolist())
+    s = nms_settings(req)
+    h, w = input_size(req, strides)
+    anchors = sum((h // st) * (w // st) for st in strides)
+    topk = min(s.pre_nms_topk, anchors)
+    post = RotatedPostprocess(len(names), min(s.max_det, topk), topk)
+    source = {"file": ckpt.path.name, "sha256": sha256_file(ckpt.path), "kind": "ultralytics"}
+    manifest = yolo_task_manifest("obb", names, (h, w), post.max_det, s.conf, s.iou, source,
+                                  pre_nms_topk=topk, anchors=anchors)
+    example = (torch.rand(2, 3, h, w), torch.tensor([s.conf]), torch.tensor([s.iou]))
+    outputs = [OUT_XYWHR, OUT_SCORES, OUT_CLASSES, OUT_NUM, OUT_LIMITS]
+    return Exportable(ObbWithPostprocess(model, post).eval(), example, [IN_IMAGES, IN_CONF, IN_IOU], outputs,
+                      manifest, lambda frames: obb_reference(model, frames, manifest))

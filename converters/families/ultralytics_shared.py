@@ -1,0 +1,95 @@
+"""What the Ultralytics pose, OBB and classify modules share: the head's name, the model in
+export mode (as yolo_source does for Detect / Segment), the NMS sizes the user asked for, the
+input size and the letterbox manifest. Only this direction: ultralytics.py never imports these
+modules (no import cycles, tests/test_import_boundary.py)."""
+from __future__ import annotations
+
+import types
+from dataclasses import dataclass
+from typing import Any
+
+from edgevision._lazy import lazy_import
+from edgevision.errors import EdgeVisionError
+from edgevision.manifest import Manifest, Preprocess
+
+from .base import Request
+from .ultralytics import YOLO_DEFAULTS, dfl_last_axis
+
+torch = lazy_import("torch")
+
+
+def head_name(ckpt_obj: Any) -> str:
+    """The class name of an Ultralytics checkpoint's last layer (its head): 'Pose', 'OBB', ..."""
+    model = ckpt_obj.get("ema") or ckpt_obj.get("model") if isinstance(ckpt_obj, dict) else None
+    layers = getattr(model, "model", None)
+    return type(layers[-1]).__name__ if layers is not None else ""
+
+
+def export_ready(ckpt_obj: Any, path: Any) -> Any:
+    """The checkpoint's model in float32, fused, eval, frozen, its head in export mode (decoded
+    boxes / keypoints / angles, or softmax probabilities; no NMS), traceable."""
+    model = (ckpt_obj.get("ema") or ckpt_obj["model"]).float()
+    if getattr(model.model[-1], "end2end", False):
+        raise EdgeVisionError(f"{path} has an end-to-end (NMS-free) {type(model.model[-1]).__name__} head, which this "
+                              "converter does not handle yet")
+    model = model.fuse(verbose=False) if "verbose" in model.fuse.__code__.co_varnames else model.fuse()
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for m in model.modules():
+        names = {c.__name__ for c in type(m).__mro__}
+        if hasattr(m, "inplace"):
+            m.inplace = False  # in-place ops confuse the tracer
+        if "Detect" in names or "Classify" in names:
+            m.export, m.format = True, "onnx"
+            if "Detect" in names:
+                m.dynamic, m.shape = False, None
+                if hasattr(m, "xyxy"):
+                    m.xyxy = False  # keep cx,cy,w,h: the post-processing converts
+        if "C2f" in names:
+            m.forward = m.forward_split  # constant Split sizes (see yolo_source)
+        if type(m).__name__ == "DFL":
+            m.forward = types.MethodType(dfl_last_axis, m)
+    return model
+
+
+def class_names(model: Any) -> tuple[str, ...]:
+    names = model.names
+    return tuple(names[i] for i in sorted(names)) if isinstance(names, dict) else tuple(names)
+
+
+@dataclass(frozen=True)
+class NmsSettings:
+    """The user's options with Ultralytics' predictor defaults where left at None."""
+
+    max_det: int
+    pre_nms_topk: int
+    nms_iters: int
+    conf: float
+    iou: float
+
+
+def nms_settings(req: Request) -> NmsSettings:
+    opts, d = req.options, YOLO_DEFAULTS
+
+    def pick(name: str) -> Any:
+        value = getattr(opts, name, None) if opts is not None else None
+        return d[name] if value is None else value
+
+    return NmsSettings(pick("max_det"), pick("pre_nms_topk"), pick("nms_iters"), pick("conf"), pick("iou"))
+
+
+def input_size(req: Request, strides: tuple[int, ...]) -> tuple[int, int]:
+    """--imgsz (default 640x640), checked against the model's largest stride."""
+    h, w = req.imgsz or (640, 640)
+    if h % max(strides) or w % max(strides):
+        raise EdgeVisionError(f"--imgsz {h}x{w} must be a multiple of the model's stride {max(strides)}")
+    return h, w
+
+
+def yolo_task_manifest(task: str, names: tuple[str, ...], imgsz: tuple[int, int], max_det: int, conf: float,
+                       iou: float, source: dict[str, Any], **extra: Any) -> Manifest:
+    """A pose / obb manifest: Ultralytics' letterbox (pad 114, RGB, /255), as yolo_manifest."""
+    return Manifest(task=task, class_names=names, input_hw=imgsz, max_det=max_det,
+                    preprocess=Preprocess(resize="letterbox", pad_value=114, color="RGB", scale=1 / 255.0),
+                    conf_threshold=conf, iou_threshold=iou, family="ultralytics-yolo", source=source, extra=extra)
