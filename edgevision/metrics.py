@@ -22,18 +22,18 @@ IOU_THRESHOLDS = np.round(np.arange(0.5, 0.96, 0.05), 2)  # COCO's 0.50:0.05:0.9
 MIN_SIDE = 0.01
 
 
-def _thick(x: np.ndarray) -> np.ndarray:
-    """xyxy boxes with sides shorter than MIN_SIDE grown to it (x2 = x1 + MIN_SIDE)."""
-    x = np.asarray(x, np.float64).copy()
-    x[:, 2] = np.maximum(x[:, 2], x[:, 0] + MIN_SIDE)
-    x[:, 3] = np.maximum(x[:, 3], x[:, 1] + MIN_SIDE)
+def thick(x: np.ndarray) -> np.ndarray:
+    """float32[N, 4] xyxy boxes with sides shorter than MIN_SIDE grown to it (x2 = x1 + MIN_SIDE),
+    for matching: degenerate boxes then compare by where they lie."""
+    x = np.array(x, np.float32)
+    x[:, 2] = np.maximum(x[:, 2], x[:, 0] + np.float32(MIN_SIDE))
+    x[:, 3] = np.maximum(x[:, 3], x[:, 1] + np.float32(MIN_SIDE))
     return x
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """float32[N, 4], float32[M, 4] xyxy -> IoU float32[N, M]; sides shorter than MIN_SIDE count
-    as MIN_SIDE long, so degenerate boxes compare by where they lie."""
-    a, b = _thick(a), _thick(b)
+    """float32[N, 4], float32[M, 4] xyxy -> IoU float32[N, M] (0 where a union is empty), in
+    torchvision's float32 arithmetic (the NMS references rely on it bit for bit)."""
     ix = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
     iy = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
     inter = ix * iy
@@ -43,12 +43,13 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def pair_iou(cand: Detections, ref: Detections) -> np.ndarray:
-    """float32[N_cand, N_ref] IoU: of the rotated boxes where both carry xywhr, else of xyxy."""
+    """float32[N_cand, N_ref] IoU for matching: of the rotated boxes where both carry xywhr, else
+    of xyxy with zero-length sides made MIN_SIDE thick (thick())."""
     if cand.xywhr is not None and ref.xywhr is not None:
         from .rotated import rotated_iou
 
         return rotated_iou(cand.xywhr, ref.xywhr)
-    return box_iou(cand.xyxy, ref.xyxy)
+    return box_iou(thick(cand.xyxy), thick(ref.xyxy))
 
 
 def match(cand: Detections, ref: Detections, iou: float) -> np.ndarray:

@@ -8,7 +8,7 @@ import pytest
 
 from edgevision.detections import Detections
 from edgevision.errors import EdgeVisionError
-from edgevision.metrics import agreement, box_iou, mask_iou
+from edgevision.metrics import agreement, box_iou, mask_iou, thick
 
 NAMES = ("person", "car")
 
@@ -69,12 +69,15 @@ def test_shifted_boxes_lose_ap_at_strict_thresholds_only() -> None:
 
 def test_box_and_mask_iou() -> None:
     iou = box_iou(np.array([[0, 0, 10, 10]], np.float32), np.array([[5, 0, 15, 10], [0, 0, 0, 0]], np.float32))
-    np.testing.assert_allclose(iou, [[1 / 3, 0.0]], rtol=1e-6, atol=1e-5)
-    # a box clipped flat against a frame edge matches its own copy, and not a box elsewhere on that edge
+    np.testing.assert_allclose(iou, [[1 / 3, 0.0]], rtol=1e-6)
+    # for matching, a box clipped flat against a frame edge matches its own copy, and not a box
+    # elsewhere on that edge (box_iou itself keeps torchvision's 0 for them: NMS references use it)
     flat = np.array([[146.1, 576.0, 211.6, 576.0]], np.float32)
-    on_edge = box_iou(flat, np.array([[146.1, 576.0, 211.6, 576.0], [146.1, 576.0, 211.7, 576.0],
-                                      [300.0, 576.0, 350.0, 576.0]], np.float32))
+    others = np.array([[146.1, 576.0, 211.6, 576.0], [146.1, 576.0, 211.7, 576.0], [300.0, 576.0, 350.0, 576.0]],
+                      np.float32)
+    on_edge = box_iou(thick(flat), thick(others))
     assert on_edge[0, 0] == pytest.approx(1.0) and on_edge[0, 1] > 0.99 and on_edge[0, 2] == 0.0
+    assert not box_iou(flat, others).any()
     a = np.zeros((4, 4), bool)
     a[:2] = True
     b = np.zeros((4, 4), bool)
