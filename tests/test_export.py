@@ -165,7 +165,7 @@ def test_a_wrong_input_size_is_a_clear_error(seg_onnx: Path) -> None:
 def test_dfl_on_the_last_axis_equals_ultralytics_dfl() -> None:
     from ultralytics.nn.modules.block import DFL
 
-    from converters.families.ultralytics import dfl_last_axis
+    from converters.families.ultralytics_export import dfl_last_axis
 
     dfl = DFL(16)
     x = torch.randn(2, 64, 300) * 4

@@ -6,7 +6,6 @@ never with Ultralytics' own loader, which unpickles with weights_only=False.
 """
 from __future__ import annotations
 
-import types
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from ..checkpoint import load_checkpoint
 from ..nms import DetectPostprocess
 from .base import Checkpoint, Exportable, Request
 from .ultralytics_e2e import E2EOutputs, e2e_reference, select_branch
+from .ultralytics_export import export_mode, yolo_names
 from .ultralytics_rtdetr import is_rtdetr, prepare_rtdetr
 
 torch = lazy_import("torch")
@@ -73,46 +73,15 @@ def yolo_source(ckpt: Any, path: str | Path, head_choice: str | None = None, max
         raise EdgeVisionError(f"{path} is a YOLO {head_name} model; edgevision converts {', '.join(HEADS)} heads")
     task = HEADS[head_name]
     end2end = select_branch(head, head_choice, max_det)  # before fusing, which drops the other branch
-    model = model.fuse(verbose=False) if "verbose" in model.fuse.__code__.co_varnames else model.fuse()
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    for m in model.modules():
-        if hasattr(m, "inplace"):
-            m.inplace = False  # in-place ops confuse the tracer
-        if m is head:
-            m.export, m.format, m.dynamic, m.shape = True, "onnx", False, None
-            if hasattr(m, "xyxy"):
-                m.xyxy = False  # keep cx,cy,w,h: our post-processing converts
-        if any(c.__name__ == "C2f" for c in type(m).__mro__):  # C2f and its subclasses (C3k2 in YOLO11)
-            # Split with constant sizes instead of chunk, whose Slice bounds come from the
-            # run-time shape: OpenVINO miscomputes that Slice inside INT8 Q/DQ graphs.
-            m.forward = m.forward_split
-        if type(m).__name__ == "DFL":
-            m.forward = types.MethodType(dfl_last_axis, m)
-    names = model.names
-    class_names = tuple(names[i] for i in sorted(names)) if isinstance(names, dict) else tuple(names)
+    model = export_mode(model)
     return YoloSource(
         model=model,
         task=task,
-        class_names=class_names,
+        class_names=yolo_names(model),
         num_masks=int(getattr(head, "nm", 0)) if task == "segment" else 0,
         strides=tuple(int(s) for s in model.stride.tolist()),
         end2end=end2end,
     )
-
-
-def dfl_last_axis(self: Any, x: Any) -> Any:
-    """Ultralytics' DFL box decode with its softmax on the last axis.
-
-    x float32[B, 4*R, A] (R bins per box side) -> float32[B, 4, A] expected distances. Same
-    maths as DFL.forward (softmax over the R bins, then the fixed 1x1 conv = dot with its
-    weights, 0..R-1), but the softmax runs over the innermost axis, which ONNX Runtime and
-    TensorRT do several times faster than a softmax over axis 1 (measured ~4 ms per frame).
-    """
-    b, _, a = x.shape
-    bins = self.conv.weight.reshape(-1)  # [R], the checkpoint's own weights (0..R-1)
-    return (x.view(b, 4, self.c1, a).transpose(2, 3).softmax(-1) * bins).sum(-1)
 
 
 class YoloWithPostprocess(torch.nn.Module):  # type: ignore[misc]

@@ -26,6 +26,7 @@ from edgevision.results import Result
 
 from ..deformable import gather_sampling
 from .base import Checkpoint, Exportable, Request
+from .ultralytics_export import export_mode, yolo_names
 
 torch = lazy_import("torch")
 
@@ -38,13 +39,8 @@ def is_rtdetr(ckpt: Checkpoint) -> bool:
 def rtdetr_model(ckpt: Checkpoint, max_det: int) -> Any:
     """The checkpoint's model in eval/export mode: the head returns float32[B, K, 6] (cx, cy, w,
     h normalised, score, class id), K = min(queries, max_det), sorted by score."""
-    model = (ckpt.obj.get("ema") or ckpt.obj["model"]).float()
-    model = model.fuse(verbose=False) if "verbose" in model.fuse.__code__.co_varnames else model.fuse()
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    head = model.model[-1]
-    head.export, head.format, head.dynamic, head.max_det = True, "onnx", False, max_det
+    model = export_mode((ckpt.obj.get("ema") or ckpt.obj["model"]).float())
+    model.model[-1].max_det = max_det
     return model
 
 
@@ -98,8 +94,7 @@ def prepare_rtdetr(ckpt: Checkpoint, req: Request, max_det: int, conf: float) ->
         raise EdgeVisionError(f"--imgsz {h}x{w} must be a multiple of 32")
     model = rtdetr_model(ckpt, max_det)
     head = model.model[-1]
-    names = model.names
-    class_names = tuple(names[i] for i in sorted(names)) if isinstance(names, dict) else tuple(names)
+    class_names = yolo_names(model)
     rows = min(int(head.num_queries), max_det, int(head.num_queries) * len(class_names))
     manifest = Manifest(
         task="detect", class_names=class_names, input_hw=(h, w), max_det=rows,

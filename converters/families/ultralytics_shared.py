@@ -4,7 +4,6 @@ input size and the letterbox manifest. Only this direction: ultralytics.py never
 modules (no import cycles, tests/test_import_boundary.py)."""
 from __future__ import annotations
 
-import types
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,7 +12,8 @@ from edgevision.errors import EdgeVisionError
 from edgevision.manifest import Manifest, Preprocess
 
 from .base import Request
-from .ultralytics import YOLO_DEFAULTS, dfl_last_axis
+from .ultralytics import YOLO_DEFAULTS
+from .ultralytics_export import export_mode, yolo_names
 
 torch = lazy_import("torch")
 
@@ -32,30 +32,10 @@ def export_ready(ckpt_obj: Any, path: Any) -> Any:
     if getattr(model.model[-1], "end2end", False):
         raise EdgeVisionError(f"{path} has an end-to-end (NMS-free) {type(model.model[-1]).__name__} head, which this "
                               "converter does not handle yet")
-    model = model.fuse(verbose=False) if "verbose" in model.fuse.__code__.co_varnames else model.fuse()
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    for m in model.modules():
-        names = {c.__name__ for c in type(m).__mro__}
-        if hasattr(m, "inplace"):
-            m.inplace = False  # in-place ops confuse the tracer
-        if "Detect" in names or "Classify" in names:
-            m.export, m.format = True, "onnx"
-            if "Detect" in names:
-                m.dynamic, m.shape = False, None
-                if hasattr(m, "xyxy"):
-                    m.xyxy = False  # keep cx,cy,w,h: the post-processing converts
-        if "C2f" in names:
-            m.forward = m.forward_split  # constant Split sizes (see yolo_source)
-        if type(m).__name__ == "DFL":
-            m.forward = types.MethodType(dfl_last_axis, m)
-    return model
+    return export_mode(model)
 
 
-def class_names(model: Any) -> tuple[str, ...]:
-    names = model.names
-    return tuple(names[i] for i in sorted(names)) if isinstance(names, dict) else tuple(names)
+class_names = yolo_names  # the one helper, under the name these modules use
 
 
 @dataclass(frozen=True)
