@@ -28,6 +28,7 @@ from edgevision.results import Result
 from ..checkpoint import load_checkpoint
 from ..nms import DetectPostprocess
 from .base import Checkpoint, Exportable, Request
+from .yolo_unsplit import unsplit
 
 torch = lazy_import("torch")
 
@@ -84,6 +85,7 @@ def yolo_source(ckpt: Any, path: str | Path) -> YoloSource:
             m.forward = m.forward_split
         if type(m).__name__ == "DFL":
             m.forward = types.MethodType(dfl_last_axis, m)
+    unsplit(model)  # cv1 as two convolutions, no Split: faster on ONNX Runtime's CPU layout (yolo_unsplit.py)
     names = model.names
     class_names = tuple(names[i] for i in sorted(names)) if isinstance(names, dict) else tuple(names)
     return YoloSource(
