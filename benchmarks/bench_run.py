@@ -84,8 +84,7 @@ def main() -> None:
         order = [("edgevision", run_edgevision, ours), ("ultralytics", run_ultralytics, theirs)]
         if args.baseline:
             order.insert(1, ("baseline", run_edgevision, args.baseline))
-        if i % 2:
-            order.reverse()
+        order = order[i % len(order):] + order[: i % len(order)]  # each side takes each place in turn
         load = os.getloadavg()[0]
         rounds.append({name: fn(path, args.frames) for name, fn, path in order})
         r = rounds[-1]
