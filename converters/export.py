@@ -21,6 +21,7 @@ from edgevision.manifest import IN_IMAGES, Manifest
 from edgevision.metrics import Agreement
 
 from .families.base import Exportable
+from .nms_skip import skip_empty_blocks_file
 from .onnx_io import check_model, write_manifest
 from .verify import Verdict, batch_consistent, compare
 
@@ -94,6 +95,7 @@ def export_graph(ex: Exportable, out_path: Path, opset: int) -> None:
             ex.module, ex.example, str(out_path), opset_version=opset, dynamo=False,
             input_names=ex.input_names, output_names=ex.output_names, dynamic_axes=dyn,
         )
+    skip_empty_blocks_file(out_path)  # NMS blocks without candidates skipped at run time (nms_skip.py)
     write_manifest(out_path, ex.manifest)
     check_model(out_path)
 

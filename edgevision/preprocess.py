@@ -240,12 +240,40 @@ def place_image(frame: np.ndarray, input_hw: tuple[int, int], pre: Preprocess, o
     return geo
 
 
+def letterbox_into(frame: np.ndarray, input_hw: tuple[int, int], pre: Preprocess, out: np.ndarray) -> Letterbox:
+    """to_tensor(letterbox_image(frame)) written into out float32[3, ih, iw], bit for bit, with
+    less work: no padded uint8 canvas (the border gets the pad grey's tensor value directly),
+    and the content is scaled one contiguous colour plane at a time (cv2.split) rather than
+    through a stride-3 view of each channel (together about 30% less CPU time per vtest frame
+    on this project's AVX2 machine, measured interleaved: 3.5 -> 2.5 ms on a busy core)."""
+    check_frame(frame)
+    if pre.resize != "letterbox":
+        raise EdgeVisionError(f"letterbox_into called for resize mode {pre.resize!r}")
+    cv2 = lazy_import("cv2")
+    geo = letterbox_geometry(frame.shape[:2], input_hw)
+    (nh, nw), top, left = geo.new_hw, geo.top, geo.left
+    if (nh, nw) != frame.shape[:2]:
+        frame = cv2.resize(frame, (nw, nh), interpolation=_INTERP[pre.interpolation])
+    pad = to_tensor(np.full((1, 1, 3), pre.pad_value, np.uint8), pre)  # float32[3, 1, 1]: the same arithmetic
+    out[:, :top] = pad
+    out[:, top + nh :] = pad
+    out[:, top : top + nh, :left] = pad
+    out[:, top : top + nh, left + nw :] = pad
+    region = out[:, top : top + nh, left : left + nw]
+    planes = cv2.split(frame)  # B, G, R, each uint8[nh, nw] contiguous
+    order = (2, 1, 0) if pre.color == "RGB" else (0, 1, 2)
+    for dst, src in enumerate(order):
+        np.multiply(planes[src], np.float32(pre.scale), out=region[dst], casting="unsafe")
+    if any(pre.mean) or any(s != 1 for s in pre.std):
+        region -= np.asarray(pre.mean, np.float32)[:, None, None]
+        region /= np.asarray(pre.std, np.float32)[:, None, None]
+    return geo
+
+
 def preprocess_into(frame: np.ndarray, input_hw: tuple[int, int], pre: Preprocess, out: np.ndarray) -> Geometry:
     """One uint8[H, W, 3] BGR frame -> out float32[3, ih, iw], as the manifest records."""
     if pre.resize == "letterbox":
-        canvas, geo = letterbox_image(frame, input_hw, pre)
-        to_tensor(canvas, pre, out=out)
-        return geo
+        return letterbox_into(frame, input_hw, pre, out)
     return place_image(frame, input_hw, pre, out)
 
 

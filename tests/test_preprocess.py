@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from edgevision.manifest import Preprocess
-from edgevision.preprocess import letterbox_geometry, letterbox_image, preprocess
+from edgevision.preprocess import letterbox_geometry, letterbox_image, letterbox_into, preprocess, to_tensor
 
 
 @pytest.mark.parametrize("input_hw", [(640, 640), (480, 640), (320, 320), (640, 416)])
@@ -22,6 +22,22 @@ def test_letterbox_is_bit_exact_with_ultralytics(frame_hw: tuple[int, int], inpu
     theirs = LetterBox(input_hw, auto=False, stride=32)(image=frame)
     np.testing.assert_array_equal(ours, theirs)
     assert geo.frame_hw == frame_hw
+
+
+@pytest.mark.parametrize("pre", [Preprocess(), Preprocess(color="BGR", pad_value=0),
+                                 Preprocess(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))])
+@pytest.mark.parametrize("input_hw", [(640, 640), (480, 640), (640, 416), (576, 768)])
+def test_letterbox_into_equals_canvas_then_tensor(pre: Preprocess, input_hw: tuple[int, int],
+                                                  vtest_frames: list[np.ndarray]) -> None:
+    """The runtime's one-pass letterbox (no canvas, planes scaled one at a time) writes the
+    same float32 bits as scaling the padded canvas, border and content, every cell overwritten."""
+    frame = vtest_frames[5]
+    canvas, geo_ref = letterbox_image(frame, input_hw, pre)
+    want = to_tensor(canvas, pre)
+    got = np.full((3, *input_hw), np.nan, np.float32)  # NaN wherever nothing was written
+    geo = letterbox_into(frame, input_hw, pre, got)
+    assert geo == geo_ref
+    np.testing.assert_array_equal(got, want)
 
 
 def test_tensor_is_rgb_scaled_nchw(vtest_frames: list[np.ndarray]) -> None:
