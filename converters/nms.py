@@ -19,9 +19,6 @@ MatMul against the final earlier keeps, and the fixed point only inside the bloc
 that cross blocks are resolved by the block order, so a block never needs more iterations
 than the whole K x K fixed point would, and the result is the same greedy NMS
 (converters/reference.nms_chain_depth(..., block) counts the iterations a given input needs).
-Each block is an NmsBlock module, so that the exported graph can skip the blocks no candidate
-reaches (an If per block after the first, converters/nms_skip.py): an ordinary frame pays for
-the first block only, a crowd for all of them, and the rows are the same either way.
 
 Exactness is reported, not hoped for: the last output, nms_limits int32[B], is a bit field
 per image (NMS_CAPPED, NMS_UNCONVERGED below); 0 means the rows equal a plain greedy NMS
