@@ -21,7 +21,6 @@ from edgevision.manifest import IN_IMAGES, Manifest
 from edgevision.metrics import Agreement
 
 from .families.base import Exportable
-from .nms_skip import skip_empty_blocks_file
 from .onnx_io import check_model, write_manifest
 from .verify import Verdict, batch_consistent, compare
 
@@ -95,7 +94,6 @@ def export_graph(ex: Exportable, out_path: Path, opset: int) -> None:
             ex.module, ex.example, str(out_path), opset_version=opset, dynamo=False,
             input_names=ex.input_names, output_names=ex.output_names, dynamic_axes=dyn,
         )
-    skip_empty_blocks_file(out_path)  # NMS blocks without candidates skipped at run time (nms_skip.py)
     write_manifest(out_path, ex.manifest)
     check_model(out_path)
 

@@ -72,7 +72,6 @@ class DetectPostprocess(nn.Module):  # type: ignore[misc]
         # upper[i, j] = 1 where i < j: inside a block only a higher-ranked box may suppress a lower one.
         size = self.blocks[0][1]
         self.register_buffer("upper", torch.triu(torch.ones(size, size), diagonal=1), persistent=False)
-        self.nms_blocks = nn.ModuleList(NmsBlock(s, e, nms_iters) for s, e in self.blocks)
 
     def forward(self, preds: Any, conf: Any, iou: Any) -> tuple[Any, ...]:
         p = preds.transpose(1, 2)  # [B, N, 4+C+M]
@@ -91,8 +90,7 @@ class DetectPostprocess(nn.Module):  # type: ignore[misc]
         xy, half = xywh[..., :2], xywh[..., 2:] / 2
         boxes = torch.cat([xy - half, xy + half], -1)  # [B, K, 4] xyxy
         valid = (top_score > conf).to(torch.float32).unsqueeze(1)  # [B, 1, K]
-        keep, unconverged = nms_keep(box_features(boxes, top_cls), valid, iou, self.upper, self.blocks, self.iters,
-                                     self.nms_blocks)
+        keep, unconverged = nms_keep(box_features(boxes, top_cls), valid, iou, self.upper, self.blocks, self.iters)
         out_boxes, out_score, out_cls, num, order = select_kept(boxes, top_score, top_cls, keep, self.max_det)
         kept = keep.sum(1)  # [B]
         outs = [out_boxes, out_score, out_cls, num]
@@ -146,60 +144,33 @@ def blocks_of(k: int, block: int) -> list[tuple[int, int]]:
     return [(s, min(s + block, k)) for s in range(0, k, block)]
 
 
-class NmsBlock(nn.Module):  # type: ignore[misc]
-    """One block of the blocked fixed point, as a module so that its exported nodes carry
-    one scope (/post/nms_blocks.J/...): converters/nms_skip.py wraps that scope into an If
-    that skips the block when none of its candidates scored above conf."""
-
-    def __init__(self, start: int, end: int, iters: int) -> None:
-        super().__init__()
-        self.start, self.end, self.iters = start, end, iters
-
-    def forward(self, rows_f: list[Any], cols_f: list[Any], free: Any, keeps: list[Any], iou: Any,
-                upper: Any) -> tuple[Any, Any]:
-        return _block(rows_f, cols_f, free, keeps, iou, upper, self.start, self.end, self.iters)
-
-
-def _block(rows_f: list[Any], cols_f: list[Any], free: Any, keeps: list[Any], iou: Any, upper: Any, s: int, e: int,
-           iters: int) -> tuple[Any, Any]:
-    """Block [s, e): keep float32[B, 1, b] and one step more (equal to keep iff converged).
-    rows_f / cols_f: box_features as [B, K, 1] / [B, 1, K]; free: valid[:, :, s:e]; keeps: the
-    earlier blocks' final keeps."""
-    # Columns: this block. Rows: every rank above its end.
-    sup = _suppress([f[:, :e] for f in rows_f], [f[:, :, s:e] for f in cols_f], iou)  # [B, e, b]
-    own = sup[:, s:, :] * upper[: e - s, : e - s]  # only a higher rank suppresses
-    if keeps:
-        # The earlier blocks are final: one MatMul says which of this block they suppress.
-        # This block's rows count 0 in it (zeros rather than slicing the slab: no copy).
-        hits = torch.matmul(torch.cat([*keeps, torch.zeros_like(free)], 2), sup)  # [B, 1, b]
-        free = (free - hits).clamp(min=0)
-    keep = free
-    for _ in range(iters):
-        keep = _step(keep, free, own)
-    # One step more tells whether the fixed point was reached (a fixed point is the
-    # greedy result: it is unique, since suppression only runs down the ranking).
-    return keep, _step(keep, free, own)
-
-
 def nms_keep(feats: tuple[Any, ...], valid: Any, iou: Any, upper: Any, blocks: list[tuple[int, int]],
-             iters: int, modules: Any = None) -> tuple[Any, Any]:
+             iters: int) -> tuple[Any, Any]:
     """The blocked fixed point (module docstring). feats: box_features(); valid float32[B, 1, K]
-    (1 where score > conf); upper float32[b, b] (1 where i < j); blocks: blocks_of(K, b);
-    modules: an NmsBlock per block (named scopes for converters/nms_skip.py), or None.
+    (1 where score > conf); upper float32[b, b] (1 where i < j); blocks: blocks_of(K, b).
     Returns keep float32[B, K] (1 = kept) and unconverged float32[B] (1 where one more step
     would change the result)."""
     rows_f = [f.unsqueeze(2) for f in feats]  # [B, K, 1] each: rows of the IoU slabs
     cols_f = [f.unsqueeze(1) for f in feats]  # [B, 1, K] each: their columns
     keeps: list[Any] = []
     nexts: list[Any] = []
-    for j, (s, e) in enumerate(blocks):
+    for s, e in blocks:
+        # Columns: this block. Rows: every rank above its end.
+        sup = _suppress([f[:, :e] for f in rows_f], [f[:, :, s:e] for f in cols_f], iou)  # [B, e, b]
+        own = sup[:, s:, :] * upper[: e - s, : e - s]  # only a higher rank suppresses
         free = valid[:, :, s:e]  # [B, 1, b]
-        if modules is not None:
-            keep, nxt = modules[j](rows_f, cols_f, free, keeps, iou, upper)
-        else:
-            keep, nxt = _block(rows_f, cols_f, free, keeps, iou, upper, s, e, iters)
+        if keeps:
+            # The earlier blocks are final: one MatMul says which of this block they suppress.
+            # This block's rows count 0 in it (zeros rather than slicing the slab: no copy).
+            hits = torch.matmul(torch.cat([*keeps, torch.zeros_like(free)], 2), sup)  # [B, 1, b]
+            free = (free - hits).clamp(min=0)
+        keep = free
+        for _ in range(iters):
+            keep = _step(keep, free, own)
         keeps.append(keep)
-        nexts.append(nxt)
+        # One step more tells whether the fixed point was reached (a fixed point is the
+        # greedy result: it is unique, since suppression only runs down the ranking).
+        nexts.append(_step(keep, free, own))
     keep = torch.cat(keeps, 2).squeeze(1)  # [B, K]
     unconverged = (torch.cat(nexts, 2).squeeze(1) - keep).abs().amax(1)  # [B], 0 or 1
     return keep, unconverged

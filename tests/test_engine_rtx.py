@@ -78,9 +78,6 @@ def test_converted_graph_parses_and_builds_whole(label: str, request: pytest.Fix
     # The post-processing is plain ops: nothing to cut, so the graph builds whole.
     assert not graph.nms_ops and "NonZero" not in graph.op_counts
     assert {"TopK", "GatherElements", "MatMul"} <= set(graph.op_counts)  # the in-graph NMS
-    # NMS blocks 2..4 of 256 candidates each sit in an If that skips them when empty (nms_skip.py):
-    # TensorRT builds them as conditional layers.
-    assert graph.op_counts["If"] == 3
     result = build_engine(path, options=CHECK)
     print(f"\n{label}: {result.layers} layers, {result.plan_bytes / 1e6:.1f} MB plan, built in {result.seconds:.2f} s "
           f"with TensorRT-RTX {trt.__version__}; ops: {dict(Counter(graph.op_counts).most_common(6))}")

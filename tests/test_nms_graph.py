@@ -9,13 +9,11 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 import pytest
 import torch
 
 from converters.nms import NMS_CAPPED, NMS_UNCONVERGED, DetectPostprocess
-from converters.nms_skip import skip_empty_blocks_file
 from converters.reference import decode_nms, nms_chain_depth, nms_limits_reached
 from edgevision.manifest import OUT_LIMITS
 from edgevision.metrics import box_iou
@@ -24,19 +22,14 @@ NC, N = 3, 64
 NAMES = ["boxes", "scores", "class_ids", "num_dets"]
 
 
-def export_post(tmp: Path, topk: int, iters: int, max_det: int, nm: int = 0, block: int = 32,
-                skip: bool = True) -> ort.InferenceSession:
-    """The post-processing alone, exported as the converter exports it: with skip, every NMS
-    block after the first wrapped into an If that skips it when it holds no candidate."""
+def export_post(tmp: Path, topk: int, iters: int, max_det: int, nm: int = 0, block: int = 32) -> ort.InferenceSession:
     post = DetectPostprocess(NC, nm, max_det, topk, iters, block).eval()
     example = (torch.rand(2, 4 + NC + nm, N), torch.tensor([0.25]), torch.tensor([0.5]))
-    path = tmp / f"post_{topk}_{iters}_{max_det}_{nm}_{block}_{int(skip)}.onnx"
+    path = tmp / f"post_{topk}_{iters}_{max_det}_{nm}_{block}.onnx"
     names = NAMES + (["mask_coeffs"] if nm else []) + [OUT_LIMITS]
     torch.onnx.export(post, example, str(path), opset_version=17, dynamo=False,
                       input_names=["preds", "conf", "iou"], output_names=names,
                       dynamic_axes={"preds": {0: "b"}, **{n: {0: "b"} for n in names}})
-    if skip:
-        assert skip_empty_blocks_file(path) == len(post.blocks) - 1
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
@@ -252,38 +245,6 @@ def test_seeded_sweep_exact_whenever_limits_are_clear(sessions: dict[str, ort.In
         assert seen[NMS_UNCONVERGED], f"the sweep should run out of iterations: {seen}"
 
 
-@pytest.mark.parametrize("label", ["blocks of 8", "shallow"])
-def test_skipped_blocks_give_what_computed_blocks_give(tmp_path: Path, label: str) -> None:
-    """The If that skips candidate-free blocks (converters/nms_skip.py) against the same graph
-    without it: every output bit for bit equal, nms_limits included, on batches where only the
-    first block holds candidates (the blocks after it skipped), where every block does (all
-    computed: the fallback), and mixed batches (computed, since one image needs them)."""
-    k, iters, max_det, block = GRAPHS[label]
-    plain = export_post(tmp_path, k, iters, max_det, block=block, skip=False)
-    skipping = export_post(tmp_path, k, iters, max_det, block=block, skip=True)
-    ops = [n.op_type for n in onnx.load(str(tmp_path / f"post_{k}_{iters}_{max_det}_0_{block}_1.onnx")).graph.node]
-    assert ops.count("If") == k // block - 1
-    rng = np.random.default_rng(7)
-    counts = set()
-    for trial in range(12):
-        batch = []
-        for _ in range(1 + trial % 3):
-            n = int(rng.choice([3, block, 2 * block + 3, 40]))  # candidates above conf: 1, 2, 3 or 4 blocks' worth
-            boxes, scores = chain(n, x0=float(rng.uniform(0, 50)))
-            preds = make_preds(boxes, scores if n < 20 else list(rng.uniform(0.3, 0.99, n)), list(rng.integers(0, NC, n)))
-            batch.append(preds)
-            counts.add(min(n, k) > block)
-        feed = np.stack(batch)
-        a, b = run(plain, feed, 0.25, 0.3), run(skipping, feed, 0.25, 0.3)
-        for name in a:
-            np.testing.assert_array_equal(a[name], b[name], err_msg=f"{trial} {name}")
-        for i, preds in enumerate(batch):
-            flag = int(b[OUT_LIMITS][i])
-            if flag == 0:
-                assert_rows_equal(b, i, preds, 0.25, 0.3, max_det)
-    assert counts == {False, True}, "both the skipping and the computing path must be met"
-
-
 def test_cap_is_flagged_only_when_it_can_change_the_rows(session: ort.InferenceSession) -> None:
     """40 candidates for K = 32, max_det 16. Disjoint boxes: 16 survive among the 32 best, so
     the rows are exact and the flag clear. The 32 best all duplicates of one box: one survives,
@@ -347,7 +308,6 @@ def export_real(tmp: Path, preds: np.ndarray, max_det: int, topk: int, iters: in
     torch.onnx.export(post, (torch.from_numpy(preds[:2]), torch.tensor([0.25]), torch.tensor([0.7])), str(path),
                       opset_version=17, dynamo=False, input_names=["preds", "conf", "iou"], output_names=names,
                       dynamic_axes={"preds": {0: "b"}, **{n: {0: "b"} for n in names}})
-    assert skip_empty_blocks_file(path) == len(post.blocks) - 1  # as the converter ships it
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
@@ -362,12 +322,7 @@ def test_defaults_are_exact_on_real_frames_and_a_crowd(real_preds: np.ndarray, t
     crowd = real_preds[3]
     assert (crowd[4:].max(0) > 0.01).sum() > 800, "the crowd must pass hundreds of candidates at conf 0.01"
     session = export_real(tmp_path, real_preds, opts.max_det, opts.pre_nms_topk, opts.nms_iters)
-    # The vtest frames hold fewer candidates than one NMS block at the default conf: the graph
-    # skips every later block there (nms_skip.py); the crowd at conf 0.01 fills all four.
-    assert ((real_preds[:3, 4:].max(1) > opts.conf).sum(1) < 256).all()
-    assert (crowd[4:].max(0) > 0.01).sum() > 768
-    for preds, conf, iou in [(real_preds, opts.conf, opts.iou), (crowd[None], 0.01, opts.iou), (crowd[None], 0.01, 0.45),
-                             (real_preds[[0, 3]], 0.01, opts.iou)]:
+    for preds, conf, iou in [(real_preds, opts.conf, opts.iou), (crowd[None], 0.01, opts.iou), (crowd[None], 0.01, 0.45)]:
         got = run(session, preds, conf, iou)
         assert got[OUT_LIMITS].tolist() == [0] * len(preds), (conf, iou)
         for b in range(len(preds)):
