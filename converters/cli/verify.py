@@ -54,11 +54,11 @@ def main(args: argparse.Namespace) -> int:
     meta = manifest.extra.get("precision", {}) if isinstance(manifest.extra, dict) else {}
     reference = _reference(artifact, args.reference, meta)
     if args.max_drop:
-        budget = budget_mod.parse_budget(args.max_drop, manifest.precision)
+        budget = budget_mod.parse_budget(args.max_drop, manifest.precision, manifest.task)
     elif isinstance(meta.get("budget"), dict):
         budget = budget_mod.Budget(**meta["budget"])
     else:
-        budget = budget_mod.parse_budget(None, manifest.precision)
+        budget = budget_mod.parse_budget(None, manifest.precision, manifest.task)
     frames, _ = sample_frames(args.val, args.val_frames)
     if not frames:
         raise EdgeVisionError(f"--val {args.val}: no frames could be read")

@@ -17,6 +17,7 @@ from typing import Any
 
 # Ops whose first input is an activation and whose weight is an initializer (axis = output channels).
 WEIGHTED_OPS: dict[str, int] = {"Conv": 0, "ConvTranspose": 1}
+# Gemm (a Linear layer) is a layer too, its weight axis read from transB (find_regions).
 # Ops after which everything is post-processing, whatever the family.
 POST_MARKERS = {"TopK", "NonMaxSuppression", "ArgMax", "ArgMin", "NonZero"}
 # Numerically sensitive ops FP16 keeps in FP32 wherever they are (exp overflows half at 11.1).
@@ -70,6 +71,10 @@ def _hint(family: str, extra: dict[str, Any] | None) -> FamilyHint:
     hint = FAMILY_HINTS.get(family, DEFAULT_HINT)
     more = tuple((extra or {}).get("float_patterns", ()))  # a manifest may carry its own
     return FamilyHint(hint.float_patterns + more)
+
+
+def _attr(node: Any, name: str, default: int) -> int:
+    return next((int(a.i) for a in node.attribute if a.name == name), default)
 
 
 def _scope(name: str, depth: int) -> str:
@@ -130,6 +135,10 @@ def find_regions(model: Any, family: str = "", extra: dict[str, Any] | None = No
             continue
         if n.op_type in WEIGHTED_OPS and len(n.input) > 1 and n.input[1] in inits:
             candidates.append((n.name, n.op_type, (0,), (1, WEIGHTED_OPS[n.op_type])))
+        elif n.op_type == "Gemm" and len(n.input) > 1 and n.input[1] in inits and n.input[0] not in inits \
+                and not _attr(n, "transA", 0):
+            # a classifier's Linear: B is [out, in] with transB=1 (torch's export), [in, out] without
+            candidates.append((n.name, n.op_type, (0,), (1, 0 if _attr(n, "transB", 0) else 1)))
         elif n.op_type == "MatMul":
             acts = tuple(i for i, t in enumerate(n.input) if t not in inits)
             weight = next(((i, 1) for i, t in enumerate(n.input) if t in inits and i == 1), None)
