@@ -179,6 +179,7 @@ def test_held_out_validation_frames(vtest: Path) -> None:
         ("0.9,0.1", "int8", "classify", {"min_top1": 0.9, "max_prob_diff": 0.1, "min_ap": 0.90}),
         (None, "int8", "semantic", {"min_pixel": 0.98, "min_miou": 0.90}),
         ("0.97,0.8", "fp16", "semantic", {"min_pixel": 0.97, "min_miou": 0.8, "min_top1": 0.995}),
+        (None, "fp16", "semantic", {"min_pixel": 0.99, "min_miou": 0.97}),
     ],
 )
 def test_parse_budget(text: str | None, precision: str, task: str, want: dict[str, float]) -> None:

@@ -1,12 +1,18 @@
 """Which part of a converted graph is "the network" (may be quantized / halved) and which stays float.
 
-Works on any converted artifact, not on YOLO specifics: the network region is every
-node that is a weighted layer or feeds one; whatever only consumes the last weighted
-layers' outputs (reshapes, sigmoids, box decode, NMS, top-D gathering) stays float,
-because it turns activations into coordinates and scores whose ranges share nothing
-with the convolutions' (quantizing them is what zeroes detections). A family may add
-hints (node-name scopes that must stay float, e.g. YOLO's DFL box decode, which is a
-Conv with fixed weights behind a Softmax).
+Works on any converted artifact, from the graph's structure, not from node names: the
+network region is every node that is a weighted layer (Conv, ConvTranspose, Gemm, MatMul)
+or feeds one; whatever only consumes the last weighted layers' outputs stays float, and so
+does everything downstream of a TopK / NonMaxSuppression / ArgMax. Per family that is:
+- YOLO and torchvision one-stage detectors: reshapes, sigmoid / softmax scores, the box
+  decode (anchors, Exp of the size deltas), candidate TopK and the in-graph NMS (whose
+  IoU MatMuls are not layers);
+- classifiers: Softmax and TopK after the last Linear (Gemm);
+- semantic segmenters: the upsampling Resize of the logits and the ArgMax.
+These turn activations into coordinates, probabilities and class decisions whose ranges
+and ties share nothing with the convolutions' (quantizing them is what zeroes detections
+and ties top-k). A family may add hints where structure is not enough (node-name scopes
+that must stay float: YOLO's DFL box decode is a Conv with fixed weights behind a Softmax).
 """
 from __future__ import annotations
 
