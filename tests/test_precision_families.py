@@ -72,11 +72,11 @@ def _make(kind: str, frames40: list[np.ndarray], tmp: Path) -> Path:
         # centred head's larger logits turn pre-processing rounding into probability differences above the
         # 1e-4 verification tolerance): the gate's reference is the FP32 artifact.
         return convert(sd, tmp / "out", ExportOptions(arch="torchvision:mobilenet_v3_small"), None).onnx_path
-    if kind == "semantic":  # lraspp at 192x256 (its preset, 520, is what torchvision verification needs)
-        sd = torchvision_state_dict("lraspp_mobilenet_v3_large", frames40[:16], tmp / "lraspp.pth", (192, 256),
+    if kind == "semantic":  # lraspp at 144x192 (its preset, 520, is what torchvision verification needs)
+        sd = torchvision_state_dict("lraspp_mobilenet_v3_large", frames40[:16], tmp / "lraspp.pth", (144, 192),
                                     weights_backbone=None, logit_std=0.5)
         return convert(sd, tmp / "out", ExportOptions(arch="torchvision:lraspp_mobilenet_v3_large",
-                                                      imgsz=(192, 256)), None).onnx_path
+                                                      imgsz=(144, 192)), None).onnx_path
     sd = torchvision_detector_state_dict("ssdlite320_mobilenet_v3_large", frames40[:8], tmp / "ssdlite.pth",
                                          candidates=200, num_classes=8)
     return convert(sd, tmp / "out", ExportOptions(arch="torchvision:ssdlite320_mobilenet_v3_large"),
@@ -85,7 +85,7 @@ def _make(kind: str, frames40: list[np.ndarray], tmp: Path) -> Path:
 
 def _args(**over: Any) -> argparse.Namespace:
     base = dict(precision="int8", calib=None, calib_frames=16, val=None, val_frames=16, max_drop=None,
-                keep_float="auto", calib_percentile=None, tune_frames=4, verify=None)
+                keep_float="auto", calib_percentile=None, tune_frames=4, verify=None, speed_rounds=2)
     return argparse.Namespace(**{**base, **over})
 
 
@@ -215,15 +215,33 @@ def _broken(src: Path, out: Path) -> Path:
 
 
 def test_a_wrong_weight_is_rejected(runs: dict[str, Any], vtest: Path, tmp_path: Path) -> None:
-    """The gate can fail: the same frames and the INT8 budget reject a graph with one wrong weight,
-    by the task's own measures."""
+    """The gate can fail: the same frames and the default INT8 budget reject a graph with one wrong
+    weight, by the task's own measures."""
     from edgevision.sources import sample_frames
 
     case = runs["case"]
     bad = _broken(runs["fp32"], tmp_path / "broken.onnx")
-    frames, _ = sample_frames(vtest, 16, skip=set(range(636)))  # the held-out stretch the gate validates on
-    result = gate(runs["fp32"], {"broken": bad}, frames, parse_budget(case.int8_budget, "int8", case.task))["broken"]
+    frames, _ = sample_frames(vtest, case.frames, skip=set(range(636)))  # the held-out stretch the gate validates on
+    result = gate(runs["fp32"], {"broken": bad}, frames, parse_budget(None, "int8", case.task))["broken"]
     print(f"\n{case.task} broken: {result.evaluation.summary()}")
     assert not result.accepted
     label = {"classify": "top-1 agreement", "semantic": "pixel agreement", "detect": "F1"}[case.task]
     assert any(f.startswith(label) for f in result.failures), result.failures
+
+
+def test_calibration_sees_what_the_runtime_feeds(fp32: tuple[Case, Path], vtest_frames: list[np.ndarray]) -> None:
+    """Calibration and the gate pre-process through the runtime's one path, whatever the manifest
+    declares (centre crop for the classifier, fit for the segmenter, stretch for SSDlite): the same tensors
+    as Model.preprocess, not a letterbox."""
+    import edgevision
+    from converters.precision.calibration import preprocess_batches
+    from converters.precision.evaluate import prepare
+
+    case, path = fp32
+    frames = vtest_frames[:3]
+    with edgevision.load(path, backend="onnxruntime") as model:
+        want, geos = model.preprocess(frames)
+    assert model.manifest.preprocess.resize == {"classify": "center_crop", "semantic": "fit", "detect": "stretch"}[case.task]
+    assert np.array_equal(next(iter(preprocess_batches(path, frames))), want)
+    prepared = prepare(path, frames)
+    assert np.array_equal(prepared.batches[0], want) and [g.frame_hw for g in prepared.geos] == [g.frame_hw for g in geos]

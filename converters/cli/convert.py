@@ -88,6 +88,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "the TensorRT graph, 99.99 for the CPU twin, measured best for each)")
     p.add_argument("--tune-frames", type=int, default=12,
                    help="calibration frames the --keep-float auto search scores layers on (default 12)")
+    p.add_argument("--speed-rounds", type=int, default=10,
+                   help="interleaved timing rounds per artifact and runtime in the precision report (default 10)")
     p.add_argument("--engine", action="store_true", help="also build a TensorRT engine (needs TensorRT and a GPU)")
 
 

@@ -185,6 +185,11 @@ def finish(
     return data
 
 
+def _rounds(args: argparse.Namespace) -> int:
+    """--speed-rounds (10 by default): interleaved timing rounds per artifact and runtime."""
+    return max(1, int(getattr(args, "speed_rounds", None) or 10))
+
+
 def _print(variants: list[Variant], data: dict[str, Any]) -> None:
     for v in variants:
         assert v.result is not None and v.final is not None
@@ -257,7 +262,7 @@ def run_int8(fp32: Path, manifest: Manifest, args: argparse.Namespace, budget: B
         )
         if p.group_loss:
             details["most sensitive groups (solo loss)"] = ", ".join(f"{g} {loss:.4f}" for g, loss in p.worst(6))
-    data = finish(fp32, manifest, [trt, cpu], split.describe(), split.val, budget, details)
+    data = finish(fp32, manifest, [trt, cpu], split.describe(), split.val, budget, details, _rounds(args))
     _print([trt, cpu], data)
     assert trt.result is not None and trt.final is not None
     if not trt.result.accepted:
@@ -305,7 +310,7 @@ def run_fp16(fp32: Path, manifest: Manifest, args: argparse.Namespace, budget: B
               "notes": [f"{len(keep)} nodes kept in FP32: {post_name(manifest.task)} and Softmax/Exp/reductions; "
                         "inputs and outputs stay float32"]}
     details = {"kept in FP32": f"{len(keep)} nodes ({post_name(manifest.task)}, sensitive ops)"}
-    data = finish(fp32, manifest, [v], frames, val, budget, details)
+    data = finish(fp32, manifest, [v], frames, val, budget, details, _rounds(args))
     _print([v], data)
     assert v.result is not None and v.final is not None
     if not v.result.accepted:
