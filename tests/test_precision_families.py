@@ -72,11 +72,11 @@ def _make(kind: str, frames40: list[np.ndarray], tmp: Path) -> Path:
         # centred head's larger logits turn pre-processing rounding into probability differences above the
         # 1e-4 verification tolerance): the gate's reference is the FP32 artifact.
         return convert(sd, tmp / "out", ExportOptions(arch="torchvision:mobilenet_v3_small"), None).onnx_path
-    if kind == "semantic":  # lraspp at 144x192 (its preset, 520, is what torchvision verification needs)
-        sd = torchvision_state_dict("lraspp_mobilenet_v3_large", frames40[:16], tmp / "lraspp.pth", (144, 192),
+    if kind == "semantic":  # lraspp at 192x256 (its preset, 520, is what torchvision verification needs)
+        sd = torchvision_state_dict("lraspp_mobilenet_v3_large", frames40[:16], tmp / "lraspp.pth", (192, 256),
                                     weights_backbone=None, logit_std=0.5)
         return convert(sd, tmp / "out", ExportOptions(arch="torchvision:lraspp_mobilenet_v3_large",
-                                                      imgsz=(144, 192)), None).onnx_path
+                                                      imgsz=(192, 256)), None).onnx_path
     sd = torchvision_detector_state_dict("ssdlite320_mobilenet_v3_large", frames40[:8], tmp / "ssdlite.pth",
                                          candidates=200, num_classes=8)
     return convert(sd, tmp / "out", ExportOptions(arch="torchvision:ssdlite320_mobilenet_v3_large"),
