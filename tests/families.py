@@ -15,21 +15,27 @@ import torch
 import torchvision
 
 
-def recalibrate_bn(model: Any, frames: list[np.ndarray], size: tuple[int, int], key: str | None = None,
-                   imagenet: bool = True) -> Any:
-    """Re-estimate every BatchNorm's running statistics on real frames (RGB, /255, then ImageNet
-    mean/std unless imagenet=False: YOLO's input is /255 only)."""
-    for m in model.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.reset_running_stats()
-            m.momentum = None  # cumulative average over all batches
+def _inputs(frames: list[np.ndarray], size: tuple[int, int], imagenet: bool = True) -> Any:
+    """float32[N, 3, H, W]: frames as RGB, /255, resized, then ImageNet mean/std unless
+    imagenet=False (YOLO's input is /255 only)."""
     mean = torch.tensor([0.485, 0.456, 0.406] if imagenet else [0.0] * 3)[:, None, None]
     std = torch.tensor([0.229, 0.224, 0.225] if imagenet else [1.0] * 3)[:, None, None]
-    x = torch.stack([
+    return torch.stack([
         (torch.nn.functional.interpolate(torch.from_numpy(f[:, :, ::-1].copy()).permute(2, 0, 1)[None].float() / 255,
                                          size=size, mode="bilinear", antialias=True)[0] - mean) / std
         for f in frames
     ])
+
+
+def recalibrate_bn(model: Any, frames: list[np.ndarray], size: tuple[int, int], key: str | None = None,
+                   imagenet: bool = True) -> Any:
+    """Re-estimate every BatchNorm's running statistics on real frames (RGB, /255, then ImageNet
+    mean/std unless imagenet=False)."""
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over all batches
+    x = _inputs(frames, size, imagenet)
     model.train()
     with torch.no_grad():
         for i in range(0, len(x), 4):
@@ -37,12 +43,49 @@ def recalibrate_bn(model: Any, frames: list[np.ndarray], size: tuple[int, int], 
     return model.eval()
 
 
+def center_logits(model: Any, frames: list[np.ndarray], size: tuple[int, int], logit_std: float = 2.0) -> Any:
+    """Give a random head the margins a trained one has. A random head's logits are mostly one
+    frame-independent vector (its weights times the mean feature) whose nearly equal classes
+    tie, so rounding noise (FP16, INT8) flips the top class. The last layer's weights lose
+    their component along the mean input feature over the frames (and pixels), the bias
+    centres what is left, and the layer is scaled so the logits have std `logit_std`: they
+    vary with the picture, as a trained model's do, with no large constant cancelled in the
+    graph (which would turn FP16 rounding of a big number into a big error of a small one).
+    The last layer: a classifier's last Linear, or a segmenter's last Conv2d."""
+    last = [m for m in model.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))][-1]
+    seen: list[Any] = []
+    hook = last.register_forward_hook(lambda m, inp, out: seen.append(inp[0].detach()))
+    x = _inputs(frames, size)
+
+    def logits() -> Any:
+        out = model(x)
+        y = out["out"] if isinstance(out, dict) else out
+        return y.transpose(0, 1).reshape(y.shape[1], -1)  # [C, N * H * W]
+
+    with torch.no_grad():
+        logits()
+        hook.remove()
+        feats = seen[0].transpose(0, 1).reshape(seen[0].shape[1], -1)  # [K, N * H * W]
+        mean = feats.mean(1)
+        w = last.weight.view(last.weight.shape[0], -1)  # [C, K] (1x1 conv or Linear)
+        w -= (w @ mean)[:, None] * mean[None, :] / float(mean @ mean)
+        y = logits()
+        last.bias -= y.mean(1)
+        factor = logit_std / float((y - y.mean(1, keepdim=True)).std())
+        last.weight *= factor
+        last.bias *= factor
+    return model
+
+
 def torchvision_state_dict(name: str, frames: list[np.ndarray], path: Path, size: tuple[int, int],
-                           seed: int = 0, **kwargs: Any) -> Path:
-    """A state_dict of torchvision's NAME with seeded random weights and real-frame BN statistics."""
+                           seed: int = 0, logit_std: float | None = None, **kwargs: Any) -> Path:
+    """A state_dict of torchvision's NAME with seeded random weights and real-frame BN statistics
+    (and, with logit_std, a centred head: see center_logits)."""
     torch.manual_seed(seed)
     model = torchvision.models.get_model(name, weights=None, **kwargs)
     recalibrate_bn(model, frames, size)
+    if logit_std is not None:
+        center_logits(model, frames, size, logit_std)
     torch.save(model.state_dict(), path)
     return path
 

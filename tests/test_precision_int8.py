@@ -147,7 +147,9 @@ def test_cpu_twin_runs_integer_kernels(int8_dir: Path, tmp_path: Path) -> None:
     every convolution of TensorRT's int8-symmetric graph in float behind Q/DQ nodes."""
     cpu = optimized_ops(int8_dir / "yolo11n-seg.int8-cpu.onnx", tmp_path)
     trt = optimized_ops(int8_dir / "yolo11n-seg.int8.onnx", tmp_path)
-    assert cpu.get("QLinearConv", 0) >= 90 and cpu.get("QLinearSigmoid", 0) >= 80
+    # 89 of 99 convolutions (measured): the head's last convolutions, whose outputs the float decode
+    # reads, run DQ -> Conv in float (cpu_int8.float_inputs), and so does the fixed DFL convolution
+    assert cpu.get("QLinearConv", 0) >= 85 and cpu.get("QLinearSigmoid", 0) >= 80
     assert trt.get("QLinearConv", 0) == 0 and trt.get("DequantizeLinear", 0) >= 100
 
 

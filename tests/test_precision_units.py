@@ -168,22 +168,31 @@ def test_held_out_validation_frames(vtest: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "text, precision, want",
+    "text, precision, task, want",
     [
-        (None, "int8", Budget(0.90, 0.95, 0.85)),
-        (None, "fp16", Budget(0.98, 0.99, 0.97)),
-        ("0.8,0.9", "int8", Budget(0.8, 0.9, 0.85)),
-        ("0.8, 0.9, 0.7", "fp16", Budget(0.8, 0.9, 0.7)),
+        (None, "int8", "detect", {"min_ap": 0.90, "min_f1": 0.95, "min_mask": 0.85}),
+        (None, "fp16", "segment", {"min_ap": 0.98, "min_f1": 0.99, "min_mask": 0.97}),
+        ("0.8,0.9", "int8", "detect", {"min_ap": 0.8, "min_f1": 0.9, "min_mask": 0.85}),
+        ("0.8, 0.9, 0.7", "fp16", "segment", {"min_ap": 0.8, "min_f1": 0.9, "min_mask": 0.7}),
+        (None, "int8", "classify", {"min_top1": 0.98, "max_prob_diff": 0.05}),
+        (None, "fp16", "classify", {"min_top1": 0.995, "max_prob_diff": 0.01}),
+        ("0.9,0.1", "int8", "classify", {"min_top1": 0.9, "max_prob_diff": 0.1, "min_ap": 0.90}),
+        (None, "int8", "semantic", {"min_pixel": 0.98, "min_miou": 0.90}),
+        ("0.97,0.8", "fp16", "semantic", {"min_pixel": 0.97, "min_miou": 0.8, "min_top1": 0.995}),
+        (None, "fp16", "semantic", {"min_pixel": 0.99, "min_miou": 0.97}),
     ],
 )
-def test_parse_budget(text: str | None, precision: str, want: Budget) -> None:
-    assert parse_budget(text, precision) == want
+def test_parse_budget(text: str | None, precision: str, task: str, want: dict[str, float]) -> None:
+    got = parse_budget(text, precision, task).as_dict()
+    assert {k: got[k] for k in want} == want
 
 
-@pytest.mark.parametrize("text", ["a,b", "0.9", "1.5,0.9", "0.9,0.9,0.9,0.9"])
-def test_parse_budget_rejects(text: str) -> None:
+@pytest.mark.parametrize("task, text", [("detect", "a,b"), ("detect", "0.9"), ("detect", "1.5,0.9"),
+                                        ("detect", "0.9,0.9,0.9,0.9"), ("classify", "0.9,0.1,0.5"),
+                                        ("semantic", "0.9")])
+def test_parse_budget_rejects(task: str, text: str) -> None:
     with pytest.raises(EdgeVisionError, match="--max-drop"):
-        parse_budget(text, "int8")
+        parse_budget(text, "int8", task)
 
 
 def _frame(boxes: list[list[float]], scores: list[float], conf: float = 0.25) -> FrameResult:

@@ -83,8 +83,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="accuracy-gate frames (default: frames of --calib that calibration did not use)")
     p.add_argument("--val-frames", type=int, default=64, help="frames for the accuracy gate (default 64)")
     p.add_argument("--max-drop", default=None,
-                   help="accuracy budget vs FP32 as minimum agreement 'AP,F1[,MASK]' (default 0.90,0.95,0.85 for "
-                        "int8, 0.98,0.99,0.97 for fp16); below it the command fails and the artifact is *.rejected.onnx")
+                   help="accuracy budget vs FP32, by task: detect/segment 'AP,F1[,MASK]' minimums (default "
+                        "0.90,0.95,0.85 for int8, 0.98,0.99,0.97 for fp16); classify 'TOP1,MAX_PROB_DIFF' (top-1 "
+                        "agreement minimum, largest top-k probability difference; 0.98,0.05 / 0.995,0.01); semantic "
+                        "'PIXEL,MIOU' minimums (0.98,0.90 / 0.99,0.97); below it the command fails and the artifact "
+                        "is *.rejected.onnx")
     p.add_argument("--keep-float", default="auto", metavar="auto|none|REGEX,...",
                    help="INT8 layers kept in float: auto measures each layer group's effect and keeps the worst "
                         "until the budget holds (default); none; or node-name regexes")
@@ -93,6 +96,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "the TensorRT graph, 99.99 for the CPU twin, measured best for each)")
     p.add_argument("--tune-frames", type=int, default=12,
                    help="calibration frames the --keep-float auto search scores layers on (default 12)")
+    p.add_argument("--speed-rounds", type=int, default=10,
+                   help="interleaved timing rounds per artifact and runtime in the precision report (default 10)")
     p.add_argument("--engine", action="store_true", help="also build a TensorRT engine (needs TensorRT and a GPU)")
 
 

@@ -23,7 +23,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reference", default=None,
                    help="the FP32 .onnx to agree with (default: the reference named in the artifact's manifest)")
     p.add_argument("--max-drop", default=None,
-                   help="budget as minimum agreement 'AP,F1[,MASK]' (default: the budget the artifact was accepted "
+                   help="budget vs FP32 as in convert: 'AP,F1[,MASK]', classifiers 'TOP1,MAX_PROB_DIFF', class maps "
+                        "'PIXEL,MIOU' (default: the budget the artifact was accepted "
                         "with; 0.90,0.95 for int8, 0.98,0.99 for fp16)")
     p.add_argument("--backend", default=None, help="backend to run the artifact on (default: best usable)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -54,11 +55,11 @@ def main(args: argparse.Namespace) -> int:
     meta = manifest.extra.get("precision", {}) if isinstance(manifest.extra, dict) else {}
     reference = _reference(artifact, args.reference, meta)
     if args.max_drop:
-        budget = budget_mod.parse_budget(args.max_drop, manifest.precision)
+        budget = budget_mod.parse_budget(args.max_drop, manifest.precision, manifest.task)
     elif isinstance(meta.get("budget"), dict):
         budget = budget_mod.Budget(**meta["budget"])
     else:
-        budget = budget_mod.parse_budget(None, manifest.precision)
+        budget = budget_mod.parse_budget(None, manifest.precision, manifest.task)
     frames, _ = sample_frames(args.val, args.val_frames)
     if not frames:
         raise EdgeVisionError(f"--val {args.val}: no frames could be read")
@@ -72,7 +73,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"artifact   {artifact} ({manifest.precision})")
         print(f"reference  {reference}")
         print(f"agreement  {ev.summary()}")
-        print(f"budget     AP50-95 >= {budget.min_ap}, F1 >= {budget.min_f1}, mask IoU >= {budget.min_mask}")
+        print(f"budget     {budget.describe(manifest.task)}")
         print(f"verdict    {'PASS' if result.accepted else 'FAIL: ' + '; '.join(result.failures)}")
     if not result.accepted:
         raise EdgeVisionError(f"{artifact} misses the accuracy budget vs {reference.name}: {'; '.join(result.failures)}")

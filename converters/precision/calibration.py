@@ -103,13 +103,13 @@ def graph_feeds(
 
 
 def preprocess_batches(fp32_path: str | Path, frames: Sequence[np.ndarray], batch: int = 8) -> Iterator[np.ndarray]:
-    """float32[B, 3, H, W] batches through the runtime's own pre-processing (no session needed)."""
+    """float32[B, 3, H, W] batches through the runtime's own pre-processing (evaluate.preprocessed)."""
     from converters.onnx_io import read_manifest
-    from edgevision.preprocess import preprocess_batch
 
-    manifest = read_manifest(fp32_path)
-    for i in range(0, len(frames), batch):
-        yield preprocess_batch(frames[i : i + batch], manifest)[0]
+    from .evaluate import preprocessed
+
+    for x, _ in preprocessed(read_manifest(fp32_path), frames, batch):
+        yield x
 
 
 @dataclass

@@ -14,7 +14,7 @@
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -23,7 +23,7 @@ import numpy as np
 from edgevision.detections import Detections
 from edgevision.manifest import OUT_COEFFS, OUT_PROTOS, Manifest
 from edgevision.metrics import Agreement, agreement, box_iou, mask_iou
-from edgevision.preprocess import Letterbox
+from edgevision.preprocess import Geometry
 
 AP_CONF = 0.001  # candidates for AP are scored down to here (COCO's protocol)
 MIN_SUPPORT = 5  # FP32 detections a class needs to enter the AP mean
@@ -31,11 +31,12 @@ MIN_SUPPORT = 5  # FP32 detections a class needs to enter the AP mean
 
 @dataclass
 class Prepared:
-    """Frames already pre-processed: batches float32[B, 3, H, W] and each frame's letterbox."""
+    """Frames already pre-processed: batches float32[B, 3, H, W] and each frame's geometry
+    (letterbox, fit or centre crop: whatever the manifest declares)."""
 
     batches: list[np.ndarray]
-    geos: list[Letterbox]
-    # reference path -> its detections on these frames: computed once, however many runtimes are gated
+    geos: list[Geometry]
+    # reference path -> its results on these frames: computed once, however many runtimes are gated
     references: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -43,15 +44,23 @@ class Prepared:
         return len(self.geos)
 
 
-def prepare(fp32_path: Any, frames: Sequence[np.ndarray], batch: int = 8) -> Prepared:
-    """Pre-process once with the runtime's own code (edgevision.preprocess.preprocess_batch)."""
-    from converters.onnx_io import read_manifest
+def preprocessed(manifest: Manifest, frames: Sequence[np.ndarray], batch: int = 8) -> Iterator[tuple[np.ndarray, list[Geometry]]]:
+    """(float32[B, 3, H, W], geometries) batches through the runtime's one pre-processing path
+    (edgevision.preprocess.preprocess_batch, what Model.preprocess runs), for every resize mode the
+    manifest can declare. Batch 1 for graphs exported with a fixed batch."""
     from edgevision.preprocess import preprocess_batch
 
-    manifest = read_manifest(fp32_path)
+    step = batch if manifest.dynamic_batch else 1
+    for i in range(0, len(frames), step):
+        yield preprocess_batch(frames[i : i + step], manifest)
+
+
+def prepare(fp32_path: Any, frames: Sequence[np.ndarray], batch: int = 8) -> Prepared:
+    """Pre-process once (see preprocessed())."""
+    from converters.onnx_io import read_manifest
+
     batches, geos = [], []
-    for i in range(0, len(frames), batch):
-        x, g = preprocess_batch(frames[i : i + batch], manifest)
+    for x, g in preprocessed(read_manifest(fp32_path), frames, batch):
         batches.append(x)
         geos += g
     return Prepared(batches, geos)

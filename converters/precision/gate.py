@@ -16,14 +16,15 @@ from edgevision.errors import EdgeVisionError
 from edgevision.manifest import Manifest
 
 from .budget import Budget
-from .evaluate import AP_CONF, Evaluation, Prepared, compare, detections, prepare
+from .evaluate import AP_CONF, Prepared, prepare
+from .judge import AnyEvaluation, evaluate, results
 
 
 @dataclass
 class GateResult:
     """One artifact's evaluation and what falls short of the budget (empty: accepted)."""
 
-    evaluation: Evaluation
+    evaluation: AnyEvaluation  # the task's measures (judge.py)
     failures: list[str]
 
     @property
@@ -43,8 +44,8 @@ def _compatible(ref: Manifest, cand: Manifest, path: Path) -> None:
 def evaluate_artifacts(
     reference: Path, candidates: Mapping[str, Path], frames: Sequence[np.ndarray] | Prepared,
     backend: str | None = None, options: Mapping[str, Any] | None = None,
-) -> dict[str, Evaluation]:
-    """name -> Evaluation of each candidate vs the reference (FP32 on ONNX Runtime) on the frames.
+) -> dict[str, AnyEvaluation]:
+    """name -> evaluation of each candidate vs the reference (FP32 on ONNX Runtime) on the frames.
     backend, options: how the candidates run (e.g. "openvino", {"precision": "bf16"})."""
     import edgevision
 
@@ -53,13 +54,13 @@ def evaluate_artifacts(
         manifest = ref_model.manifest
         key = str(Path(reference).resolve())
         if key not in prepared.references:
-            prepared.references[key] = detections(ref_model.infer, prepared, manifest)
+            prepared.references[key] = results(ref_model.infer, prepared, manifest)
         ref = prepared.references[key]
     out = {}
     for name, path in candidates.items():
         with edgevision.load(path, backend=backend, conf=AP_CONF, masks=False, **(options or {})) as model:
             _compatible(manifest, model.manifest, Path(path))
-            out[name] = compare(detections(model.infer, prepared, model.manifest), ref, manifest.task == "segment")
+            out[name] = evaluate(results(model.infer, prepared, model.manifest), ref, manifest)
     return out
 
 

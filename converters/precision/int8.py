@@ -18,7 +18,8 @@ from edgevision.manifest import Manifest
 from .budget import Budget
 from .calibration import Ranges, collect_ranges_multi, float_tensors, graph_feeds
 from .cpu_int8 import build_cpu_int8, default_weight_bits
-from .evaluate import AP_CONF, FrameResult, Prepared, compare, detections, prepare, soft_loss
+from .evaluate import AP_CONF, Prepared, prepare
+from .judge import evaluate, loss, results
 from .qdq import insert_qdq
 from .regions import Regions, find_regions
 from .sensitivity import GatedRunner, Protection, protect
@@ -162,8 +163,8 @@ def _build_cpu_twin(
     write(groups)
     if tune is None:
         return kept
-    ref = _session_detections(fp32_path, tune, manifest)
-    ev = compare(_session_detections(out, tune, manifest), ref, manifest.task == "segment")
+    ref = _session_results(fp32_path, tune, manifest)
+    ev = evaluate(_session_results(out, tune, manifest), ref, manifest)
     log(f"CPU twin on {tune.frames} tuning frames: {ev.summary()}")
     if budget.passes(ev, opts.margin):
         return kept
@@ -172,7 +173,7 @@ def _build_cpu_twin(
         kept_set = set(kept)
         quantized = [layer for layer in regions.layers if layer.name not in kept_set]
         runner = GatedRunner(model, quantized, ranges, manifest)
-        order = sorted(runner.groups, key=lambda g: -soft_loss(runner.run(tune, {g}, masks=False), ref, manifest.conf_threshold))
+        order = sorted(runner.groups, key=lambda g: -loss(runner.run(tune, {g}, masks=False), ref, manifest))
     else:
         order = [g for g, _ in protection.worst(len(protection.group_loss))]
     for g in order:
@@ -182,14 +183,14 @@ def _build_cpu_twin(
             break
         groups.append(g)
         write(groups)
-        ev = compare(_session_detections(out, tune, manifest), ref, manifest.task == "segment")
+        ev = evaluate(_session_results(out, tune, manifest), ref, manifest)
         log(f"  CPU twin: keep {g} float: {ev.summary()}")
         if budget.passes(ev, opts.margin):
             break
     return sorted(set(loose) | {name for g in groups for name in regions.groups[g]})
 
 
-def _session_detections(path: Path, tune: Prepared, manifest: Manifest) -> list[FrameResult]:
+def _session_results(path: Path, tune: Prepared, manifest: Manifest) -> list[Any]:
     from .speed import cpu_session
 
     sess = cpu_session(path)
@@ -199,7 +200,7 @@ def _session_detections(path: Path, tune: Prepared, manifest: Manifest) -> list[
     def infer(x: np.ndarray) -> dict[str, np.ndarray]:
         return dict(zip(outputs, sess.run(outputs, graph_feeds(manifest, x, inputs, conf=AP_CONF))))
 
-    return detections(infer, tune, manifest)
+    return results(infer, tune, manifest)
 
 
 def explain(
@@ -218,6 +219,6 @@ def explain(
         return []
     runner = GatedRunner(model, quantized, build.ranges, manifest)
     tune = prepare(fp32_path, frames)
-    ref = runner.run(tune, set(), masks=False)  # only soft_loss reads these: no masks needed
-    losses = {g: soft_loss(runner.run(tune, {g}, masks=False), ref, manifest.conf_threshold) for g in runner.groups}
+    ref = runner.run(tune, set(), masks=False)  # only the loss reads these: no masks needed
+    losses = {g: loss(runner.run(tune, {g}, masks=False), ref, manifest) for g in runner.groups}
     return sorted(losses.items(), key=lambda kv: -kv[1])[:top]

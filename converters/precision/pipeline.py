@@ -30,6 +30,7 @@ from .budget import Budget, parse_budget
 from .calibration import describe_indices, split_frames
 from .evaluate import prepare
 from .gate import GateResult, gate
+from .judge import judge_for
 from .speed import machine, measure_runs
 
 # What each variant is built for (OpenVINO runs every one; its verdicts are in "runtimes").
@@ -79,6 +80,15 @@ class Variant:
     info: dict[str, Any] = field(default_factory=dict)
     result: GateResult | None = None
     final: Path | None = None
+
+
+# What the in-graph post-processing is, per task, in the report's words.
+POST_NAMES = {"detect": "decode/NMS", "segment": "decode/NMS/mask coefficients", "classify": "softmax/top-k",
+              "semantic": "upsampling/arg-max"}
+
+
+def post_name(task: str) -> str:
+    return POST_NAMES.get(task, "post-processing")
 
 
 def _final_paths(folder: Path, stem: str, name: str) -> tuple[Path, Path]:
@@ -149,7 +159,8 @@ def finish(
     folder, stem = fp32.parent, fp32.stem
     json_path, md_path = report.report_paths(folder, stem)
     data = report.load(json_path, fp32_sha)
-    data.update(model=stem, reference=fp32.name, machine={**machine(), "threads_per_inference": 1})
+    data.update(model=stem, reference=fp32.name, task=manifest.task,
+                machine={**machine(), "threads_per_inference": 1})
     entries = {"fp32": report.Entry(fp32.name, "fp32", TARGETS["fp32"], True, speed=speeds("fp32"),
                                     runtimes=runtimes("fp32"))}
     for v in variants:
@@ -172,6 +183,11 @@ def finish(
     report.save(data, json_path, md_path)
     log(f"report: {md_path}")
     return data
+
+
+def _rounds(args: argparse.Namespace) -> int:
+    """--speed-rounds (10 by default): interleaved timing rounds per artifact and runtime."""
+    return max(1, int(getattr(args, "speed_rounds", None) or 10))
 
 
 def _print(variants: list[Variant], data: dict[str, Any]) -> None:
@@ -221,7 +237,7 @@ def run_int8(fp32: Path, manifest: Manifest, args: argparse.Namespace, budget: B
                               "Q/DQ around every op ONNX Runtime has an integer kernel for", cpu_calib)):
         v.kept_float = build.kept_float if v is trt else build.cpu_kept_float
         v.info = {"calibration": cal, "quantization": how, "layers": layers,
-                  "kept_summary": f"decode/NMS ({layers['float_region_nodes']} nodes) float"}
+                  "kept_summary": f"{post_name(manifest.task)} ({layers['float_region_nodes']} nodes) float"}
     # 8-bit weights are exact on ONNX Runtime's u8s8 kernels only with VNNI/AMX; on x86 without
     # them edgevision's sessions run u8u8 (edgevision.device.u8s8_saturates), a plain ONNX Runtime
     # session saturates: say so to whoever loads the file without edgevision. 7-bit: exact anywhere.
@@ -235,7 +251,7 @@ def run_int8(fp32: Path, manifest: Manifest, args: argparse.Namespace, budget: B
         "calibration": f"{len(build.ranges.tensors)} tensors on {build.ranges.frames} frames; TensorRT graph: "
                        f"{calib_info['method']}; CPU twin: {cpu_calib['method']}",
         "layers": f"{layers['quantized_layers']} of {layers['layers']} Conv/ConvTranspose/MatMul layers in INT8; "
-                  f"{layers['float_region_nodes']} decode/post-processing nodes float",
+                  f"{layers['float_region_nodes']} {post_name(manifest.task)} nodes float",
         "seconds": {k: round(s, 1) for k, s in build.seconds.items()},
     }
     if build.protection is not None:
@@ -246,7 +262,7 @@ def run_int8(fp32: Path, manifest: Manifest, args: argparse.Namespace, budget: B
         )
         if p.group_loss:
             details["most sensitive groups (solo loss)"] = ", ".join(f"{g} {loss:.4f}" for g, loss in p.worst(6))
-    data = finish(fp32, manifest, [trt, cpu], split.describe(), split.val, budget, details)
+    data = finish(fp32, manifest, [trt, cpu], split.describe(), split.val, budget, details, _rounds(args))
     _print([trt, cpu], data)
     assert trt.result is not None and trt.final is not None
     if not trt.result.accepted:
@@ -289,11 +305,12 @@ def run_fp16(fp32: Path, manifest: Manifest, args: argparse.Namespace, budget: B
     v.kept_float = [n for n in keep if n in {layer.name for layer in regions.layers}]
     others = len(keep) - len(regions.float_nodes)
     v.info = {"kept_fp32_nodes": len(keep),
-              "kept_summary": f"decode/NMS ({len(regions.float_nodes)} nodes) and {others} Softmax/Exp/reduction nodes FP32",
-              "notes": [f"{len(keep)} nodes kept in FP32: decode/post-processing and Softmax/Exp/reductions; "
+              "kept_summary": f"{post_name(manifest.task)} ({len(regions.float_nodes)} nodes) and {others} "
+                              "Softmax/Exp/reduction nodes FP32",
+              "notes": [f"{len(keep)} nodes kept in FP32: {post_name(manifest.task)} and Softmax/Exp/reductions; "
                         "inputs and outputs stay float32"]}
-    details = {"kept in FP32": f"{len(keep)} nodes (decode, post-processing, sensitive ops)"}
-    data = finish(fp32, manifest, [v], frames, val, budget, details)
+    details = {"kept in FP32": f"{len(keep)} nodes ({post_name(manifest.task)}, sensitive ops)"}
+    data = finish(fp32, manifest, [v], frames, val, budget, details, _rounds(args))
     _print([v], data)
     assert v.result is not None and v.final is not None
     if not v.result.accepted:
@@ -307,16 +324,9 @@ def run_fp16(fp32: Path, manifest: Manifest, args: argparse.Namespace, budget: B
 def apply_precision(result: Any, args: argparse.Namespace) -> Path:
     """Entry point from `edgevision convert`: result is converters.export.ConvertResult."""
     precision = args.precision
-    budget = parse_budget(getattr(args, "max_drop", None), precision)
     fp32, manifest = Path(result.onnx_path), result.manifest
-    if precision in ("int8", "fp16") and manifest.task not in ("detect", "segment"):
-        # The gate, calibration and layer protection measure detections; class maps and
-        # top-k need their own measures, keypoints and rotated boxes their own float regions
-        # checked, before reduced precision can be promised for them.
-        raise EdgeVisionError(
-            f"--precision {precision} is built for detectors and segmenters so far, not {manifest.task} models; "
-            f"the verified FP32 artifact is {fp32}"
-        )
+    judge_for(manifest)  # a task the gate cannot measure stops here, before any work
+    budget = parse_budget(getattr(args, "max_drop", None), precision, manifest.task)
     if precision == "int8":
         return run_int8(fp32, manifest, args, budget)
     if precision == "fp16":

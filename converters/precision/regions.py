@@ -1,12 +1,18 @@
 """Which part of a converted graph is "the network" (may be quantized / halved) and which stays float.
 
-Works on any converted artifact, not on YOLO specifics: the network region is every
-node that is a weighted layer or feeds one; whatever only consumes the last weighted
-layers' outputs (reshapes, sigmoids, box decode, NMS, top-D gathering) stays float,
-because it turns activations into coordinates and scores whose ranges share nothing
-with the convolutions' (quantizing them is what zeroes detections). A family may add
-hints (node-name scopes that must stay float, e.g. YOLO's DFL box decode, which is a
-Conv with fixed weights behind a Softmax).
+Works on any converted artifact, from the graph's structure, not from node names: the
+network region is every node that is a weighted layer (Conv, ConvTranspose, Gemm, MatMul)
+or feeds one; whatever only consumes the last weighted layers' outputs stays float, and so
+does everything downstream of a TopK / NonMaxSuppression / ArgMax. Per family that is:
+- YOLO and torchvision one-stage detectors: reshapes, sigmoid / softmax scores, the box
+  decode (anchors, Exp of the size deltas), candidate TopK and the in-graph NMS (whose
+  IoU MatMuls are not layers);
+- classifiers: Softmax and TopK after the last Linear (Gemm);
+- semantic segmenters: the upsampling Resize of the logits and the ArgMax.
+These turn activations into coordinates, probabilities and class decisions whose ranges
+and ties share nothing with the convolutions' (quantizing them is what zeroes detections
+and ties top-k). A family may add hints where structure is not enough (node-name scopes
+that must stay float: YOLO's DFL box decode is a Conv with fixed weights behind a Softmax).
 """
 from __future__ import annotations
 
@@ -17,6 +23,7 @@ from typing import Any
 
 # Ops whose first input is an activation and whose weight is an initializer (axis = output channels).
 WEIGHTED_OPS: dict[str, int] = {"Conv": 0, "ConvTranspose": 1}
+# Gemm (a Linear layer) is a layer too, its weight axis read from transB (find_regions).
 # Ops after which everything is post-processing, whatever the family.
 POST_MARKERS = {"TopK", "NonMaxSuppression", "ArgMax", "ArgMin", "NonZero"}
 # Numerically sensitive ops FP16 keeps in FP32 wherever they are (exp overflows half at 11.1).
@@ -70,6 +77,10 @@ def _hint(family: str, extra: dict[str, Any] | None) -> FamilyHint:
     hint = FAMILY_HINTS.get(family, DEFAULT_HINT)
     more = tuple((extra or {}).get("float_patterns", ()))  # a manifest may carry its own
     return FamilyHint(hint.float_patterns + more)
+
+
+def _attr(node: Any, name: str, default: int) -> int:
+    return next((int(a.i) for a in node.attribute if a.name == name), default)
 
 
 def _scope(name: str, depth: int) -> str:
@@ -130,6 +141,10 @@ def find_regions(model: Any, family: str = "", extra: dict[str, Any] | None = No
             continue
         if n.op_type in WEIGHTED_OPS and len(n.input) > 1 and n.input[1] in inits:
             candidates.append((n.name, n.op_type, (0,), (1, WEIGHTED_OPS[n.op_type])))
+        elif n.op_type == "Gemm" and len(n.input) > 1 and n.input[1] in inits and n.input[0] not in inits \
+                and not _attr(n, "transA", 0):
+            # a classifier's Linear: B is [out, in] with transB=1 (torch's export), [in, out] without
+            candidates.append((n.name, n.op_type, (0,), (1, 0 if _attr(n, "transB", 0) else 1)))
         elif n.op_type == "MatMul":
             acts = tuple(i for i, t in enumerate(n.input) if t not in inits)
             weight = next(((i, 1) for i, t in enumerate(n.input) if t in inits and i == 1), None)

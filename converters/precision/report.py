@@ -2,7 +2,7 @@
 edgevision.artifacts.resolve_artifact) and <model>.precision.md (for people).
 
 JSON layout (format 1):
-    {"format": 1, "model": "yolo11n-seg", "reference": "yolo11n-seg.onnx", "reference_sha256": "...",
+    {"format": 1, "model": "yolo11n-seg", "task": "segment", "reference": "yolo11n-seg.onnx", "reference_sha256": "...",
      "machine": {...}, "runs": [{"precision": "int8", "frames": {...}, "budget": {...}, ...}],
      "artifacts": {VARIANT: {"path": FILE, "precision": "int8", "targets": ["tensorrt", "onnxruntime"],
                              "accepted": true, "evaluation": {...}, "failures": [],
@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from edgevision.artifacts import CONFIGS, choose, choose_run
+
+from .budget import Budget
 
 FORMAT = 1
 
@@ -81,20 +83,42 @@ def _fmt(v: Any, digits: int = 4) -> str:
     return "-" if v is None else (f"{v:.{digits}f}" if isinstance(v, float) else str(v))
 
 
+# The columns of the report's tables per task: (evaluation key, heading), and what they measure.
+COLUMNS: dict[str, list[tuple[str, str]]] = {
+    "detect": [("f1", "F1"), ("ap50_95", "AP50-95"), ("ap50", "AP50"), ("ap50_95_all_classes", "all cls"),
+               ("mask_iou", "mask IoU")],
+    "classify": [("top1_agreement", "top-1 agreement"), ("topk_agreement", "top-k set agreement"),
+                 ("max_prob_diff", "max top-k prob diff"), ("mean_prob_diff", "mean top-k prob diff")],
+    "semantic": [("pixel_agreement", "pixel agreement"), ("miou", "mIoU"), ("min_class_iou", "lowest class IoU")],
+}
+COLUMNS["segment"] = COLUMNS["detect"]
+MEASURES = {
+    "detect": "F1 at IoU 0.5 at the artifact's confidence threshold; AP50-95 of the candidate scored down to conf "
+              "0.001 (COCO protocol), averaged over the classes with at least 5 FP32 detections (`all cls`: over "
+              "every class, where one detection of a class seen once weighs as much as a whole class); mean mask "
+              "IoU of matched pairs.",
+    "classify": "the share of frames whose top-1 class is FP32's; the share whose top-k class set is FP32's; the "
+                "largest and the mean difference of the probabilities FP32 gives its top-k classes (a class the "
+                "candidate drops from its top-k counts as probability 0).",
+    "semantic": "the share of frame pixels given FP32's class; mIoU against FP32's map over the classes FP32 paints "
+                "with at least 100 pixels (IoU summed over all frames), and the lowest of those class IoUs.",
+}
+MEASURES["segment"] = MEASURES["detect"]
+
+
 def markdown(data: dict[str, Any]) -> str:
     """A readable summary: one row per artifact, then how it was measured."""
+    task = data.get("task", "detect")
+    cols = COLUMNS.get(task, COLUMNS["detect"])
     lines = [
-        f"# Precision report: {data.get('model', '')}",
+        f"# Precision report: {data.get('model', '')} ({task})",
         "",
-        f"Reference: `{data.get('reference', '')}` (FP32). Agreement is measured against its detections on "
-        "validation frames calibration never saw: F1 at IoU 0.5 at the artifact's confidence threshold; "
-        "AP50-95 of the candidate scored down to conf 0.001 (COCO protocol), averaged over the classes with at "
-        "least 5 FP32 detections (`all cls`: over every class, where one detection of a class seen once weighs "
-        "as much as a whole class); mean mask IoU of matched pairs.",
+        f"Reference: `{data.get('reference', '')}` (FP32). Agreement is measured against its results on "
+        f"validation frames calibration never saw: {MEASURES.get(task, MEASURES['detect'])}",
         "",
-        "| artifact | file | targets | accepted | F1 | AP50-95 | AP50 | all cls | mask IoU | ORT CPU ms | vs FP32 "
+        "| artifact | file | targets | accepted | " + " | ".join(h for _, h in cols) + " | ORT CPU ms | vs FP32 "
         "| kept in higher precision |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|" + "---|" * len(cols) + "---|---|---|",
     ]
     for name, e in data["artifacts"].items():
         ev = e.get("evaluation") or {}
@@ -104,22 +128,22 @@ def markdown(data: dict[str, Any]) -> str:
         kept_text = "none" if name == "fp32" else " + ".join([x for x in (layers, e.get("kept_summary", "")) if x]) or "none"
         lines.append(
             f"| {name} | `{e['path']}` | {', '.join(e.get('targets', []))} | {'yes' if e.get('accepted') else '**no**'} "
-            f"| {_fmt(ev.get('f1'))} | {_fmt(ev.get('ap50_95'))} | {_fmt(ev.get('ap50'))} "
-            f"| {_fmt(ev.get('ap50_95_all_classes'))} | {_fmt(ev.get('mask_iou'))} "
-            f"| {_fmt(sp.get('median_ms'), 1)} | {_fmt(sp.get('speedup_vs_fp32'), 2)}x | {kept_text} |"
+            + "".join(f"| {_fmt(ev.get(k))} " for k, _ in cols)
+            + f"| {_fmt(sp.get('median_ms'), 1)} | {_fmt(sp.get('speedup_vs_fp32'), 2)}x | {kept_text} |"
         )
     rows = [(name, c, e, e.get("runtimes", {}).get(c)) for name, e in data["artifacts"].items()
             for c in e.get("speed", {}) if c != "onnxruntime"]
     if rows:
         lines += ["", "Each artifact on other runtime configurations, gated on the same frames against FP32 on ONNX "
                   "Runtime (bf16 and OpenVINO's INT8 kernels change results, so each is an accuracy decision):", "",
-                  "| artifact | runs on | accepted | F1 | AP50-95 | mask IoU | ms | vs FP32 on ORT |", "|---|---|---|---|---|---|---|---|"]
+                  "| artifact | runs on | accepted | " + " | ".join(h for _, h in cols) + " | ms | vs FP32 on ORT |",
+                  "|---|---|---|" + "---|" * len(cols) + "---|---|"]
         for name, c, e, verdict in rows:
             ev = (verdict or {}).get("evaluation") or {}
             sp = e["speed"][c]
             ok = "yes" if (verdict or {}).get("accepted") else "**no**"
-            lines.append(f"| {name} | {c} | {ok} | {_fmt(ev.get('f1'))} | {_fmt(ev.get('ap50_95'))} | "
-                         f"{_fmt(ev.get('mask_iou'))} | {_fmt(sp.get('median_ms'), 1)} | {_fmt(sp.get('speedup_vs_fp32'), 2)}x |")
+            lines.append(f"| {name} | {c} | {ok} | " + "".join(f"{_fmt(ev.get(k))} | " for k, _ in cols)
+                         + f"{_fmt(sp.get('median_ms'), 1)} | {_fmt(sp.get('speedup_vs_fp32'), 2)}x |")
     measured = sorted({CONFIGS[c][0] for e in data["artifacts"].values() for c in e.get("speed", {}) if c in CONFIGS})
     picks = {b: choose_run(data, [b]) for b in measured}
     if any(picks.values()):
@@ -138,7 +162,7 @@ def markdown(data: dict[str, Any]) -> str:
                 lines.append(f"- {key}: {f['frames']} frames of `{f['source']}` (frame numbers {f['indices']})")
         if "budget" in run:
             b = run["budget"]
-            lines.append(f"- budget vs FP32: AP50-95 >= {b['min_ap']}, F1 >= {b['min_f1']}, mask IoU >= {b['min_mask']}")
+            lines.append(f"- budget vs FP32: {Budget(**b).describe(task)}")
         for k, v in run.get("details", {}).items():
             lines.append(f"- {k}: {v}")
     for name, e in data["artifacts"].items():
@@ -146,8 +170,8 @@ def markdown(data: dict[str, Any]) -> str:
         if e.get("failures") or e.get("notes") or len(e.get("kept_float", [])) > 3 or per_class:
             lines += ["", f"### {name}", ""]
             if per_class:
-                lines.append("- AP50-95 per class (FP32 detections): "
-                             + ", ".join(f"{k} {ap:.3f} ({n})" for k, (n, ap) in per_class.items()))
+                what = "IoU per class (FP32 pixels)" if task == "semantic" else "AP50-95 per class (FP32 detections)"
+                lines.append(f"- {what}: " + ", ".join(f"{k} {ap:.3f} ({n})" for k, (n, ap) in per_class.items()))
             lines += [f"- below budget: {f}" for f in e.get("failures", [])]
             lines += [f"- {n}" for n in e.get("notes", [])]
             if len(e.get("kept_float", [])) > 3:

@@ -6,7 +6,8 @@ off. On tuning frames (a subset of the calibration frames, never the gate's vali
 frames):
 1. quantize everything; if the budget (plus a margin) holds, nothing is protected;
 2. otherwise quantize one group at a time and score its effect on the detections with
-   evaluate.soft_loss (box IoU and score drift of every FP32 detection, new detections);
+   the task's loss (judge.loss; detectors: box IoU and score drift of every FP32 detection, new
+   detections; classifiers: top-k probability drift; class maps: pixels that change class);
 3. protect (keep float) the worst group, re-evaluate with everything else quantized, and
    repeat until the budget holds or nothing is left worth quantizing.
 """
@@ -25,7 +26,8 @@ from edgevision.manifest import Manifest
 
 from .budget import Budget
 from .calibration import Ranges, graph_feeds
-from .evaluate import AP_CONF, Evaluation, FrameResult, Prepared, compare, detections, soft_loss
+from .evaluate import AP_CONF, Prepared
+from .judge import AnyEvaluation, evaluate, loss, results
 from .qdq import gate_name, insert_qdq
 from .regions import Layer, Regions
 
@@ -39,7 +41,7 @@ class Protection:
     protected: list[str]
     group_loss: dict[str, float]
     loss_all: float
-    tune: Evaluation
+    tune: AnyEvaluation
     steps: list[dict[str, Any]] = field(default_factory=list)
     tune_frames: int = 0
     seconds: float = 0.0
@@ -59,16 +61,16 @@ class GatedRunner:
         self.groups = sorted({layer.group for layer in layers})
         self.manifest = manifest
 
-    def run(self, prepared: Prepared, on: set[str], masks: bool = True) -> list[FrameResult]:
-        """Detections with the groups in `on` quantized. masks=False skips mask assembly where
-        only soft_loss (which reads boxes and scores) looks at the result."""
+    def run(self, prepared: Prepared, on: set[str], masks: bool = True) -> list[Any]:
+        """Results (judge.results: detections, top-k, class maps) with the groups in `on` quantized. masks=False skips mask assembly where
+        only the loss (which reads boxes and scores) looks at the result."""
         gates = {gate_name(g): np.array(g in on) for g in self.groups}
 
         def infer(x: np.ndarray) -> dict[str, np.ndarray]:
             feeds = {**graph_feeds(self.manifest, x, self.inputs, conf=AP_CONF), **gates}
             return dict(zip(self.outputs, self.session.run(self.outputs, feeds)))
 
-        return detections(infer, prepared, self.manifest, masks)
+        return results(infer, prepared, self.manifest, masks)
 
 
 def protect(
@@ -80,11 +82,10 @@ def protect(
     t0 = time.perf_counter()
     runner = GatedRunner(model, regions.layers, ranges, manifest)
     groups = runner.groups
-    segment = manifest.task == "segment"
     ref = runner.run(tune, set())  # all gates off: the FP32 numerics
     everything = runner.run(tune, set(groups))
-    ev = compare(everything, ref, segment)
-    loss_all = soft_loss(everything, ref, manifest.conf_threshold)
+    ev = evaluate(everything, ref, manifest)
+    loss_all = loss(everything, ref, manifest)
     log(f"all {len(regions.layers)} layers in INT8 on {tune.frames} tuning frames: {ev.summary()}")
     steps: list[dict[str, Any]] = [{"protected": [], **ev.as_dict()}]
     result = Protection([], {}, loss_all, ev, steps, tune.frames)
@@ -93,7 +94,7 @@ def protect(
         return result
 
     log(f"measuring {len(groups)} layer groups one at a time")
-    result.group_loss = {g: soft_loss(runner.run(tune, {g}, masks=False), ref, manifest.conf_threshold) for g in groups}
+    result.group_loss = {g: loss(runner.run(tune, {g}, masks=False), ref, manifest) for g in groups}
     order = [g for g, _ in result.worst(len(groups))]
     sizes = {g: len(regions.groups[g]) for g in groups}
     kept_float = 0
@@ -104,7 +105,7 @@ def protect(
         result.protected.append(g)
         kept_float += sizes[g]
         on = set(groups) - set(result.protected)
-        ev = compare(runner.run(tune, on), ref, segment)
+        ev = evaluate(runner.run(tune, on), ref, manifest)
         steps.append({"protected": list(result.protected), **ev.as_dict()})
         log(f"  keep {g} float (solo loss {result.group_loss[g]:.4f}): {ev.summary()}")
         if budget.passes(ev, margin):
