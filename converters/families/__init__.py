@@ -11,9 +11,10 @@ from edgevision.errors import EdgeVisionError
 from .base import Checkpoint, Exportable, Family, Request
 from .torchvision import TorchvisionFamily
 from .torchvision_detect import TorchvisionDetectFamily
+from .torchvision_rcnn import TorchvisionRcnnFamily
 from .ultralytics import UltralyticsFamily
 
-FAMILIES: list[Family] = [UltralyticsFamily(), TorchvisionFamily(), TorchvisionDetectFamily()]
+FAMILIES: list[Family] = [UltralyticsFamily(), TorchvisionFamily(), TorchvisionDetectFamily(), TorchvisionRcnnFamily()]
 
 
 def supported() -> str:
