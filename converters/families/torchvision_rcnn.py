@@ -184,6 +184,12 @@ class TwoStageDetect(torch.nn.Module):  # type: ignore[misc,name-defined]
         feats = self.backbone(images)
         content_h, content_w = content_extent(images, self.input_hw)  # [B] each
         proposals, valid, rpn_limits = self.propose(list(feats.values()), content_h, content_w)
+        return self.detect(feats, proposals, valid, content_h, content_w, conf, iou, rpn_limits)
+
+    def detect(self, feats: dict[str, Any], proposals: Any, valid: Any, content_h: Any, content_w: Any, conf: Any,
+               iou: Any, rpn_limits: Any) -> tuple[Any, ...]:
+        """The RoI heads: backbone features, proposals float32[B, R, 4] with valid bool[B, R], the
+        content extent float32[B] each, and the RPN's nms_limits int32[B] -> the forward's outputs."""
         pooled = [feats[k] for k in self.pool_keys]
         b, r = proposals.shape[0], proposals.shape[1]
         x = self.box_head(self.box_pool(pooled, proposals))
@@ -233,13 +239,13 @@ class TwoStageDetect(torch.nn.Module):  # type: ignore[misc,name-defined]
             a0 += n
         obj_k, idx = torch.cat(cand_obj, 1), torch.cat(cand_idx, 1)  # [B, K_rpn]
         rel = reg.gather(1, idx.unsqueeze(-1).expand(-1, -1, 4))
-        b, k = idx.shape
+        b, k = idx.shape[0], self.rpn_k
         boxes = self.rpn_coder.decode_single(rel.reshape(-1, 4), self.anchors[idx].reshape(-1, 4)).reshape(b, k, 4)
         boxes = self.clip(boxes, content_h, content_w)
         wide = (boxes[..., 2] - boxes[..., 0] >= RPN_MIN_SIZE) & (boxes[..., 3] - boxes[..., 1] >= RPN_MIN_SIZE)
         # removed boxes score -1: below the RPN's threshold, so never kept and never suppressing
         prob = torch.where(wide, torch.sigmoid(obj_k), torch.full_like(obj_k, -1.0))
-        score, order = prob.topk(k, dim=1)  # one ranking over all levels, as batched_nms sorts
+        score, order = prob.topk(self.rpn_k, dim=1)  # one ranking over all levels, as batched_nms sorts
         boxes = boxes.gather(1, order.unsqueeze(-1).expand(-1, -1, 4))
         levels = self.rpn_levels[order]
         conf = torch.full((1,), self.rpn_conf)
@@ -313,6 +319,8 @@ class TorchvisionRcnnFamily:
                         ("--max-det", max_det)):
             if v < 1:
                 raise EdgeVisionError(f"{what} {v}: must be at least 1")
+        # the reference runs torchvision with the same test-time sizes the graph is made for
+        rpn._pre_nms_top_n["testing"], rpn._post_nms_top_n["testing"] = pre_nms, proposals
         if roi_align not in ROI_ALIGN_MODES:
             raise EdgeVisionError(f"--roi-align {roi_align}: one of {', '.join(ROI_ALIGN_MODES)}")
         module = TwoStageDetect(model, hw, pre_nms, proposals, DEFAULT_NMS_CANDIDATES, max_det, iters,
