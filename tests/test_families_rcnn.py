@@ -167,7 +167,9 @@ def test_network_and_postprocess_halves(converted: Converted, vtest_frames40: li
             props, valid, limits = module.propose(list(feats.values()), h, w)
             n = int(valid.sum())
             assert int(limits[0]) == 0 and n == len(want_props) and n > 50
-            assert torch.allclose(props[0, :n], want_props, atol=1e-4)
+            # the same boxes; tied objectness may come in another order (torchvision's sort is not stable)
+            same = (props[0, :n, None, :] - want_props[None]).abs().amax(-1) < 1e-4  # [n, n]
+            assert same.any(1).all() and same.any(0).all()
             # heads half, from torchvision's proposals
             want = model.roi_heads(feats, [want_props], images.image_sizes)[0][0]
             padded, valid = torch.zeros(1, post, 4), torch.arange(post)[None] < n
