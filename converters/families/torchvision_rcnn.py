@@ -21,10 +21,17 @@ Pre-processing is torchvision's GeneralizedRCNNTransform (min/max side, float bi
 antialias, top-left, zero padding after normalisation), reproduced by the runtime ("fit"); the
 input size is fixed at convert time as for the one-stage detectors (torchvision_detect).
 
-RoIAlign: "gather" (default) or "onnx" (ExportOptions.roi_align / --roi-align), see
-converters/roi_align.py. Measured on a 2-core AVX2 CPU (ONNX Runtime 1.32, TensorRT-RTX 1.7),
-maskrcnn_resnet50_fpn at 320x448, R = 1000, box pool 7x7 and mask pool 14x14 (D = 100):
-ROI_ALIGN_MEASUREMENTS in this module holds the figures (filled from the family tests' report).
+Fixed sizes (manifest.extra): RPN candidates per level = --pre-nms-topk (default the model's
+rpn_pre_nms_top_n_test: 1000, MobileNet-320 150), proposals R = --proposals (default
+rpn_post_nms_top_n_test: 1000, MobileNet-320 150), detections D = --max-det (default
+detections_per_img, 100); the final NMS takes the best nms_candidates = 1000 (proposal, class)
+pairs (not settable: --pre-nms-topk sizes the RPN here). With --pre-nms-topk / --proposals the
+verification reference runs torchvision with the same rpn_*_nms_top_n_test, so a smaller, faster
+graph is compared with the model it stands for.
+
+RoIAlign: "gather" (default: TensorRT-RTX builds it; 2.5x faster than the op on ONNX Runtime) or
+"onnx" (the RoiAlign op, which TensorRT imports only through a plugin), --roi-align; the
+measurements are in converters/roi_align.py.
 
 Where it can differ from torchvision (each measured by the tests to stay within the bars):
 - Clipping to the content extent read from the input (torchvision_detect's caveat: a content
@@ -39,6 +46,8 @@ Where it can differ from torchvision (each measured by the tests to stay within 
   the graph's, on the boxes themselves, does not (a box pair within a few ulps of it).
 - The FPN level of a box uses log2 as Log / log(2) in ONNX: a box whose sqrt(area) is within
   rounding of a level boundary (224 * 2^k) can be pooled from the neighbouring level.
+- Scores that tie exactly (random weights make some) may come out in another order: torchvision's
+  sorts are not stable, the graph's TopK keeps the lower index first.
 - RoIAlign "gather" sums the same bilinear terms in another order (max abs diff ~5e-7 on
   unit-variance features).
 """
@@ -75,11 +84,6 @@ TWO_STAGE = (
 RPN_MIN_SIZE = 1e-3  # torchvision's RegionProposalNetwork.min_size
 BOX_MIN_SIZE = 1e-2  # RoIHeads.postprocess_detections' remove_small_boxes
 DEFAULT_ROI_ALIGN = "gather"
-# Filled from tests/test_families_rcnn.py's printed measurements (see the module docstring).
-ROI_ALIGN_MEASUREMENTS = {
-    "gather": "TensorRT-RTX builds it; see the report",
-    "onnx": "TensorRT-RTX: see the report",
-}
 
 
 def build_rcnn(name: str, ckpt: Checkpoint, num_classes: int | None, min_size: int | None,
