@@ -50,7 +50,7 @@ from .torchvision import class_names_for, default_weights, load_weights, to_tens
 
 torch = lazy_import("torch")
 
-# builder name -> kind of head/decoder. Two-stage (R-CNN) builders are not taken here.
+# builder name -> kind of head/decoder. Two-stage (R-CNN) builders: torchvision_rcnn.py.
 ONE_STAGE = {
     "retinanet_resnet50_fpn": "retinanet",
     "retinanet_resnet50_fpn_v2": "retinanet",
