@@ -337,7 +337,7 @@ class TorchvisionRcnnFamily:
         manifest = Manifest(
             task="segment" if module.has_mask else "detect", class_names=names, input_hw=hw,
             max_det=module.max_det, preprocess=pre, conf_threshold=conf, iou_threshold=iou, family="torchvision",
-            mask_kind="per_detection", mask_hw=mask_hw,
+            **({"mask_kind": "per_detection", "mask_hw": mask_hw} if module.has_mask else {}),
             source={"file": ckpt.path.name, "sha256": sha256_file(ckpt.path), "kind": f"torchvision:{name}"},
             extra={"arch": name, "anchors_per_level": module.level_sizes, "rpn_candidates_per_level": module.level_k,
                    "proposals": module.proposals, "rpn_nms_thresh": module.rpn_iou,
