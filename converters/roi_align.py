@@ -20,8 +20,9 @@ Measured on this project's build machine (2 shared cores, AVX2; ONNX Runtime 1.3
   the plugin registry" (TensorRT imports RoiAlign through the ROIAlign_TRT plugin).
 - Max abs difference to torchvision.ops MultiScaleRoIAlign: "gather" 6.0e-7 (the same terms
   summed in another order), "onnx" 0.0 (ONNX Runtime's kernel is torchvision's).
-- ONNX Runtime wall time per call: "gather" 2.7-3.2 s, "onnx" 6.1 s (4.8 s vs 12.0 s when the
-  machine was busier). Both are bound by memory: "gather" materialises the 16 bilinear corners
+- ONNX Runtime wall time per call (median of 3): "gather" 0.80 s, "onnx" 2.30 s on a quiet
+  machine; 2.7 s vs 6.1 s and 4.8 s vs 12.0 s while other jobs shared it. A block-diagonal dense
+  MatMul per box for the weighted sums measured no faster (1.33 s vs 1.17 s in one run). Both are bound by memory: "gather" materialises the 16 bilinear corners
   of every bin (2 x 1000 x 784 rows of 256 floats, in chunks of GATHER_CHUNK boxes); "onnx" pools
   every box on every level. (GridSample per level, tried as a third form, took 40 s.)
 So "gather" is the default and "onnx" stays selectable (one short method) for runtimes that have

@@ -29,7 +29,7 @@ pairs (not settable: --pre-nms-topk sizes the RPN here). With --pre-nms-topk / -
 verification reference runs torchvision with the same rpn_*_nms_top_n_test, so a smaller, faster
 graph is compared with the model it stands for.
 
-RoIAlign: "gather" (default: TensorRT-RTX builds it; 2.5x faster than the op on ONNX Runtime) or
+RoIAlign: "gather" (default: TensorRT-RTX builds it; 2.3-2.9x faster than the op on ONNX Runtime) or
 "onnx" (the RoiAlign op, which TensorRT imports only through a plugin), --roi-align; the
 measurements are in converters/roi_align.py.
 
