@@ -16,8 +16,10 @@ Measured on this project's build machine (2 shared cores, AVX2; ONNX Runtime 1.3
 1.7; tests/test_roi_align.py and benchmarks/bench_roi_align.py: 2 images x 1000 boxes, C 256,
 7x7, FPN levels of a 320x448 input, boxes on the edges):
 - TensorRT-RTX: "gather" parses and builds (alone and inside whole Faster/Mask R-CNN graphs);
-  "onnx" does not parse: "importRoiAlign: UNSUPPORTED_NODE: ROIAlign plugin was not found in
-  the plugin registry" (TensorRT imports RoiAlign through the ROIAlign_TRT plugin).
+  "onnx" does not parse here: its importer creates TensorRT's ROIAlign plugin (ROIAlignV3, built
+  into TensorRT-RTX), whose creation fails without a CUDA driver (error 35), then "importRoiAlign:
+  UNSUPPORTED_NODE: ROIAlign plugin was not found in the plugin registry". On a GPU it may import,
+  but as a plugin layer, which this project's graphs avoid; that build is not verified here.
 - Max abs difference to torchvision.ops MultiScaleRoIAlign: "gather" 6.0e-7 (the same terms
   summed in another order), "onnx" 0.0 (ONNX Runtime's kernel is torchvision's).
 - ONNX Runtime wall time per call (median of 3): "gather" 0.80 s, "onnx" 2.30 s on a quiet
@@ -25,7 +27,7 @@ Measured on this project's build machine (2 shared cores, AVX2; ONNX Runtime 1.3
   MatMul per box for the weighted sums measured no faster (1.33 s vs 1.17 s in one run). Both are bound by memory: "gather" materialises the 16 bilinear corners
   of every bin (2 x 1000 x 784 rows of 256 floats, in chunks of GATHER_CHUNK boxes); "onnx" pools
   every box on every level. (GridSample per level, tried as a third form, took 40 s.)
-So "gather" is the default and "onnx" stays selectable (one short method) for runtimes that have
+So "gather" is the default (builds here, no plugin, faster on ONNX Runtime) and "onnx" stays selectable (one short method) for runtimes that have
 a RoiAlign kernel (ONNX Runtime, TensorRT with its plugin library).
 """
 from __future__ import annotations

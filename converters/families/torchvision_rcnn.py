@@ -30,7 +30,8 @@ verification reference runs torchvision with the same rpn_*_nms_top_n_test, so a
 graph is compared with the model it stands for.
 
 RoIAlign: "gather" (default: TensorRT-RTX builds it; 2.3-2.9x faster than the op on ONNX Runtime) or
-"onnx" (the RoiAlign op, which TensorRT imports only through a plugin), --roi-align; the
+"onnx" (the RoiAlign op, which TensorRT imports only as a plugin layer; it does not parse on
+this GPU-less machine), --roi-align; the
 measurements are in converters/roi_align.py.
 
 Where it can differ from torchvision (each measured by the tests to stay within the bars):
