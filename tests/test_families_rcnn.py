@@ -13,9 +13,10 @@ candidates per level and 300 proposals (--pre-nms-topk / --proposals; torchvisio
 is built with the same rpn_*_nms_top_n_test); the MobileNet case runs its builder's defaults
 (150 / 150). The other variants run with EDGEVISION_ALL_FAMILIES=1, at torchvision's defaults.
 
-Time (measured on the 2-core build machine while other jobs shared it): MobileNet-320 3.6 min,
-Mask R-CNN 7-8 min (most of it the state_dict's BN pass and the conversion's verification);
-with EDGEVISION_ALL_FAMILIES=1 Faster R-CNN v2 at 1000/1000 took 22 min.
+Time on the 2-core build machine: this file's default cases with test_roi_align.py and
+test_rcnn_family.py 5.6 min when it was quiet (Mask R-CNN's fixture 2 min of it); 3.6 + 8 min
+while other jobs shared it. EDGEVISION_ALL_FAMILIES=1 variants at 1000/1000: Faster R-CNN v1
+2.3 min (quiet), Mask R-CNN v2 7.4 min, Faster R-CNN v2 22 min (shared).
 """
 from __future__ import annotations
 
