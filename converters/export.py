@@ -34,7 +34,9 @@ class ExportOptions:
     nms_thresh). min_size / max_size: torchvision detectors' transform sides (None: the
     builder's 800 / 1333). nms_iters: fixed-point NMS iterations (None: the family's default,
     YOLO 8, torchvision detectors 32). opset:
-    ONNX opset. arch: "family:name" (e.g. "torchvision:resnet18"; None: detect the family).
+    ONNX opset. proposals / roi_align: Faster/Mask R-CNN's RPN proposals (None: the model's
+    rpn_post_nms_top_n_test; pre_nms_topk is then the RPN's candidates per level) and RoIAlign
+    form ("gather" or "onnx", None: "gather"). arch: "family:name" (e.g. "torchvision:resnet18"; None: detect the family).
     task, num_classes, class_names: override what the checkpoint says. accept_unverified:
     keep an artifact whose verification frames showed nothing.
 
@@ -61,6 +63,8 @@ class ExportOptions:
     max_size: int | None = None
     head: str | None = None  # YOLOv10 / YOLO26: "one2one" (default: top-k, no NMS) or "one2many" (+ NMS)
     describe: str | Path | None = None  # --describe spec.yaml for a foreign ONNX file (converters/foreign/spec.py)
+    proposals: int | None = None
+    roi_align: str | None = None
 
 
 @dataclass

@@ -173,3 +173,74 @@ def torchvision_detector_state_dict(name: str, frames: list[np.ndarray], path: P
             cls[0].bias.fill_(b)
     torch.save(model.state_dict(), path)
     return path
+
+
+def rcnn_state_dict(name: str, frames: list[np.ndarray], path: Path, candidates: int = 150, seed: int = 0,
+                    obj_std: float = 2.0, rpn_box_std: float = 0.1, cls_std: float = 1.5, box_std: float = 0.1,
+                    **kwargs: Any) -> Path:
+    """A state_dict of torchvision's Faster / Mask R-CNN NAME whose random weights make proposals
+    and detections that vary with the picture, for the conversion tests.
+
+    BatchNorm statistics (backbone, and v2's box and mask heads) are re-estimated on real frames
+    at the model's transform size. torchvision initialises the RPN's objectness and box convs
+    with std 0.01 (every objectness ~0.5, every proposal its anchor): they are rescaled to std
+    `obj_std` / `rpn_box_std` on these frames. The box predictor's class logits are rescaled to
+    std `cls_std`, its box deltas to `box_std`, and the background bias set so that about
+    `candidates` (proposal, class) pairs per frame pass the model's box score_thresh.
+    kwargs: the builder's (num_classes, min_size, max_size, ...).
+    """
+    torch.manual_seed(seed)
+    model = torchvision.models.get_model(name, weights=None, weights_backbone=None, **kwargs)
+    x = [torch.from_numpy(f[:, :, ::-1].copy()).permute(2, 0, 1).float() / 255 for f in frames]
+    with torch.no_grad():
+        images, _ = model.transform(x)
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None
+    heads, rpn = model.roi_heads, model.rpn
+    with torch.no_grad():
+        model.backbone.train()
+        for i in range(0, len(x), 4):
+            model.backbone(images.tensors[i : i + 4])
+        model.eval()
+        feats = model.backbone(images.tensors)
+        obj, deltas = rpn.head(list(feats.values()))
+        for conv, outs, std in ((rpn.head.cls_logits, obj, obj_std), (rpn.head.bbox_pred, deltas, rpn_box_std)):
+            conv.bias.zero_()
+            conv.weight *= std / float(torch.cat([o.flatten() for o in outs]).std())
+        proposals, _ = rpn(images, feats)
+        pooled = heads.box_roi_pool(feats, proposals, images.image_sizes)
+        def has_bn(m: Any) -> bool:
+            return any(isinstance(b, torch.nn.modules.batchnorm._BatchNorm) for b in m.modules())
+
+        if has_bn(heads.box_head):  # v2's conv head (TwoMLPHead has none)
+            heads.box_head.train()
+            heads.box_head(pooled)
+            heads.box_head.eval()
+        if heads.has_mask() and has_bn(heads.mask_head):  # v2: on the 100 best proposals per frame
+            best = [p[:100] for p in proposals]
+            heads.mask_head.train()
+            heads.mask_head(heads.mask_roi_pool(feats, best, images.image_sizes))
+            heads.mask_head.eval()
+        feat = heads.box_head(pooled)
+        pred = heads.box_predictor
+        for lin, std in ((pred.cls_score, cls_std), (pred.bbox_pred, box_std)):
+            lin.bias.zero_()
+            lin.weight *= std / float(lin(feat).std())
+        raw = pred.cls_score(feat)  # biases are zero now
+
+        def count(b: float) -> float:
+            s = torch.softmax(torch.cat([raw[:, :1] + b, raw[:, 1:]], 1), 1)[:, 1:]
+            return float((s > heads.score_thresh).sum()) / len(x)
+
+        lo, hi = -20.0, 20.0
+        for _ in range(40):  # bisect the background bias: ~`candidates` pairs per frame above score_thresh
+            b = (lo + hi) / 2
+            if count(b) > candidates:
+                lo = b
+            else:
+                hi = b
+        pred.cls_score.bias[0] = (lo + hi) / 2
+    torch.save(model.state_dict(), path)
+    return path

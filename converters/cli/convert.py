@@ -57,7 +57,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="default NMS IoU threshold recorded in the artifact (default 0.7 for YOLO, the model's "
                         "nms_thresh for torchvision detectors)")
     p.add_argument("--pre-nms-topk", type=int, default=None,
-                   help="best candidates that enter NMS (default 1024 for YOLO: exact on a 200-person frame at conf 0.01; 1000 for torchvision detectors)")
+                   help="best candidates that enter NMS (default 1024 for YOLO: exact on a 200-person frame at conf 0.01; 1000 for torchvision one-stage detectors; Faster/Mask R-CNN: the RPN's candidates per level, default the model's rpn_pre_nms_top_n_test)")
+    p.add_argument("--proposals", type=int, default=None,
+                   help="Faster/Mask R-CNN: proposals the RPN hands to the box head (default the model's rpn_post_nms_top_n_test)")
+    p.add_argument("--roi-align", choices=("gather", "onnx"), default=None,
+                   help="Faster/Mask R-CNN: RoIAlign as Gather-based bilinear sampling (default; TensorRT-RTX builds it) "
+                        "or the ONNX RoiAlign op (TensorRT needs a plugin for it)")
     p.add_argument("--min-size", type=int, default=None,
                    help="torchvision detectors: the transform's min_size the model was trained with (default 800)")
     p.add_argument("--max-size", type=int, default=None,
@@ -131,7 +136,7 @@ def main(args: argparse.Namespace) -> int:
         conf=args.conf, iou=args.iou, opset=args.opset, trust=args.trust_checkpoint,
         arch=args.arch, task=args.task, num_classes=args.num_classes, class_names=_names(args.class_names),
         accept_unverified=args.accept_unverified, min_size=args.min_size, max_size=args.max_size, head=args.head,
-        describe=args.describe,
+        describe=args.describe, proposals=args.proposals, roi_align=args.roi_align,
     )
     result = convert(model, out, opts, frames)
     print(f"ONNX      {result.onnx_path}  ({result.seconds:.1f} s)")

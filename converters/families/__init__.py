@@ -13,11 +13,12 @@ from .torchvision import TorchvisionFamily
 from .torchvision_detect import TorchvisionDetectFamily
 from .timm import TimmFamily
 from .onnx_file import OnnxFileFamily
+from .torchvision_rcnn import TorchvisionRcnnFamily
 from .ultralytics import UltralyticsFamily
 from .ultralytics_tasks import UltralyticsTaskFamily
 
 FAMILIES: list[Family] = [UltralyticsTaskFamily(), UltralyticsFamily(), TorchvisionFamily(), TorchvisionDetectFamily(),
-                           TimmFamily(), OnnxFileFamily()]
+                           TorchvisionRcnnFamily(), TimmFamily(), OnnxFileFamily()]
 
 
 def supported() -> str:

@@ -50,7 +50,7 @@ from .torchvision import class_names_for, default_weights, load_weights, to_tens
 
 torch = lazy_import("torch")
 
-# builder name -> kind of head/decoder. Two-stage (R-CNN) builders are not taken here.
+# builder name -> kind of head/decoder. Two-stage (R-CNN) builders: torchvision_rcnn.py.
 ONE_STAGE = {
     "retinanet_resnet50_fpn": "retinanet",
     "retinanet_resnet50_fpn_v2": "retinanet",
@@ -108,6 +108,43 @@ def _classes_of(model: Any) -> int:
     """Classes of a built detector's head (SSD's include the background class 0)."""
     head = model.head.classification_head
     return int(getattr(head, "num_classes", 0) or getattr(head, "num_columns"))
+
+
+def content_extent(images: Any, input_hw: tuple[int, int]) -> tuple[Any, Any]:
+    """images float32[B, 3, H, W] -> (content height, content width), float32[B] each.
+
+    The runtime places the resized frame top-left and pads with exact zeros after
+    normalisation (pad_normalized), as torchvision batches images. A content pixel is 0.0
+    in all three channels only where it equals the mean exactly, which 8-bit pixels
+    (resized in float) practically never do for torchvision's mean, so the last row and
+    column holding any non-zero value end the content.
+    """
+    h, w = input_hw
+    nz = (images != 0).to(torch.float32).amax(dim=1)  # [B, H, W]
+    rows = nz.amax(dim=2) * torch.arange(1, h + 1, dtype=torch.float32)  # [B, H]: row number where content
+    cols = nz.amax(dim=1) * torch.arange(1, w + 1, dtype=torch.float32)  # [B, W]
+    return rows.amax(dim=1), cols.amax(dim=1)
+
+
+def fit_input(t: Any, req: Request, common: dict[str, Any], notes: list[str]) -> tuple[Preprocess, tuple[int, int]]:
+    """A GeneralizedRCNNTransform t -> the runtime's "fit" Preprocess and the fixed input (H, W):
+    --imgsz, else the verify frames' fit size rounded up to size_divisible (as torchvision pads
+    one such frame), else the largest fit (a note says so). common: the colour/scale/mean/std
+    fields of Preprocess."""
+    min_size, max_size, div = int(t.min_size[-1]), int(t.max_size), int(t.size_divisible)
+    pre = Preprocess(resize="fit", min_size=min_size, max_size=max_size, pad_normalized=True, **common)
+    if req.imgsz is not None:
+        hw = (int(req.imgsz[0]), int(req.imgsz[1]))
+        if hw[0] % div or hw[1] % div:
+            raise EdgeVisionError(f"--imgsz {hw[0]}x{hw[1]} must be a multiple of {div} (torchvision pads to it)")
+    elif req.frame_hw is not None:
+        nh, nw = fit_size(req.frame_hw, pre)
+        hw = (_ceil_to(nh, div), _ceil_to(nw, div))
+    else:
+        hw = (_ceil_to(min_size, div), _ceil_to(max_size, div))
+        notes.append(f"input {hw[0]}x{hw[1]} sized without frames: pass --verify (or --imgsz) to size it "
+                     "after the camera, as torchvision pads each frame")
+    return pre, hw
 
 
 class OneStageDetect(torch.nn.Module):  # type: ignore[misc,name-defined]
@@ -183,19 +220,8 @@ class OneStageDetect(torch.nn.Module):  # type: ignore[misc,name-defined]
         return boxes.reshape(-1, k, 4)
 
     def content_extent(self, images: Any) -> tuple[Any, Any]:
-        """images float32[B, 3, H, W] -> (content height, content width), float32[B] each.
-
-        The runtime places the resized frame top-left and pads with exact zeros after
-        normalisation (pad_normalized), as torchvision batches images. A content pixel is 0.0
-        in all three channels only where it equals the mean exactly, which 8-bit pixels
-        (resized in float) practically never do for torchvision's mean, so the last row and
-        column holding any non-zero value end the content.
-        """
-        h, w = self.input_hw
-        nz = (images != 0).to(torch.float32).amax(dim=1)  # [B, H, W]
-        rows = nz.amax(dim=2) * torch.arange(1, h + 1, dtype=torch.float32)  # [B, H]: row number where content
-        cols = nz.amax(dim=1) * torch.arange(1, w + 1, dtype=torch.float32)  # [B, W]
-        return rows.amax(dim=1), cols.amax(dim=1)
+        """images float32[B, 3, H, W] -> (content height, content width), float32[B] each (content_extent)."""
+        return content_extent(images, self.input_hw)
 
     def forward(self, images: Any, conf: Any, iou: Any) -> tuple[Any, Any, Any, Any, Any]:
         feats = list(self.backbone(images).values())
@@ -295,19 +321,7 @@ class TorchvisionDetectFamily:
                 raise EdgeVisionError(f"torchvision:{name} runs at its fixed {hw[0]}x{hw[1]}; --imgsz does not apply")
             pre = Preprocess(resize="stretch", **common)
         else:
-            min_size, max_size, div = int(t.min_size[-1]), int(t.max_size), int(t.size_divisible)
-            pre = Preprocess(resize="fit", min_size=min_size, max_size=max_size, pad_normalized=True, **common)
-            if req.imgsz is not None:
-                hw = (int(req.imgsz[0]), int(req.imgsz[1]))
-                if hw[0] % div or hw[1] % div:
-                    raise EdgeVisionError(f"--imgsz {hw[0]}x{hw[1]} must be a multiple of {div} (torchvision pads to it)")
-            elif req.frame_hw is not None:
-                nh, nw = fit_size(req.frame_hw, pre)
-                hw = (_ceil_to(nh, div), _ceil_to(nw, div))
-            else:
-                hw = (_ceil_to(min_size, div), _ceil_to(max_size, div))
-                notes.append(f"input {hw[0]}x{hw[1]} sized without frames: pass --verify (or --imgsz) to size it "
-                             "after the camera, as torchvision pads each frame")
+            pre, hw = fit_input(t, req, common, notes)
         conf = opts.conf if opts is not None and opts.conf is not None else float(model.score_thresh)
         iou = opts.iou if opts is not None and opts.iou is not None else float(model.nms_thresh)
         max_det = opts.max_det if opts is not None and opts.max_det is not None else int(model.detections_per_img)
