@@ -278,16 +278,20 @@ class OneStageDetect(torch.nn.Module):  # type: ignore[misc,name-defined]
 
 
 def detect_reference(model: Any, names: tuple[str, ...], conf: float, max_det: int) -> Any:
-    """The torchvision model as its users run it: RGB float tensor /255, a list of one image,
-    its own transform and postprocess (score_thresh = conf, detections_per_img = max_det).
-    Returns frames -> one Detections per frame (labels as torchvision gives them)."""
+    """The torchvision detector as its users run it: RGB float tensor /255, a list of one image,
+    its own transform and postprocess (score threshold = conf, detections_per_img = max_det; on
+    the model for one-stage detectors, on its roi_heads for R-CNN). Returns frames -> one
+    Detections per frame (labels as torchvision gives them; Mask R-CNN's masks thresholded at 0.5
+    in the frame, as its users threshold them)."""
     def run(frames: Sequence[np.ndarray]) -> list[Result]:
-        model.score_thresh, model.detections_per_img = conf, max_det
+        heads = getattr(model, "roi_heads", model)
+        heads.score_thresh, heads.detections_per_img = conf, max_det
         out: list[Result] = []
         with torch.no_grad():
             for frame in frames:
                 d = model([to_tensor_rgb(frame).float() / 255.0])[0]
-                out.append(Detections(d["boxes"].numpy(), d["scores"].numpy(), d["labels"].numpy(), None, names))
+                masks = (d["masks"][:, 0] > 0.5).numpy() if "masks" in d else None
+                out.append(Detections(d["boxes"].numpy(), d["scores"].numpy(), d["labels"].numpy(), masks, names))
         return out
     return run
 

@@ -54,23 +54,20 @@ Where it can differ from torchvision (each measured by the tests to stay within 
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from edgevision._lazy import lazy_import
-from edgevision.detections import Detections
 from edgevision.errors import EdgeVisionError
 from edgevision.manifest import (IN_CONF, IN_IMAGES, IN_IOU, OUT_BOXES, OUT_CLASSES, OUT_LIMITS, OUT_MASKS, OUT_NUM,
                                  OUT_SCORES, Manifest, sha256_file)
-from edgevision.results import Result
 
 from ..nms import DEFAULT_BLOCK, NMS_UNCONVERGED, class_aware_nms
 from ..roi_align import ROI_ALIGN_MODES, MultiScaleRoiAlign, level_scales
 from .base import Checkpoint, Exportable, Request
-from .torchvision import class_names_for, default_weights, load_weights, to_tensor_rgb
-from .torchvision_detect import DEFAULT_NMS_CANDIDATES, DEFAULT_NMS_ITERS, content_extent, fit_input
+from .torchvision import class_names_for, default_weights, load_weights
+from .torchvision_detect import DEFAULT_NMS_CANDIDATES, DEFAULT_NMS_ITERS, content_extent, detect_reference, fit_input
 
 torch = lazy_import("torch")
 
@@ -270,22 +267,6 @@ class TwoStageDetect(torch.nn.Module):  # type: ignore[misc,name-defined]
         return torch.sigmoid(logits.gather(2, pick)).reshape(b, d, m, m)
 
 
-def rcnn_reference(model: Any, names: tuple[str, ...], conf: float, max_det: int) -> Any:
-    """The torchvision model as its users run it: RGB float tensor /255, a list of one image,
-    its own transform and postprocess (box_score_thresh = conf, detections_per_img = max_det).
-    Returns frames -> one Detections per frame (Mask R-CNN: masks thresholded at 0.5 in the frame)."""
-    def run(frames: Sequence[np.ndarray]) -> list[Result]:
-        model.roi_heads.score_thresh, model.roi_heads.detections_per_img = conf, max_det
-        out: list[Result] = []
-        with torch.no_grad():
-            for frame in frames:
-                d = model([to_tensor_rgb(frame).float() / 255.0])[0]
-                masks = (d["masks"][:, 0] > 0.5).numpy() if "masks" in d else None
-                out.append(Detections(d["boxes"].numpy(), d["scores"].numpy(), d["labels"].numpy(), masks, names))
-        return out
-    return run
-
-
 class TorchvisionRcnnFamily:
     """torchvision two-stage detectors (Faster R-CNN, Mask R-CNN) by builder name (state_dict + --arch)."""
 
@@ -347,4 +328,4 @@ class TorchvisionRcnnFamily:
         )
         example = (torch.rand(2, 3, *hw), torch.tensor([conf]), torch.tensor([iou]))
         return Exportable(module, example, [IN_IMAGES, IN_CONF, IN_IOU], outputs, manifest,
-                          rcnn_reference(model, names, conf, module.max_det), notes)
+                          detect_reference(model, names, conf, module.max_det), notes)

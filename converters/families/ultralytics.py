@@ -28,7 +28,7 @@ from ..checkpoint import load_checkpoint
 from ..nms import DetectPostprocess
 from .base import Checkpoint, Exportable, Request
 from .ultralytics_e2e import E2EOutputs, e2e_reference, select_branch
-from .ultralytics_export import export_mode, yolo_names
+from .ultralytics_export import export_mode, head_outputs, yolo_names
 from .ultralytics_rtdetr import is_rtdetr, prepare_rtdetr
 
 torch = lazy_import("torch")
@@ -118,16 +118,10 @@ def yolo_manifest(src: YoloSource, imgsz: tuple[int, int], max_det: int, proto_s
 
 def reference_detections(src: YoloSource, frames: Sequence[np.ndarray], manifest: Manifest) -> list[Result]:
     """The PyTorch model on each frame, decoded with the numpy greedy-NMS reference."""
-    from edgevision.preprocess import preprocess
-
     from ..reference import decode_nms
 
     out: list[Result] = []
-    for frame in frames:
-        x, geo = preprocess(frame, manifest.input_hw, manifest.preprocess)
-        with torch.no_grad():
-            raw = src.model(torch.from_numpy(x))
-        preds = (raw[0] if isinstance(raw, (tuple, list)) else raw)[0].numpy()
+    for preds, geo in head_outputs(src.model, frames, manifest):
         ref = decode_nms(preds, manifest.num_classes, manifest.conf_threshold, manifest.iou_threshold, manifest.max_det,
                          manifest.extra.get("pre_nms_topk"))
         out.append(Detections(geo.boxes_to_frame(ref.boxes), ref.scores, ref.class_ids, None, manifest.class_names))

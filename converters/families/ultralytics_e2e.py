@@ -26,6 +26,8 @@ from edgevision.errors import EdgeVisionError
 from edgevision.manifest import Manifest
 from edgevision.results import Result
 
+from .ultralytics_export import head_outputs
+
 torch = lazy_import("torch")
 
 HEADS = ("one2one", "one2many")
@@ -84,14 +86,8 @@ class E2EOutputs(torch.nn.Module):  # type: ignore[misc]
 def e2e_reference(model: Any, frames: Sequence[np.ndarray], manifest: Manifest) -> list[Result]:
     """The PyTorch model's one-to-one branch on each frame, filtered as Ultralytics' predictor
     does with nms=False (score > conf, at most max_det rows), boxes mapped to the frame."""
-    from edgevision.preprocess import preprocess
-
     out: list[Result] = []
-    for frame in frames:
-        x, geo = preprocess(frame, manifest.input_hw, manifest.preprocess)
-        with torch.no_grad():
-            raw = model(torch.from_numpy(x))
-        y = (raw[0] if isinstance(raw, (tuple, list)) else raw)[0].numpy()
+    for y, geo in head_outputs(model, frames, manifest):
         y = y[y[:, 4] > manifest.conf_threshold][: manifest.max_det]
         out.append(Detections(geo.boxes_to_frame(y[:, :4]), y[:, 4], y[:, 5].astype(np.int32), None,
                               manifest.class_names))

@@ -55,3 +55,18 @@ def dfl_last_axis(self: Any, x: Any) -> Any:
     b, _, a = x.shape
     bins = self.conv.weight.reshape(-1)  # [R], the checkpoint's own weights (0..R-1)
     return (x.view(b, 4, self.c1, a).transpose(2, 3).softmax(-1) * bins).sum(-1)
+
+
+def head_outputs(model: Any, frames: Any, manifest: Any) -> Any:
+    """The references' shared loop: each uint8 BGR frame pre-processed as the manifest says, run
+    through the PyTorch model -> (the head's first output for that frame as a numpy array,
+    e.g. float32[4+C+M, N] or float32[K, 6], and the frame's Geometry), one pair per frame."""
+    import torch
+
+    from edgevision.preprocess import preprocess
+
+    for frame in frames:
+        x, geo = preprocess(frame, manifest.input_hw, manifest.preprocess)
+        with torch.no_grad():
+            raw = model(torch.from_numpy(x))
+        yield (raw[0] if isinstance(raw, (tuple, list)) else raw)[0].numpy(), geo

@@ -21,6 +21,7 @@ from edgevision.rotated import xywhr_bounds
 
 from ..nms_rotated import RotatedPostprocess
 from .base import Checkpoint, Exportable, Request
+from .ultralytics_export import head_outputs
 from .ultralytics_shared import class_names, export_ready, input_size, nms_settings, yolo_task_manifest
 
 torch = lazy_import("torch")
@@ -42,16 +43,10 @@ class ObbWithPostprocess(torch.nn.Module):  # type: ignore[misc]
 def obb_reference(model: Any, frames: Sequence[np.ndarray], manifest: Manifest) -> list[Result]:
     """The PyTorch model on each frame (the manifest's letterbox), decoded with the numpy rotated-NMS
     twin (converters.reference.decode_nms_rotated), mapped to the frame."""
-    from edgevision.preprocess import preprocess
-
     from ..reference import decode_nms_rotated
 
     out: list[Result] = []
-    for frame in frames:
-        x, geo = preprocess(frame, manifest.input_hw, manifest.preprocess)
-        with torch.no_grad():
-            raw = model(torch.from_numpy(x))
-        preds = (raw[0] if isinstance(raw, (tuple, list)) else raw)[0].numpy()
+    for preds, geo in head_outputs(model, frames, manifest):
         ref = decode_nms_rotated(preds, manifest.num_classes, manifest.conf_threshold, manifest.iou_threshold,
                                  manifest.max_det, manifest.extra.get("pre_nms_topk"))
         xywhr = geo.xywhr_to_frame(ref.boxes)

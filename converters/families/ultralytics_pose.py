@@ -22,6 +22,7 @@ from edgevision.results import Result
 
 from ..nms import DetectPostprocess
 from .base import Checkpoint, Exportable, Request
+from .ultralytics_export import head_outputs
 from .ultralytics_shared import class_names, export_ready, input_size, nms_settings, yolo_task_manifest
 
 torch = lazy_import("torch")
@@ -50,17 +51,11 @@ class PoseWithPostprocess(torch.nn.Module):  # type: ignore[misc]
 def pose_reference(model: Any, frames: Sequence[np.ndarray], manifest: Manifest) -> list[Result]:
     """The PyTorch model on each frame (the manifest's letterbox), decoded with the numpy
     greedy-NMS reference; keypoints are the kept anchors' own, mapped to the frame."""
-    from edgevision.preprocess import preprocess
-
     from ..reference import decode_nms
 
     k, dims = manifest.extra["kpt_shape"]
     out: list[Result] = []
-    for frame in frames:
-        x, geo = preprocess(frame, manifest.input_hw, manifest.preprocess)
-        with torch.no_grad():
-            raw = model(torch.from_numpy(x))
-        preds = (raw[0] if isinstance(raw, (tuple, list)) else raw)[0].numpy()
+    for preds, geo in head_outputs(model, frames, manifest):
         ref = decode_nms(preds, manifest.num_classes, manifest.conf_threshold, manifest.iou_threshold,
                          manifest.max_det, manifest.extra.get("pre_nms_topk"))
         kpts = preds[4 + manifest.num_classes :, ref.anchors].T.reshape(-1, k, dims)

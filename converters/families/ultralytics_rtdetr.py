@@ -26,7 +26,7 @@ from edgevision.results import Result
 
 from ..deformable import gather_sampling
 from .base import Checkpoint, Exportable, Request
-from .ultralytics_export import export_mode, yolo_names
+from .ultralytics_export import export_mode, head_outputs, yolo_names
 
 torch = lazy_import("torch")
 
@@ -70,15 +70,9 @@ class RTDETROutputs(torch.nn.Module):  # type: ignore[misc]
 def rtdetr_reference(model: Any, frames: Sequence[np.ndarray], manifest: Manifest) -> list[Result]:
     """The PyTorch model as Ultralytics runs it (GridSample, not Gathers) on each stretched frame,
     filtered as RTDETRPredictor does (score > conf), boxes mapped to the frame."""
-    from edgevision.preprocess import preprocess
-
     h, w = manifest.input_hw
     out: list[Result] = []
-    for frame in frames:
-        x, geo = preprocess(frame, manifest.input_hw, manifest.preprocess)
-        with torch.no_grad():
-            y = model(torch.from_numpy(x))
-        y = (y[0] if isinstance(y, (tuple, list)) else y)[0].numpy()
+    for y, geo in head_outputs(model, frames, manifest):
         y = y[y[:, 4] > manifest.conf_threshold]
         xyxy = np.concatenate([y[:, :2] - y[:, 2:4] / 2, y[:, :2] + y[:, 2:4] / 2], 1) * np.array([w, h, w, h], np.float32)
         out.append(Detections(geo.boxes_to_frame(xyxy), y[:, 4], y[:, 5].astype(np.int32), None, manifest.class_names))
