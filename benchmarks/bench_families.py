@@ -37,13 +37,18 @@ from converters.intake import open_checkpoint  # noqa: E402
 from demos.assets import VTEST  # noqa: E402
 from edgevision.sources import sample_frames  # noqa: E402
 from converters.families.torchvision_detect import build_detector, detect_reference  # noqa: E402
+from converters.families.torchvision_rcnn import TWO_STAGE, build_rcnn  # noqa: E402
 from converters.families.timm import eval_config, timm_model, timm_preset  # noqa: E402
-from tests.families import recalibrate_bn, torchvision_detector_state_dict, torchvision_state_dict  # noqa: E402
+from tests.families import (  # noqa: E402
+    rcnn_state_dict, recalibrate_bn, torchvision_detector_state_dict, torchvision_state_dict,
+)
 
 RESULTS = Path(__file__).parent / "results"
 MODELS = {  # torchvision name or timm:NAME: (task, BN-statistics input size, builder kwargs)
     "ssdlite320_mobilenet_v3_large": ("detect", (320, 320), {"num_classes": 8}),
     "retinanet_resnet50_fpn": ("detect", (320, 427), {"num_classes": 8, "min_size": 320, "max_size": 512}),
+    "fasterrcnn_mobilenet_v3_large_320_fpn": ("detect", (320, 427), {"num_classes": 8}),
+    "maskrcnn_resnet50_fpn": ("detect", (320, 427), {"num_classes": 8, "min_size": 320, "max_size": 512}),
     "mobilenet_v3_small": ("classify", (224, 224), {"num_classes": 10}),
     "resnet18": ("classify", (224, 224), {}),
     "lraspp_mobilenet_v3_large": ("semantic", (520, 693), {"weights_backbone": None}),
@@ -70,7 +75,8 @@ def eager_runner(name: str, sd: Path, manifest: Any = None) -> Any:
         return classify_reference(model, timm_preset(eval_config(model)), manifest.topk, manifest.class_names)
     if task == "detect":
         sides = {k: v for k, v in MODELS[name][2].items() if k in ("min_size", "max_size")}
-        model, _ = build_detector(name, open_checkpoint(sd), None, sides.get("min_size"), sides.get("max_size"))
+        builder = build_rcnn if name in TWO_STAGE else build_detector
+        model, _ = builder(name, open_checkpoint(sd), None, sides.get("min_size"), sides.get("max_size"))
         return detect_reference(model, manifest.class_names, manifest.conf_threshold, manifest.max_det)
     model, nc = build(name, task, open_checkpoint(sd), None)
     p = _preset(default_weights(name), task)
@@ -107,6 +113,8 @@ def main() -> None:
         stem = name.replace(":", "-")
         if name.startswith("timm:"):
             sd = timm_state_dict(name[5:], calib, work / f"{stem}.pth", size, **kwargs)
+        elif name in TWO_STAGE:
+            sd = rcnn_state_dict(name, calib[:8], work / f"{name}.pth", **kwargs)
         elif task == "detect":
             sd = torchvision_detector_state_dict(name, calib[:8], work / f"{name}.pth", **kwargs)
         else:
