@@ -22,7 +22,7 @@ from edgevision.rotated import xywhr_bounds
 from ..nms_rotated import RotatedPostprocess
 from .base import Checkpoint, Exportable, Request
 from .ultralytics_export import head_outputs
-from .ultralytics_shared import class_names, export_ready, input_size, nms_settings, yolo_task_manifest
+from .ultralytics_shared import class_names, export_ready, graph_sizes, nms_settings, yolo_task_manifest
 
 torch = lazy_import("torch")
 
@@ -57,11 +57,8 @@ def obb_reference(model: Any, frames: Sequence[np.ndarray], manifest: Manifest) 
 def prepare_obb(ckpt: Checkpoint, req: Request) -> Exportable:
     model = export_ready(ckpt.obj, ckpt.path)
     names = class_names(model)
-    strides = tuple(int(s) for s in model.stride.tolist())
     s = nms_settings(req)
-    h, w = input_size(req, strides)
-    anchors = sum((h // st) * (w // st) for st in strides)
-    topk = min(s.pre_nms_topk, anchors)
+    h, w, anchors, topk = graph_sizes(req, model, s.pre_nms_topk)
     post = RotatedPostprocess(len(names), min(s.max_det, topk), topk)
     source = {"file": ckpt.path.name, "sha256": sha256_file(ckpt.path), "kind": "ultralytics"}
     manifest = yolo_task_manifest("obb", names, (h, w), post.max_det, s.conf, s.iou, source,

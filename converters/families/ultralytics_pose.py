@@ -23,7 +23,7 @@ from edgevision.results import Result
 from ..nms import DetectPostprocess
 from .base import Checkpoint, Exportable, Request
 from .ultralytics_export import head_outputs
-from .ultralytics_shared import class_names, export_ready, input_size, nms_settings, yolo_task_manifest
+from .ultralytics_shared import class_names, export_ready, graph_sizes, nms_settings, yolo_task_manifest
 
 torch = lazy_import("torch")
 
@@ -70,11 +70,8 @@ def prepare_pose(ckpt: Checkpoint, req: Request) -> Exportable:
     model = export_ready(ckpt.obj, ckpt.path)
     kpt_shape = (int(model.model[-1].kpt_shape[0]), int(model.model[-1].kpt_shape[1]))
     names = class_names(model)
-    strides = tuple(int(s) for s in model.stride.tolist())
     s = nms_settings(req)
-    h, w = input_size(req, strides)
-    anchors = sum((h // st) * (w // st) for st in strides)
-    topk = min(s.pre_nms_topk, anchors)
+    h, w, anchors, topk = graph_sizes(req, model, s.pre_nms_topk)
     post = DetectPostprocess(len(names), kpt_shape[0] * kpt_shape[1], min(s.max_det, topk), topk, s.nms_iters)
     wrapper = PoseWithPostprocess(model, post, kpt_shape).eval()
     source = {"file": ckpt.path.name, "sha256": sha256_file(ckpt.path), "kind": "ultralytics"}

@@ -67,6 +67,15 @@ def input_size(req: Request, strides: tuple[int, ...]) -> tuple[int, int]:
     return h, w
 
 
+def graph_sizes(req: Request, model: Any, pre_nms_topk: int) -> tuple[int, int, int, int]:
+    """(H, W, anchors, K): the input (--imgsz, checked against the strides), the head's anchors at
+    that input, and the candidates entering NMS, min(pre_nms_topk, anchors)."""
+    strides = tuple(int(st) for st in model.stride.tolist())
+    h, w = input_size(req, strides)
+    anchors = sum((h // st) * (w // st) for st in strides)
+    return h, w, anchors, min(pre_nms_topk, anchors)
+
+
 def yolo_task_manifest(task: str, names: tuple[str, ...], imgsz: tuple[int, int], max_det: int, conf: float,
                        iou: float, source: dict[str, Any], **extra: Any) -> Manifest:
     """A pose / obb manifest: Ultralytics' letterbox (pad 114, RGB, /255), as yolo_manifest."""
