@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from ._lazy import lazy_import
+from .rotated import xywhr_corners
+from .skeleton import draw_keypoints
 from .detections import Detections
 from .results import Classification, ClassMap
 from .results import Result as TaskResult
@@ -78,23 +80,21 @@ def annotate_detections(frame: np.ndarray, dets: Detections, mask_alpha: float =
                 region[m] = (region[m] * (1 - mask_alpha) + tint * mask_alpha).astype(np.uint8)
     thickness = max(1, round(sum(frame.shape[:2]) / 600))
     tracks = [None] * len(dets) if dets.tracker_id is None else dets.tracker_id.tolist()
-    for (x1, y1, x2, y2), conf, cid, name, tid in zip(
-        dets.xyxy.astype(int).tolist(), dets.confidence.tolist(), dets.class_id.tolist(), dets.class_name, tracks
+    # rotated boxes are drawn as their corner polygons, in the same pass as every other box
+    polygons = [None] * len(dets) if dets.xywhr is None else np.round(xywhr_corners(dets.xywhr)).astype(np.int32)
+    for (x1, y1, x2, y2), conf, cid, name, tid, polygon in zip(
+        dets.xyxy.astype(int).tolist(), dets.confidence.tolist(), dets.class_id.tolist(), dets.class_name, tracks,
+        polygons,
     ):
         c = color(cid)
-        if dets.xywhr is None:
+        if polygon is None:
             cv2.rectangle(out, (x1, y1), (x2, y2), c, thickness, cv2.LINE_AA)
+        else:
+            cv2.polylines(out, [polygon], True, c, thickness, cv2.LINE_AA)
         label = f"{name} {conf:.2f}" if tid is None else f"#{tid} {name} {conf:.2f}"
         th = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)[0][1]
         _label(out, label, x1, y1 - 4 if y1 - th - 6 >= 0 else y1 + th + 4, c)
-    if dets.xywhr is not None:
-        from .rotated import xywhr_corners
-
-        for corners, cid in zip(xywhr_corners(dets.xywhr), dets.class_id.tolist()):
-            cv2.polylines(out, [np.round(corners).astype(np.int32)], True, color(cid), thickness, cv2.LINE_AA)
     if dets.keypoints is not None:
-        from .skeleton import draw_keypoints
-
         for kpts, cid in zip(dets.keypoints, dets.class_id.tolist()):
             draw_keypoints(out, kpts, color(cid), thickness)
     return out

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from .detections import Detections
 from .manifest import (
     OUT_BOXES, OUT_CLASS_MAP, OUT_CLASSES, OUT_COEFFS, OUT_KEYPOINTS, OUT_LIMITS, OUT_MASKS, OUT_NUM, OUT_PROTOS,
-    OUT_SCORES, OUT_TOPK_IDS, OUT_TOPK_PROBS, OUT_XYWHR, Manifest,
+    OUT_SCORES, OUT_TOPK_IDS, OUT_TOPK_PROBS, OUT_XYWHR, DETECTION_TASKS, Manifest,
 )
 from .preprocess import Geometry
 from .results import Classification, ClassMap, Result
@@ -169,12 +169,9 @@ def to_classification(outputs: dict[str, np.ndarray], index: int, geo: Geometry,
 
 Decoder = Callable[[dict[str, np.ndarray], int, Geometry, Manifest, DecodeOptions], Result]
 DECODERS: dict[str, Decoder] = {
-    "detect": _detections,
-    "segment": _detections,
+    **{task: _detections for task in DETECTION_TASKS},
     "semantic": to_class_map,
     "classify": to_classification,
-    "pose": _detections,
-    "obb": _detections,
 }
 
 

@@ -63,13 +63,16 @@ def rotated_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     cb = xywhr_corners(b).astype(np.float64)
     ca = np.array([c if _area(c) >= 0 else c[::-1] for c in ca]).reshape(-1, 4, 2)
     cb = np.array([c if _area(c) >= 0 else c[::-1] for c in cb]).reshape(-1, 4, 2)
-    ba, bb = xywhr_bounds(a), xywhr_bounds(b)
+    ba = np.concatenate([ca.min(1), ca.max(1)], 1)  # axis-aligned bounds, from the corners already made
+    bb = np.concatenate([cb.min(1), cb.max(1)], 1)
+    area_a = np.abs([_area(c) for c in ca])  # each polygon's area once, not once per pair
+    area_b = np.abs([_area(c) for c in cb])
     out = np.zeros((len(a), len(b)), np.float32)
     for i in range(len(a)):
         near = ((ba[i, 0] <= bb[:, 2]) & (bb[:, 0] <= ba[i, 2]) & (ba[i, 1] <= bb[:, 3]) & (bb[:, 1] <= ba[i, 3]))
         for j in np.nonzero(near)[0]:
             inter = _clip(ca[i], cb[j])
             area_i = abs(_area(inter)) if len(inter) >= 3 else 0.0
-            union = abs(_area(ca[i])) + abs(_area(cb[j])) - area_i
+            union = area_a[i] + area_b[j] - area_i
             out[i, j] = area_i / union if union > 0 else 0.0
     return out
