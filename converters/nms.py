@@ -177,12 +177,12 @@ def nms_keep(feats: tuple[Any, ...], valid: Any, iou: Any, upper: Any, blocks: l
 
 
 def select_kept(boxes: Any, scores: Any, classes: Any, keep: Any, max_det: int) -> tuple[Any, Any, Any, Any, Any]:
-    """The max_det best kept rows: boxes float32[B, D, 4], scores float32[B, D] (padding 0),
+    """The max_det best kept rows: boxes float32[B, D, W] (W: 4 xyxy, 5 xywhr), scores float32[B, D] (padding 0),
     class_ids int32[B, D], num_dets int32[B], and their indices into K, int64[B, D]."""
     ranked = keep * scores  # dropped boxes score 0 and sink below every kept one
     out_score, order = ranked.topk(max_det, dim=1)  # [B, D]
     num = keep.sum(1).clamp(max=max_det).to(torch.int32)
-    out_boxes = boxes.gather(1, order.unsqueeze(-1).expand(-1, -1, 4))
+    out_boxes = boxes.gather(1, order.unsqueeze(-1).expand(-1, -1, boxes.shape[-1]))
     out_cls = classes.gather(1, order).to(torch.int32)
     return out_boxes, out_score, out_cls, num, order
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from edgevision._lazy import lazy_import
 
-from .nms import DEFAULT_BLOCK, blocks_of, nms_limits
+from .nms import DEFAULT_BLOCK, blocks_of, nms_limits, select_kept
 
 torch = lazy_import("torch")
 nn = torch.nn
@@ -107,10 +107,7 @@ class RotatedPostprocess(nn.Module):  # type: ignore[misc]
         # dropped iff any higher-ranked candidate overlaps (valid rows only: every row ranked above a
         # valid column scores at least as high, so it is valid too)
         keep = valid * (torch.cat(hits, 1) < 0.5).to(torch.float32)  # [B, K]
-        out_score, order = (keep * top_score).topk(self.max_det, dim=1)  # dropped rows score 0: below every kept one
-        out_boxes = xywhr.gather(1, order.unsqueeze(-1).expand(-1, -1, 5))
-        out_cls = top_cls.gather(1, order).to(torch.int32)
+        out_boxes, out_score, out_cls, num, _ = select_kept(xywhr, top_score, top_cls, keep, self.max_det)
         kept = keep.sum(1)
-        num = kept.clamp(max=self.max_det).to(torch.int32)
         limits = nms_limits(above, self.topk, kept, self.max_det, torch.zeros_like(kept))
         return out_boxes, out_score, out_cls, num, limits

@@ -244,3 +244,20 @@ def rcnn_state_dict(name: str, frames: list[np.ndarray], path: Path, candidates:
         pred.cls_score.bias[0] = (lo + hi) / 2
     torch.save(model.state_dict(), path)
     return path
+
+
+def batch_and_single(model: Any, frames: list[np.ndarray], box_atol: float = 1e-3) -> list[tuple[Any, Any]]:
+    """A detector's batch of frames against one run per frame: the same detections (count > 0,
+    class ids, boxes within box_atol px). Returns the (batch, single) pairs for further checks."""
+    pairs = list(zip(model.predict(frames), (model(f) for f in frames)))
+    for got, single in pairs:
+        assert len(got) == len(single) > 0
+        assert np.allclose(got.xyxy, single.xyxy, atol=box_atol) and np.array_equal(got.class_id, single.class_id)
+    return pairs
+
+
+def torchvision_detector(name: str, state_dict: Path, **kwargs: Any) -> Any:
+    """torchvision's detector NAME as its user builds it from a state_dict (no pretrained parts)."""
+    model = torchvision.models.get_model(name, weights=None, weights_backbone=None, **kwargs)
+    model.load_state_dict(torch.load(state_dict, weights_only=True))
+    return model.eval()

@@ -15,7 +15,7 @@ from converters.deformable import bilinear_sample, deformable_attention
 from converters.export import ExportOptions, convert
 from edgevision.detections import Detections
 from edgevision.metrics import agreement
-from tests.families import recalibrate_bn
+from tests.families import batch_and_single, recalibrate_bn
 
 CONF = 0.6  # random weights score every query 0.4-0.75: this keeps tens per frame, not all 300
 
@@ -96,12 +96,7 @@ def test_agrees_with_ultralytics_rtdetr_predictor(rtdetr: tuple[Path, Path], vte
 
 @pytest.mark.slow
 def test_batch_of_two_equals_two_single_runs(rtdetr: tuple[Path, Path], vtest_frames40: list[np.ndarray]) -> None:
-    model = edgevision.load(rtdetr[1], backend="onnxruntime")
-    pair = model.predict(vtest_frames40[28:30])
-    for got, frame in zip(pair, vtest_frames40[28:30]):
-        single = model(frame)
-        assert len(got) == len(single) > 0
-        assert np.allclose(got.xyxy, single.xyxy, atol=1e-2) and np.array_equal(got.class_id, single.class_id)
+    batch_and_single(edgevision.load(rtdetr[1], backend="onnxruntime"), vtest_frames40[28:30], box_atol=1e-2)
 
 
 @pytest.mark.slow

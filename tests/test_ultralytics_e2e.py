@@ -17,7 +17,7 @@ from edgevision.detections import Detections
 from edgevision.errors import EdgeVisionError
 from edgevision.manifest import OUT_LIMITS
 from edgevision.metrics import agreement
-from tests.families import recalibrate_bn
+from tests.families import batch_and_single, recalibrate_bn
 
 pytestmark = pytest.mark.slow
 CONF = 0.25
@@ -133,12 +133,7 @@ def test_one2one_graph_has_no_nms_and_agrees_with_ultralytics(e2e: tuple[str, Pa
 
 
 def test_batch_of_two_equals_two_single_runs(e2e: tuple[str, Path, Path], vtest_frames40: list[np.ndarray]) -> None:
-    model = edgevision.load(e2e[2], backend="onnxruntime")
-    pair = model.predict(vtest_frames40[28:30])
-    for got, frame in zip(pair, vtest_frames40[28:30]):
-        single = model(frame)
-        assert len(got) == len(single) > 0
-        assert np.allclose(got.xyxy, single.xyxy, atol=1e-3) and np.array_equal(got.class_id, single.class_id)
+    batch_and_single(edgevision.load(e2e[2], backend="onnxruntime"), vtest_frames40[28:30])
 
 
 def test_one2many_branch_with_our_nms(e2e: tuple[str, Path, Path], vtest_frames40: list[np.ndarray],

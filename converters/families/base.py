@@ -36,6 +36,14 @@ class Request:
     frame_hw: tuple[int, int] | None = None
     options: Any = None  # converters.export.ExportOptions
 
+    def arch_name(self, family: str) -> str | None:
+        """NAME of `--arch FAMILY:NAME` when FAMILY is `family`; None when --arch names another
+        family or is not given."""
+        if self.arch is None or ":" not in self.arch:
+            return None
+        fam, name = self.arch.split(":", 1)
+        return name if fam == family else None
+
 
 @dataclass
 class Exportable:

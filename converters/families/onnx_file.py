@@ -23,9 +23,8 @@ from ..foreign.graph import ForeignGraph, dynamic_batch, export_head, head_opset
 from ..foreign.heads import NmsHead, TopKHead
 from ..foreign.reference import foreign_reference
 from ..foreign.spec import LAYOUTS, Fitted, ForeignSpec, check_outputs, load_spec, static_hw, ultralytics_spec
-from ..nms import DetectPostprocess
 from .base import Checkpoint, Exportable, Request
-from .ultralytics import YOLO_DEFAULTS
+from .ultralytics_export import detect_postprocess, nms_settings
 
 torch = lazy_import("torch")
 
@@ -77,20 +76,17 @@ class OnnxFileFamily:
             raise EdgeVisionError(f"{fg.path.name}: the number of rows of {fit.outputs[0]} is symbolic; edgevision "
                                   "needs it fixed to size its top-k (export with a fixed input size)")
         opts = req.options
-        d = YOLO_DEFAULTS
-        pick = lambda v, k: d[k] if v is None else v  # noqa: E731 - the user's option or the default
-        conf, iou, max_det = pick(opts.conf, "conf"), pick(opts.iou, "iou"), pick(opts.max_det, "max_det")
+        s = nms_settings(req)  # the user's options, Ultralytics' defaults where left at None
+        conf, iou, max_det = s.conf, s.iou, s.max_det
         extra: dict[str, Any] = {"layout": spec.layout, "foreign_outputs": list(fit.outputs), **spec.extra}
         notes: list[str] = [f"spec: {spec.origin}, layout {spec.layout}"]
         if opts.opset != 17 and opts.opset != head_opset(fg):  # 17: the option's default
             notes.append(f"--opset {opts.opset} ignored: the artifact keeps the file's opset {head_opset(fg)}")
         head: Any
         if spec.layout in ("yolo", "ssd"):
-            topk = min(pick(opts.pre_nms_topk, "pre_nms_topk"), fit.rows)
-            iters = pick(opts.nms_iters, "nms_iters")
-            post = DetectPostprocess(fit.num_classes, fit.num_masks, min(max_det, topk), topk, iters)
+            post, sizes = detect_postprocess(fit.num_classes, fit.num_masks, s, fit.rows)
             head, max_det = NmsHead(spec, post, fit.input_hw), post.max_det
-            extra.update(pre_nms_topk=topk, nms_iters=iters, nms_block=post.block, anchors=fit.rows)
+            extra.update(sizes)
         else:
             max_det = min(max_det, fit.rows)
             head = TopKHead(spec, max_det, fit.num_classes, fit.input_hw)

@@ -76,10 +76,10 @@ class TimmFamily:
     summary = "timm image classifiers as a state_dict or TorchScript file with --arch timm:NAME"
 
     def claims(self, ckpt: Checkpoint, req: Request) -> bool:
-        return req.arch is not None and req.arch.startswith("timm:")
+        return req.arch_name("timm") is not None
 
     def prepare(self, ckpt: Checkpoint, req: Request) -> Exportable:
-        name = req.arch.split(":", 1)[1] if req.arch else ""
+        name = req.arch_name("timm") or ""
         if req.task not in (None, "classify"):
             raise EdgeVisionError(f"timm:{name} is an image classifier; --task {req.task} does not apply")
         model, nc = timm_model(name, ckpt, req.num_classes)

@@ -203,12 +203,11 @@ class TorchvisionFamily:
                "with --arch torchvision:NAME")
 
     def claims(self, ckpt: Checkpoint, req: Request) -> bool:
-        if req.arch is None or not req.arch.startswith("torchvision:"):
-            return False
-        return task_of(req.arch.split(":", 1)[1]) in ("classify", "semantic")
+        name = req.arch_name("torchvision")
+        return name is not None and task_of(name) in ("classify", "semantic")
 
     def prepare(self, ckpt: Checkpoint, req: Request) -> Exportable:
-        name = req.arch.split(":", 1)[1] if req.arch else ""
+        name = req.arch_name("torchvision") or ""
         task = task_of(name)
         model, nc = build(name, task, ckpt, req.num_classes)
         # What the user runs: a TorchScript file is its own reference (it also proves that its

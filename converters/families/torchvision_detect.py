@@ -304,10 +304,10 @@ class TorchvisionDetectFamily:
                "--arch torchvision:NAME")
 
     def claims(self, ckpt: Checkpoint, req: Request) -> bool:
-        return req.arch is not None and req.arch.startswith("torchvision:") and req.arch.split(":", 1)[1] in ONE_STAGE
+        return req.arch_name("torchvision") in ONE_STAGE
 
     def prepare(self, ckpt: Checkpoint, req: Request) -> Exportable:
-        name = req.arch.split(":", 1)[1] if req.arch else ""
+        name = req.arch_name("torchvision") or ""
         kind = ONE_STAGE[name]
         opts = req.options
         model, nc = build_detector(name, ckpt, req.num_classes, getattr(opts, "min_size", None),

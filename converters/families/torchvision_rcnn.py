@@ -275,10 +275,10 @@ class TorchvisionRcnnFamily:
                "--arch torchvision:NAME")
 
     def claims(self, ckpt: Checkpoint, req: Request) -> bool:
-        return req.arch is not None and req.arch.startswith("torchvision:") and req.arch.split(":", 1)[1] in TWO_STAGE
+        return req.arch_name("torchvision") in TWO_STAGE
 
     def prepare(self, ckpt: Checkpoint, req: Request) -> Exportable:
-        name = req.arch.split(":", 1)[1] if req.arch else ""
+        name = req.arch_name("torchvision") or ""
         opts = req.options
         model, nc = build_rcnn(name, ckpt, req.num_classes, getattr(opts, "min_size", None),
                                getattr(opts, "max_size", None))

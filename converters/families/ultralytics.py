@@ -28,7 +28,7 @@ from ..checkpoint import load_checkpoint
 from ..nms import DetectPostprocess
 from .base import Checkpoint, Exportable, Request
 from .ultralytics_e2e import E2EOutputs, e2e_reference, select_branch
-from .ultralytics_export import export_mode, head_outputs, yolo_names
+from .ultralytics_export import YOLO_DEFAULTS, detect_postprocess, export_mode, head_outputs, nms_settings, yolo_names  # noqa: F401 (YOLO_DEFAULTS: its import point)
 from .ultralytics_rtdetr import is_rtdetr, prepare_rtdetr
 
 torch = lazy_import("torch")
@@ -128,9 +128,6 @@ def reference_detections(src: YoloSource, frames: Sequence[np.ndarray], manifest
     return out
 
 
-# Ultralytics' predictor defaults (max_det, conf, iou) and the in-graph NMS sizes: pre_nms_topk /
-# nms_iters are sized on a 200-person crowd at conf 0.01 (converters/export.py, bench_nms.py).
-YOLO_DEFAULTS: dict[str, Any] = {"max_det": 300, "pre_nms_topk": 1024, "nms_iters": 8, "conf": 0.25, "iou": 0.7}
 
 
 class UltralyticsFamily:
@@ -145,12 +142,8 @@ class UltralyticsFamily:
 
     def prepare(self, ckpt: Checkpoint, req: Request) -> Exportable:
         opts = req.options
-        d = YOLO_DEFAULTS  # where the user left an option at None
-        max_det = d["max_det"] if opts.max_det is None else opts.max_det
-        pre_nms_topk = d["pre_nms_topk"] if opts.pre_nms_topk is None else opts.pre_nms_topk
-        conf = d["conf"] if opts.conf is None else opts.conf
-        iou = d["iou"] if opts.iou is None else opts.iou
-        nms_iters = d["nms_iters"] if opts.nms_iters is None else opts.nms_iters
+        s = nms_settings(req)  # the user's options, Ultralytics' defaults where left at None
+        max_det, conf, iou = s.max_det, s.conf, s.iou
         if is_rtdetr(ckpt):
             return prepare_rtdetr(ckpt, req, max_det, conf)
         src = yolo_source(ckpt.obj, ckpt.path, getattr(opts, "head", None), max_det)
@@ -168,14 +161,12 @@ class UltralyticsFamily:
             rows = min(max_det, anchors)
             extra: dict[str, Any] = {"head": "one2one", "nms": "none (end-to-end head: top-k)", "anchors": anchors}
         else:
-            topk = min(pre_nms_topk, anchors)
-            post = DetectPostprocess(len(src.class_names), src.num_masks, min(max_det, topk), topk, nms_iters)
+            post, extra = detect_postprocess(len(src.class_names), src.num_masks, s, anchors)
             wrapper = YoloWithPostprocess(src, post).eval()
             example = (torch.rand(2, 3, h, w), torch.tensor([conf]), torch.tensor([iou]))
             inputs = [IN_IMAGES, IN_CONF, IN_IOU]
             outputs.append(OUT_LIMITS)  # last: consumers that read the earlier outputs by position keep working
             rows = post.max_det
-            extra = {"pre_nms_topk": topk, "nms_iters": nms_iters, "nms_block": post.block, "anchors": anchors}
             if getattr(opts, "head", None) == "one2many":
                 extra["head"] = "one2many"  # an end-to-end head's other branch, with edgevision's NMS
         with torch.no_grad():

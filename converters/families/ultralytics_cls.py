@@ -19,7 +19,8 @@ from edgevision.manifest import IN_IMAGES, OUT_TOPK_IDS, OUT_TOPK_PROBS, Manifes
 from edgevision.results import Classification, Result
 
 from .base import Checkpoint, Exportable, Request
-from .ultralytics_shared import class_names, export_ready
+from .ultralytics_export import yolo_names
+from .ultralytics_shared import export_ready
 
 torch = lazy_import("torch")
 
@@ -68,7 +69,7 @@ def ultralytics_classify_reference(model: Any, size: int, k: int, names: tuple[s
 
 def prepare_classify(ckpt: Checkpoint, req: Request) -> Exportable:
     model = export_ready(ckpt.obj, ckpt.path)
-    names = class_names(model)
+    names = yolo_names(model)
     args = ckpt.obj.get("train_args") or {}
     if req.imgsz is not None and req.imgsz[0] != req.imgsz[1]:
         raise EdgeVisionError(f"--imgsz {req.imgsz[0]}x{req.imgsz[1]}: an Ultralytics classifier takes a square "

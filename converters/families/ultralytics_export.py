@@ -3,6 +3,7 @@ segment, end-to-end, pose, OBB, classify, RT-DETR)."""
 from __future__ import annotations
 
 import types
+from dataclasses import dataclass
 from typing import Any
 
 from .yolo_unsplit import unsplit
@@ -70,3 +71,41 @@ def head_outputs(model: Any, frames: Any, manifest: Any) -> Any:
         with torch.no_grad():
             raw = model(torch.from_numpy(x))
         yield (raw[0] if isinstance(raw, (tuple, list)) else raw)[0].numpy(), geo
+
+
+# Ultralytics' predictor defaults (max_det, conf, iou) and the in-graph NMS sizes: pre_nms_topk /
+# nms_iters are sized on a 200-person crowd at conf 0.01 (converters/export.py, bench_nms.py).
+YOLO_DEFAULTS: dict[str, Any] = {"max_det": 300, "pre_nms_topk": 1024, "nms_iters": 8, "conf": 0.25, "iou": 0.7}
+
+
+@dataclass(frozen=True)
+class NmsSettings:
+    """The user's options with Ultralytics' predictor defaults where left at None."""
+
+    max_det: int
+    pre_nms_topk: int
+    nms_iters: int
+    conf: float
+    iou: float
+
+
+def nms_settings(req: Any) -> NmsSettings:
+    """req: a families.base.Request; its options resolved against YOLO_DEFAULTS."""
+    opts, d = req.options, YOLO_DEFAULTS
+
+    def pick(name: str) -> Any:
+        value = getattr(opts, name, None) if opts is not None else None
+        return d[name] if value is None else value
+
+    return NmsSettings(pick("max_det"), pick("pre_nms_topk"), pick("nms_iters"), pick("conf"), pick("iou"))
+
+
+def detect_postprocess(num_classes: int, num_extra: int, s: NmsSettings, anchors: int) -> tuple[Any, dict[str, Any]]:
+    """Edgevision's in-graph NMS for a YOLO-style head of `anchors` rows with num_extra channels
+    after the class scores (mask coefficients, keypoints), sized by s: (DetectPostprocess, the
+    manifest extras that record its sizes)."""
+    from ..nms import DetectPostprocess
+
+    topk = min(s.pre_nms_topk, anchors)
+    post = DetectPostprocess(num_classes, num_extra, min(s.max_det, topk), topk, s.nms_iters)
+    return post, {"pre_nms_topk": topk, "nms_iters": s.nms_iters, "nms_block": post.block, "anchors": anchors}

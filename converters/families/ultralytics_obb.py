@@ -22,7 +22,8 @@ from edgevision.rotated import xywhr_bounds
 from ..nms_rotated import RotatedPostprocess
 from .base import Checkpoint, Exportable, Request
 from .ultralytics_export import head_outputs
-from .ultralytics_shared import class_names, export_ready, graph_sizes, nms_settings, yolo_task_manifest
+from .ultralytics_export import yolo_names
+from .ultralytics_shared import export_ready, graph_sizes, nms_settings, yolo_task_manifest
 
 torch = lazy_import("torch")
 
@@ -56,7 +57,7 @@ def obb_reference(model: Any, frames: Sequence[np.ndarray], manifest: Manifest) 
 
 def prepare_obb(ckpt: Checkpoint, req: Request) -> Exportable:
     model = export_ready(ckpt.obj, ckpt.path)
-    names = class_names(model)
+    names = yolo_names(model)
     s = nms_settings(req)
     h, w, anchors, topk = graph_sizes(req, model, s.pre_nms_topk)
     post = RotatedPostprocess(len(names), min(s.max_det, topk), topk)

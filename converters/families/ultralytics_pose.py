@@ -22,8 +22,9 @@ from edgevision.results import Result
 
 from ..nms import DetectPostprocess
 from .base import Checkpoint, Exportable, Request
-from .ultralytics_export import head_outputs
-from .ultralytics_shared import class_names, export_ready, graph_sizes, nms_settings, yolo_task_manifest
+from .ultralytics_export import detect_postprocess, head_outputs
+from .ultralytics_export import yolo_names
+from .ultralytics_shared import export_ready, graph_sizes, nms_settings, yolo_task_manifest
 
 torch = lazy_import("torch")
 
@@ -69,15 +70,14 @@ def pose_reference(model: Any, frames: Sequence[np.ndarray], manifest: Manifest)
 def prepare_pose(ckpt: Checkpoint, req: Request) -> Exportable:
     model = export_ready(ckpt.obj, ckpt.path)
     kpt_shape = (int(model.model[-1].kpt_shape[0]), int(model.model[-1].kpt_shape[1]))
-    names = class_names(model)
+    names = yolo_names(model)
     s = nms_settings(req)
-    h, w, anchors, topk = graph_sizes(req, model, s.pre_nms_topk)
-    post = DetectPostprocess(len(names), kpt_shape[0] * kpt_shape[1], min(s.max_det, topk), topk, s.nms_iters)
+    h, w, anchors, _ = graph_sizes(req, model, s.pre_nms_topk)
+    post, sizes = detect_postprocess(len(names), kpt_shape[0] * kpt_shape[1], s, anchors)
     wrapper = PoseWithPostprocess(model, post, kpt_shape).eval()
     source = {"file": ckpt.path.name, "sha256": sha256_file(ckpt.path), "kind": "ultralytics"}
     manifest = yolo_task_manifest("pose", names, (h, w), post.max_det, s.conf, s.iou, source,
-                                  kpt_shape=list(kpt_shape), pre_nms_topk=topk, nms_iters=s.nms_iters,
-                                  nms_block=post.block, anchors=anchors)
+                                  kpt_shape=list(kpt_shape), **sizes)
     example = (torch.rand(2, 3, h, w), torch.tensor([s.conf]), torch.tensor([s.iou]))
     outputs = [OUT_BOXES, OUT_SCORES, OUT_CLASSES, OUT_NUM, OUT_KEYPOINTS, OUT_LIMITS]
     return Exportable(wrapper, example, [IN_IMAGES, IN_CONF, IN_IOU], outputs, manifest,

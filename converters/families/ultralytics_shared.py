@@ -4,7 +4,6 @@ input size and the letterbox manifest. Only this direction: ultralytics.py never
 modules (no import cycles, tests/test_import_boundary.py)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from edgevision._lazy import lazy_import
@@ -12,8 +11,7 @@ from edgevision.errors import EdgeVisionError
 from edgevision.manifest import Manifest, Preprocess
 
 from .base import Request
-from .ultralytics import YOLO_DEFAULTS
-from .ultralytics_export import export_mode, yolo_names
+from .ultralytics_export import NmsSettings, export_mode, nms_settings  # noqa: F401 (the heads' import point)
 
 torch = lazy_import("torch")
 
@@ -35,28 +33,6 @@ def export_ready(ckpt_obj: Any, path: Any) -> Any:
     return export_mode(model)
 
 
-class_names = yolo_names  # the one helper, under the name these modules use
-
-
-@dataclass(frozen=True)
-class NmsSettings:
-    """The user's options with Ultralytics' predictor defaults where left at None."""
-
-    max_det: int
-    pre_nms_topk: int
-    nms_iters: int
-    conf: float
-    iou: float
-
-
-def nms_settings(req: Request) -> NmsSettings:
-    opts, d = req.options, YOLO_DEFAULTS
-
-    def pick(name: str) -> Any:
-        value = getattr(opts, name, None) if opts is not None else None
-        return d[name] if value is None else value
-
-    return NmsSettings(pick("max_det"), pick("pre_nms_topk"), pick("nms_iters"), pick("conf"), pick("iou"))
 
 
 def input_size(req: Request, strides: tuple[int, ...]) -> tuple[int, int]:
