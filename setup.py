@@ -12,8 +12,8 @@ EXTRAS = {
     "trt": ["cuda-python>=12.6.1,<13", "onnx>=1.16"],
     # build side
     "convert": ["torch>=2.4", "torchvision>=0.19", "onnx>=1.16", "onnxsim>=0.4", "onnxruntime>=1.17", "pyyaml>=6"],
-    "yolo": ["ultralytics>=8.3"],
-    "timm": ["timm>=1.0"],  # Apache-2.0: timm classifiers (--arch timm:NAME)  # AGPL-3.0: only to unpickle Ultralytics checkpoints
+    "yolo": ["ultralytics>=8.3"],  # AGPL-3.0: only to unpickle Ultralytics checkpoints
+    "timm": ["timm>=1.0"],  # Apache-2.0: timm classifiers (--arch timm:NAME)
     "dev": ["pytest>=8", "mypy>=1.10", "ruff>=0.5"],
 }
 EXTRAS["all"] = sorted({r for reqs in EXTRAS.values() for r in reqs})

@@ -26,12 +26,16 @@ VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpe
 
 @dataclass
 class Frame:
-    """One decoded frame. image: uint8[H, W, 3] BGR. index counts from 0 per source."""
+    """One decoded frame. image: uint8[H, W, 3] BGR. index counts from 0 per source.
+
+    source: the index of the source it came from in a multi-source run (0 with one source).
+    """
 
     image: np.ndarray
     index: int
     timestamp: float = field(default_factory=time.monotonic)
     name: str = ""
+    source: int = 0
 
 
 class SourceLost(EdgeVisionError):
