@@ -36,7 +36,7 @@ $(VENV)/.installed: setup.py | $(VPY)
 # The CUDA 13 generation (desktop drivers) is tested too: cuda-bindings 13 lives apart in
 # .venv/cu13 (one process holds one cuda-bindings), with NVRTC 13 from the venv.
 $(VENV)/.installed-dev: $(VENV)/.installed tools/setup_trt_stubs.py
-	$(PIP) install -e ".[dev,openvino]" tensorrt-rtx-cu12 "cuda-bindings==12.*" \
+	$(PIP) install -e ".[dev,openvino,track]" tensorrt-rtx-cu12 "cuda-bindings==12.*" \
 		"nvidia-cuda-nvrtc-cu12==12.6.*" "nvidia-cuda-runtime-cu12==12.6.*" "nvidia-cuda-nvrtc==13.*"
 	$(PIP) install --no-deps tensorrt-stubs
 	# timm for its classifier family: --no-deps, since its resolution would move torch's
@@ -58,6 +58,18 @@ $(VTEST):
 
 assets: $(VTEST) $(VENV)/.installed
 
+# Real servers the tests talk to: Debian's GStreamer RTSP server (run by the system python3 as
+# its own process; tests/rtsp_server.py) and a headless Chromium for the web view's page test.
+SYSTEM_TEST_PKGS := gir1.2-gst-rtsp-server-1.0 gir1.2-gstreamer-1.0 python3-gi gstreamer1.0-plugins-base \
+	gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-libav chromium
+.system-test-pkgs:
+	@if [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_TEST_PKGS) >/dev/null; \
+	else \
+		echo "The RTSP and browser tests need: sudo apt-get install $(SYSTEM_TEST_PKGS)"; exit 1; \
+	fi
+	touch $@
+
 demo: assets
 	@set -e; \
 	model="$(MODEL)"; [ -n "$$model" ] || model=$$($(VPY) -m demos.assets model); \
@@ -71,7 +83,7 @@ demo: assets
 	$(EV) info "$$artifact"; \
 	$(EV) run "$$artifact" --source "$$source" --save $(OUT)/annotated.mp4 --jsonl $(OUT)/detections.jsonl
 
-test: $(VENV)/.installed-dev $(VTEST)
+test: $(VENV)/.installed-dev $(VTEST) .system-test-pkgs
 	$(VPY) -m ruff check --select F,E9 edgevision converters tests benchmarks demos tools
 	$(VPY) -m pytest -q
 

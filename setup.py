@@ -7,6 +7,8 @@ EXTRAS = {
     # Intel CPUs (and iGPUs / NPUs). Tested with 2026.4: the manifest in rt_info, the INT8 workaround.
     "openvino": ["openvino>=2026.4"],
     "video": ["opencv-python-headless>=4.8"],
+    # --track: ByteTrack-style association solved with scipy's linear_sum_assignment (BSD)
+    "track": ["scipy>=1.10"],
     # TensorRT itself comes from JetPack / NVIDIA's index. cuda-python 13 needs a CUDA 13
     # driver; JetPack 6 ships CUDA 12.6. onnx: `edgevision build` reads the graph.
     "trt": ["cuda-python>=12.6.1,<13", "onnx>=1.16"],
