@@ -75,6 +75,8 @@ class Pipeline:
         self._stop = threading.Event()
         self._writer_error: BaseException | None = None
         self._annotate = any(s.needs_annotated for s in self.sinks)
+        for sink in self.sinks:
+            sink.bind(self.stats)
 
     # -- threads ---------------------------------------------------------------------------
     def _read(self) -> None:

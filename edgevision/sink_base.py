@@ -7,14 +7,23 @@ from __future__ import annotations
 
 import numpy as np
 
+from typing import TYPE_CHECKING
+
 from .results import Result as TaskResult
 from .sources import Frame
+
+if TYPE_CHECKING:
+    from .stats import RunStats
 
 
 class Sink:
     """Receives every processed frame. `needs_annotated`: wants the drawn frame."""
 
     needs_annotated = False
+
+    def bind(self, stats: RunStats) -> None:
+        """Called once by the pipeline before the first write: the run's live statistics
+        (a web view reads `stats.to_dict()` from it). Most sinks ignore it."""
 
     def write(self, frame: Frame, dets: TaskResult, annotated: np.ndarray | None) -> None:
         raise NotImplementedError

@@ -10,7 +10,7 @@ from __future__ import annotations
 import glob
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ import numpy as np
 
 from ._lazy import lazy_import
 from .errors import EdgeVisionError
+from .health import EventKind, SourceEvent, SourceState
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".h264", ".h265"}
@@ -43,13 +44,33 @@ class SourceLost(EdgeVisionError):
 
 
 class Source:
-    """Base class: iterate to get Frames; `live` sources may drop frames, files never do."""
+    """Base class: iterate to get Frames; `live` sources may drop frames, files never do.
+
+    Health: `state` (edgevision.health.SourceState) says where the source stands; `emit()`
+    hands a SourceEvent to `on_event` (set by whoever runs the source, e.g. a multi-source
+    pipeline, together with `index`, the source's position in the run).
+    """
 
     live: bool = False
     uri: str = ""
     fps: float = 0.0
     size: tuple[int, int] = (0, 0)  # (W, H), 0 when unknown
     frame_count: int = 0  # 0 when unknown or endless
+    index: int = 0
+    state: SourceState = SourceState.CONNECTING
+    reconnects: int = 0
+    on_event: Callable[[SourceEvent], None] | None = None
+
+    def emit(self, kind: EventKind, detail: str = "") -> None:
+        """Deliver one event to `on_event` (if anyone listens)."""
+        if self.on_event is not None:
+            self.on_event(SourceEvent(kind, self.index, self.uri, detail))
+
+    def _ended(self) -> None:
+        """A finite source ran out: state ENDED, one ENDED event."""
+        if self.state != SourceState.ENDED:
+            self.state = SourceState.ENDED
+            self.emit(EventKind.ENDED)
 
     def read(self) -> Frame | None:
         """The next frame, or None at the end of a finite source."""
@@ -76,6 +97,7 @@ class ImageSource(Source):
         if not paths:
             raise EdgeVisionError(f"no images found at {uri}")
         self.paths, self.uri, self.frame_count, self._i = paths, uri, len(paths), 0
+        self.state = SourceState.LIVE
 
     def read(self) -> Frame | None:
         cv2 = lazy_import("cv2")
@@ -84,7 +106,8 @@ class ImageSource(Source):
             self._i += 1
             image = cv2.imread(str(path), cv2.IMREAD_COLOR)
             if image is not None:
-                return Frame(image, self._i - 1, name=path.name)
+                return Frame(image, self._i - 1, name=path.name, source=self.index)
+        self._ended()
         return None
 
 
@@ -104,6 +127,7 @@ class CaptureSource(Source):
         self.size = (int(self.cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(self.cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
         self.frame_count = 0 if live else max(int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT)), 0)
         self._i = 0
+        self.state = SourceState.LIVE
 
     def read(self) -> Frame | None:
         deadline = time.monotonic() + self.timeout_s
@@ -111,10 +135,12 @@ class CaptureSource(Source):
             ok, image = self.cap.read()
             if ok and image is not None:
                 self._i += 1
-                return Frame(image, self._i - 1)
+                return Frame(image, self._i - 1, source=self.index)
             if not self.live:
+                self._ended()
                 return None
             if time.monotonic() > deadline:
+                self.emit(EventKind.LOST, f"no frame for {self.timeout_s:g} s")
                 raise SourceLost(f"source {self.uri!r} stopped delivering frames after {self._i} frames")
             time.sleep(0.05)
 
