@@ -36,21 +36,12 @@ def class_probs(logits: Any, score_fn: str, background: str) -> Any:
     return logits
 
 
-def to_pixels_xyxy(boxes: Any, box_format: str, normalized: bool, input_hw: tuple[int, int]) -> Any:
-    """float32[..., 4] boxes in the spec's format -> xyxy input pixels."""
-    if box_format == "cxcywh":
-        xy, half = boxes[..., :2], boxes[..., 2:4] / 2
-        boxes = torch.cat([xy - half, xy + half], -1)
-    if normalized:
-        h, w = input_hw
-        boxes = boxes * torch.tensor([w, h, w, h], dtype=torch.float32)
-    return boxes
-
-
-def to_pixels_cxcywh(boxes: Any, box_format: str, normalized: bool, input_hw: tuple[int, int]) -> Any:
-    """float32[..., 4] boxes in the spec's format -> cxcywh input pixels (DetectPostprocess' input)."""
-    if box_format == "xyxy":
-        boxes = torch.cat([(boxes[..., :2] + boxes[..., 2:4]) / 2, boxes[..., 2:4] - boxes[..., :2]], -1)
+def to_pixels(boxes: Any, box_format: str, normalized: bool, input_hw: tuple[int, int], want: str) -> Any:
+    """float32[..., 4] boxes in the spec's format (xyxy | cxcywh, maybe normalised) -> `want`
+    (xyxy | cxcywh) in input pixels. cxcywh feeds DetectPostprocess; xyxy the end-to-end heads."""
+    if box_format != want:
+        a, b = boxes[..., :2], boxes[..., 2:4]
+        boxes = torch.cat([a - b / 2, a + b / 2] if want == "xyxy" else [(a + b) / 2, b - a], -1)
     if normalized:
         h, w = input_hw
         boxes = boxes * torch.tensor([w, h, w, h], dtype=torch.float32)
@@ -70,12 +61,12 @@ class NmsHead(nn.Module):  # type: ignore[misc]
         *raw, conf, iou = args
         s = self.spec
         if s.layout == "ssd":
-            boxes = to_pixels_cxcywh(raw[0], s.box_format, s.normalized, self.hw)
+            boxes = to_pixels(raw[0], s.box_format, s.normalized, self.hw, "cxcywh")
             preds = torch.cat([boxes, class_probs(raw[1], s.score_fn, s.background)], -1).transpose(1, 2)
         else:
             preds = raw[0]
             if s.box_format != "cxcywh" or s.normalized:
-                box = to_pixels_cxcywh(preds[:, :4].transpose(1, 2), s.box_format, s.normalized, self.hw)
+                box = to_pixels(preds[:, :4].transpose(1, 2), s.box_format, s.normalized, self.hw, "cxcywh")
                 preds = torch.cat([box.transpose(1, 2), preds[:, 4:]], 1)
         *dets, limits = self.post(preds, conf, iou)
         if self.seg:
@@ -96,13 +87,13 @@ class TopKHead(nn.Module):  # type: ignore[misc]
         *raw, conf, iou = args
         s = self.spec
         if s.layout == "detr":
-            boxes = to_pixels_xyxy(raw[0], s.box_format, s.normalized, self.hw)
+            boxes = to_pixels(raw[0], s.box_format, s.normalized, self.hw, "xyxy")
             score, cls = class_probs(raw[1], s.score_fn, s.background).max(-1)  # best class per query
             cls = cls.to(torch.float32)
             rows = None
         else:
             rows = raw[0]
-            boxes = to_pixels_xyxy(rows[..., :4], s.box_format, s.normalized, self.hw)
+            boxes = to_pixels(rows[..., :4], s.box_format, s.normalized, self.hw, "xyxy")
             score, cls = rows[..., 4], rows[..., 5]
         top, idx = score.topk(self.max_det, dim=1)  # [B, D], descending
         valid = top > conf
