@@ -17,7 +17,7 @@ body { margin: 0; padding: 12px; background: #111; color: #ddd; font: 14px syste
 h1 { font-size: 16px; margin: 0 0 8px; font-weight: 600; }
 #summary span { margin-right: 16px; }
 #summary b, .card b { color: #fff; font-variant-numeric: tabular-nums; }
-#sources { display: grid; grid-template-columns: repeat(auto-fill, minmax(360px, 1fr)); gap: 12px; margin: 12px 0; }
+#sources { display: grid; grid-template-columns: repeat(auto-fill, minmax(480px, 1fr)); gap: 12px; margin: 12px 0; }
 .card { background: #1c1c1c; border-radius: 6px; padding: 8px; }
 .card img { width: 100%; display: block; background: #000; min-height: 60px; }
 .card .title { margin-bottom: 6px; word-break: break-all; }

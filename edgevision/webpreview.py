@@ -154,7 +154,8 @@ class WebPreviewSink(Sink):
         except OSError as exc:
             raise EdgeVisionError(f"cannot serve the web view on {self.host}:{port}: {exc}") from exc
         self.port: int = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True, name="webpreview").start()
+        # a short poll interval: close() (server.shutdown) returns within it
+        threading.Thread(target=self.server.serve_forever, args=(0.1,), daemon=True, name="webpreview").start()
 
     @property
     def url(self) -> str:
