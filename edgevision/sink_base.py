@@ -33,11 +33,16 @@ class Sink:
         pass
 
 
-def frame_record(frame: Frame, dets: TaskResult, rle: bool = False) -> dict[str, Any]:
-    """One frame's result as JSON-ready data: {"frame": i, ...the result's fields, "image"?}.
-    The JSON lines writer and the web view's /api/detections both serve this."""
+def frame_record(frame: Frame, dets: TaskResult, rle: bool = False,
+                 source: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One frame's result as JSON-ready data: {"frame": i, "source"?: {"index", "uri"}, ...the
+    result's fields, "image"?}. The JSON lines writer and the web view's /api/detections both
+    write this; `source` is given where a run has several sources."""
     fields = dets.to_json(rle=rle) if isinstance(dets, ClassMap) else dets.to_json()
-    record: dict[str, Any] = {"frame": frame.index, **fields}
+    record: dict[str, Any] = {"frame": frame.index}
+    if source is not None:
+        record["source"] = source
+    record.update(fields)
     if frame.name:
         record["image"] = frame.name
     return record

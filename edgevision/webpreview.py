@@ -5,7 +5,7 @@ run's numbers in a browser, plus JSON and Prometheus endpoints for machines.
     /stream, /stream/<i>    MJPEG of source i's newest annotated frame (/stream: source 0)
     /frame.jpg, /frame/<i>.jpg   one JPEG of it
     /api/stats              RunStats.to_dict() (+ a "sources" list where the pipeline reports none)
-    /api/detections         the newest result per source, as the JSON lines writer writes it, + "source"
+    /api/detections         the newest result per source, as the JSON lines writer writes it
     /metrics                Prometheus text format (edgevision/prometheus.py)
 
 Standard library HTTP server in a daemon thread. Clients get the newest frame only, and a
@@ -225,28 +225,33 @@ class WebPreviewSink(Sink):
                     break
                 except RuntimeError:
                     time.sleep(0.001)
-        if "sources" not in data:
-            data["sources"] = self._seen_sources(data)
+        reported = {s["index"]: s for s in data.get("sources") or [] if isinstance(s, dict) and "index" in s}
+        merged = {**self._seen_sources(data, reported), **reported}
         data["sources"] = [{**s, "uri": redact_uri(s["uri"])} if isinstance(s.get("uri"), str) else s
-                           for s in data["sources"]]
+                           for _, s in sorted(merged.items())]
         return data
 
-    def _seen_sources(self, data: dict[str, Any]) -> list[dict[str, Any]]:
+    def _seen_sources(self, data: dict[str, Any], reported: dict[int, Any]) -> dict[int, dict[str, Any]]:
+        """Entries for the sources that sent frames but are missing from the run's "sources"."""
         now = time.monotonic()
         with self._cond:
-            seen = {i: (v.frames, v.fps(now), v.frame.name if v.frame else "") for i, v in sorted(self._views.items())}
-        single = len(seen) <= 1 and "frames" in data  # one source: the run's numbers are its numbers
-        return [{"index": i, "uri": "", "state": None,
-                 "frames": data["frames"] if single else frames,
-                 "fps": data.get("fps") if single else round(fps, 2),
-                 "dropped": data.get("dropped") if single else None,
-                 "reconnects": None, "events": {}, "queue": None} for i, (frames, fps, _) in seen.items()]
+            seen = {i: (v.frames, v.fps(now)) for i, v in self._views.items() if i not in reported}
+        # the only source of the run: the run's numbers are its numbers
+        single = not reported and len(seen) == 1 and "frames" in data
+        return {i: {"index": i, "uri": "", "state": None,
+                    "frames": data["frames"] if single else frames,
+                    "fps": data.get("fps") if single else round(fps, 2),
+                    "dropped": data.get("dropped") if single else None,
+                    "reconnects": None, "events": {}, "queue": None} for i, (frames, fps) in seen.items()}
 
     def detections(self) -> list[dict[str, Any]]:
-        """The newest result of every source: the JSON lines record plus "source"."""
+        """The newest result of every source: its JSON lines record, with "source": {"index", "uri"}
+        (the form the JSON lines of a multi-source run have)."""
+        uris = {s["index"]: s.get("uri") or "" for s in self.stats_dict()["sources"]}
         with self._cond:
             latest = [(v.frame, v.result) for _, v in sorted(self._views.items()) if v.frame and v.result is not None]
-        return [{**frame_record(frame, result), "source": frame.source} for frame, result in latest]
+        return [frame_record(frame, result, source={"index": frame.source, "uri": uris.get(frame.source, "")})
+                for frame, result in latest]
 
     def authorized(self, headers: Any, query: str) -> tuple[int, str]:
         """(200, '') or (status, why) for a request with these headers and query string."""

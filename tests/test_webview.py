@@ -12,6 +12,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -89,7 +90,37 @@ def test_page_and_json_endpoints(served: tuple[WebPreviewSink, RunStats], tmp_pa
     written = [json.loads(line) for line in (tmp_path / "same.jsonl").read_text().splitlines()]
     code, _, body = get(sink.url + "api/detections")
     assert code == 200
-    assert json.loads(body) == [{**written[4], "source": 0}, {**written[3], "source": 1}]
+    assert json.loads(body) == [{**written[4], "source": {"index": 0, "uri": ""}},
+                                {**written[3], "source": {"index": 1, "uri": ""}}]
+
+
+class SchemaStats(RunStats):
+    """RunStats as the multi-source pipeline and reconnecting streams report it (the agreed
+    per-source schema, built on other branches): source 1 is a camera that reconnected."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "sources": [
+            {"index": 1, "uri": "rtsp://admin:pw@10.1.2.3/live", "state": "reconnecting", "frames": 7, "fps": 4.5,
+             "dropped": 3, "reconnects": 2, "events": {"lost": 2, "restored": 1}, "queue": 1}]}
+
+
+def test_the_runs_per_source_numbers_win_and_unreported_sources_are_filled_in(vtest_frames: list[np.ndarray]) -> None:
+    sink, stats = WebPreviewSink("127.0.0.1:0"), SchemaStats()
+    sink.bind(stats)
+    feed(sink, stats, vtest_frames[:5])
+    try:
+        sources = json.loads(get(sink.url + "api/stats")[2])["sources"]
+        metrics = get(sink.url + "metrics")[2].decode()
+        dets = json.loads(get(sink.url + "api/detections")[2])
+    finally:
+        sink.close()
+    assert [s["index"] for s in sources] == [0, 1]
+    assert sources[0]["frames"] == 3 and sources[0]["state"] is None  # seen, not reported: what the view counted
+    assert sources[1] == {"index": 1, "uri": "rtsp://admin:***@10.1.2.3/live", "state": "reconnecting", "frames": 7,
+                          "fps": 4.5, "dropped": 3, "reconnects": 2, "events": {"lost": 2, "restored": 1}, "queue": 1}
+    assert "pw" not in metrics and 'edgevision_reconnects_total{source="1",uri="rtsp://admin:***@10.1.2.3/live"} 2' \
+        in metrics.splitlines()
+    assert [d["source"] for d in dets] == [{"index": 0, "uri": ""}, {"index": 1, "uri": "rtsp://admin:***@10.1.2.3/live"}]
 
 
 @pytest.mark.parametrize("path, source", [("frame.jpg", 0), ("frame/0.jpg", 0), ("frame/1.jpg", 1)])

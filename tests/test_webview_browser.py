@@ -1,7 +1,10 @@
-"""The web view in a real headless Chromium: a pipeline runs the demo model over vtest.avi delivered
-live, the browser loads the page (with a token, as a browser off loopback would), the stream's
-frames arrive and change, the numbers move, and a screenshot is written:
-tests/output/webview.png (gitignored; also in pytest's tmp_path)."""
+"""The web view in a real headless Chromium, driven over the DevTools protocol (tests/chromium.py).
+
+1. A pipeline runs the demo model over vtest.avi delivered live; the browser loads the page with a
+   token (as it must off loopback): the stream's frames arrive and change, the numbers move, and a
+   screenshot is written to tests/output/webview.png (gitignored; also in pytest's tmp_path).
+2. Six sources fed straight into the view: a card each, the first four streamed, the rest refreshed
+   as snapshots, per-source health as the run reports it (tests/output/webview-6-sources.png)."""
 from __future__ import annotations
 
 import shutil
@@ -9,17 +12,20 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import edgevision
+from edgevision.draw import annotate
 from edgevision.pipeline import Pipeline
+from edgevision.sources import Frame
 from edgevision.webpreview import WebPreviewSink
 from tests.chromium import CHROMIUM
 from tests.test_pipeline import PacedCamera
+from tests.test_webview import SchemaStats, detections
 
 pytest.importorskip("websocket", reason="websocket-client (the dev extra) drives Chromium over the DevTools protocol")
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed "
-                                                   "(`make test` installs Debian's chromium)")]
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (`make test` installs Debian's chromium)")
 
 OUTPUT = Path(__file__).resolve().parent / "output"
 TOKEN = "browser-test-token"
@@ -40,6 +46,7 @@ PIXELS = """(() => {
 })()"""
 
 
+@pytest.mark.slow
 def test_page_shows_live_frames_and_moving_numbers(seg_onnx: Path, vtest: Path, tmp_path: Path) -> None:
     from tests.chromium import Chromium
 
@@ -77,3 +84,51 @@ def test_page_shows_live_frames_and_moving_numbers(seg_onnx: Path, vtest: Path, 
         runner.join(timeout=30)
         model.close()
     assert not runner.is_alive()
+
+
+@pytest.mark.slow  # ~10 s: Chromium's start and a few seconds of frames
+def test_six_sources_each_get_a_card_streams_or_snapshots(vtest_frames: list[np.ndarray], tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.chromium import Chromium
+
+    monkeypatch.delenv("EDGEVISION_SERVE_TOKEN", raising=False)
+    sink, stats = WebPreviewSink("127.0.0.1:0"), SchemaStats()  # loopback: no token needed
+    sink.bind(stats)
+    drawn = [annotate(image, detections(i % 3)) for i, image in enumerate(vtest_frames)]
+    stop = threading.Event()
+
+    def cameras() -> None:  # six cameras at ~8 FPS each
+        tick = 0
+        while not stop.is_set():
+            for src in range(6):
+                k = (tick + src) % len(drawn)
+                stats.add({"infer": 5.0 + src}, [])
+                sink.write(Frame(vtest_frames[k], tick, source=src), detections(k % 3), drawn[k])
+            tick += 1
+            time.sleep(0.125)
+
+    feeder = threading.Thread(target=cameras, daemon=True)
+    feeder.start()
+    try:
+        with Chromium(height=1400) as browser:
+            browser.navigate(sink.url)
+            browser.wait_for("document.querySelectorAll('#sources .card').length === 6", timeout=30)
+            browser.wait_for("[...Array(6).keys()].every(i => document.getElementById('stream-' + i).naturalWidth === 768)",
+                             timeout=30)
+            srcs = browser.evaluate("[...Array(6).keys()].map(i => new URL(document.getElementById('stream-' + i).src)"
+                                    ".pathname)")
+            first = browser.evaluate("parseFloat(document.querySelector('#source-5 .frames').textContent)")
+            browser.wait_for(f"parseFloat(document.querySelector('#source-5 .frames').textContent) > {first}")
+            health = browser.evaluate("['state', 'reconnects', 'events', 'uri'].map(c => "
+                                      "document.querySelector('#source-1 .' + c).textContent)")
+            browser.screenshot(tmp_path / "webview-6-sources.png")
+    finally:
+        stop.set()
+        feeder.join()
+        sink.close()
+    # a browser holds ~6 connections per host: four MJPEG streams, the rest refreshed snapshots
+    assert srcs[:4] == [f"/stream/{i}" for i in range(4)]
+    assert all(s.startswith(f"/frame/{i}.jpg") for i, s in zip(range(4, 6), srcs[4:]))
+    assert health == ["reconnecting", "2", "lost 2, restored 1", "rtsp://admin:***@10.1.2.3/live"]
+    OUTPUT.mkdir(exist_ok=True)
+    shutil.copy(tmp_path / "webview-6-sources.png", OUTPUT / "webview-6-sources.png")
