@@ -6,8 +6,11 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -286,3 +289,36 @@ def test_cli_refuses_unprotected_or_bad_serve(args: list[str], message: str, tmp
     res = subprocess.run([sys.executable, "-m", "edgevision", "run", str(tmp_path / "none.onnx"), "--source", "x.mp4",
                           *args], cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
     assert res.returncode == 1 and message in res.stderr and "Traceback" not in res.stderr, res.stderr
+
+
+@pytest.mark.slow
+def test_cli_serves_the_run(seg_onnx: Path, vtest: Path) -> None:
+    """`edgevision run --serve 0` (a free port on 127.0.0.1) with the token from the environment:
+    the printed URL answers with the live numbers while the run goes on; Ctrl-C ends it cleanly."""
+    env = {**os.environ, TOKEN_ENV: "cli-token"}
+    proc = subprocess.Popen([sys.executable, "-m", "edgevision", "run", str(seg_onnx), "--source", str(vtest),
+                             "--serve", "0", "--quiet", "--max-frames", "600"],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        while not (m := re.match(r"web view: (http://127\.0\.0\.1:\d+/) \(every request needs the token",
+                                 line := proc.stderr.readline())):
+            assert line, "the run ended before serving"
+        url = m.group(1)
+        assert get(url + "api/stats")[0] == 401
+        auth = {"Authorization": "Bearer cli-token"}
+        deadline = time.monotonic() + 120
+        while (stats := json.loads(get(url + "api/stats", auth)[2]))["frames"] < 3 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert stats["frames"] >= 3 and stats["sources"][0]["frames"] >= 3
+        assert "infer" in stats["stages_ms"]
+        assert json.loads(get(url + "api/detections", auth)[2])[0]["detections"]
+        assert "edgevision_frames_total" in get(url + "metrics", auth)[2].decode()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 1 and "interrupted after" in err and "Traceback" not in err, err[-2000:]
+    assert "FPS" in out  # the run's statistics, printed as always
