@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 
 TOKEN_ENV = "EDGEVISION_SERVE_TOKEN"
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8080
+STATS_TTL_S = 0.5  # /api/stats and /metrics share one RunStats.to_dict() per half second
 FPS_WINDOW_S = 2.0  # the per-source rate the view computes itself (where the stats have none)
 
 
@@ -148,6 +149,9 @@ class WebPreviewSink(Sink):
         self._views: dict[int, _SourceView] = {}
         self._cond = threading.Condition()
         self._encode = threading.Lock()
+        self._stats_lock = threading.Lock()
+        self._stats_cache: dict[str, Any] = {}
+        self._stats_at = -STATS_TTL_S
         self._closed = False
         try:
             self.server = _Server(self.host, port, _handler(self))
@@ -217,19 +221,26 @@ class WebPreviewSink(Sink):
     def stats_dict(self) -> dict[str, Any]:
         """RunStats.to_dict(), always with a "sources" list (URIs redacted): where the pipeline
         reports none, one entry per source seen, filled from what the view itself counted."""
-        data: dict[str, Any] = {}
-        if self.stats is not None:
-            for _ in range(5):  # the writer thread may add a stage while to_dict() reads the dict
-                try:
-                    data = self.stats.to_dict()
-                    break
-                except RuntimeError:
-                    time.sleep(0.001)
+        data = dict(self._run_stats())
         reported = {s["index"]: s for s in data.get("sources") or [] if isinstance(s, dict) and "index" in s}
         merged = {**self._seen_sources(data, reported), **reported}
         data["sources"] = [{**s, "uri": redact_uri(s["uri"])} if isinstance(s.get("uri"), str) else s
                            for _, s in sorted(merged.items())]
         return data
+
+    def _run_stats(self) -> dict[str, Any]:
+        """stats.to_dict(), computed at most every STATS_TTL_S however many clients poll: its
+        percentiles run over every sample of the run, which grows with the run's length."""
+        with self._stats_lock:
+            now = time.monotonic()
+            if self.stats is not None and now - self._stats_at >= STATS_TTL_S:
+                for _ in range(5):  # the writer thread may add a stage while to_dict() reads the dict
+                    try:
+                        self._stats_cache, self._stats_at = self.stats.to_dict(), now
+                        break
+                    except RuntimeError:
+                        time.sleep(0.001)
+            return self._stats_cache
 
     def _seen_sources(self, data: dict[str, Any], reported: dict[int, Any]) -> dict[int, dict[str, Any]]:
         """Entries for the sources that sent frames but are missing from the run's "sources"."""
