@@ -212,7 +212,7 @@ class WebPreviewSink(Sink):
                 return b"", 0
             image, seq = view.image, view.seq
         with self._encode:  # one encode per frame, however many clients watch
-            if view.jpeg_seq != seq:
+            if seq > view.jpeg_seq:  # a client that asked earlier may have encoded a newer frame already
                 cv2 = lazy_import("cv2")
                 ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
                 if ok:
