@@ -16,7 +16,9 @@ EXTRAS = {
     "convert": ["torch>=2.4", "torchvision>=0.19", "onnx>=1.16", "onnxsim>=0.4", "onnxruntime>=1.17", "pyyaml>=6"],
     "yolo": ["ultralytics>=8.3"],  # AGPL-3.0: only to unpickle Ultralytics checkpoints
     "timm": ["timm>=1.0"],  # Apache-2.0: timm classifiers (--arch timm:NAME)
-    "dev": ["pytest>=8", "mypy>=1.10", "ruff>=0.5"],
+    # websocket-client drives headless Chromium (DevTools protocol) in the web view test;
+    # prometheus_client's parser reads /metrics back
+    "dev": ["pytest>=8", "mypy>=1.10", "ruff>=0.5", "websocket-client>=1.6", "prometheus_client>=0.17"],
 }
 EXTRAS["all"] = sorted({r for reqs in EXTRAS.values() for r in reqs})
 

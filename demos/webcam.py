@@ -3,6 +3,7 @@
     python demos/webcam.py yolo11n-seg.onnx            # /dev/video0
     python demos/webcam.py yolo11n-seg.engine csi://0   # Jetson CSI camera
 """
+import os
 import sys
 
 import edgevision
@@ -10,7 +11,8 @@ from edgevision.pipeline import Pipeline
 
 model = edgevision.load(sys.argv[1])                       # .onnx or TensorRT .engine
 source = sys.argv[2] if len(sys.argv) > 2 else "/dev/video0"
-sinks = ["http://0.0.0.0:8080"]                            # open http://<device>:8080
+# the web view: open to the network only when a token protects it (then http://<device>:8080/?token=...)
+sinks = ["http://0.0.0.0:8080" if os.environ.get("EDGEVISION_SERVE_TOKEN") else "http://127.0.0.1:8080"]
 if "--show" in sys.argv:
     sinks.append("display://0")
 

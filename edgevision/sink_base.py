@@ -5,10 +5,11 @@ module of its own (webpreview.py) both import it, and neither imports the other 
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
-from typing import TYPE_CHECKING
-
+from .results import ClassMap
 from .results import Result as TaskResult
 from .sources import Frame
 
@@ -30,3 +31,18 @@ class Sink:
 
     def close(self) -> None:
         pass
+
+
+def frame_record(frame: Frame, dets: TaskResult, rle: bool = False,
+                 source: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One frame's result as JSON-ready data: {"frame": i, "source"?: {"index", "uri"}, ...the
+    result's fields, "image"?}. The JSON lines writer and the web view's /api/detections both
+    write this; `source` is given where a run has several sources."""
+    fields = dets.to_json(rle=rle) if isinstance(dets, ClassMap) else dets.to_json()
+    record: dict[str, Any] = {"frame": frame.index}
+    if source is not None:
+        record["source"] = source
+    record.update(fields)
+    if frame.name:
+        record["image"] = frame.name
+    return record

@@ -3,7 +3,7 @@
     out.mp4 | out.avi           annotated video (written as frames arrive; closed cleanly on stop)
     out.jsonl                   one JSON object per frame, flushed per line
     display://0                 an OpenCV window (needs a desktop session)
-    http://127.0.0.1:8080       live MJPEG preview in a browser (see edgevision/webpreview.py)
+    http://127.0.0.1:8080       live web view: streams, statistics, JSON, Prometheus (edgevision/webpreview.py)
     a Python callable           called with (frame, detections)
 """
 from __future__ import annotations
@@ -18,12 +18,11 @@ import numpy as np
 
 from ._lazy import lazy_import
 from .errors import EdgeVisionError
-from .results import ClassMap
 from .results import Result as TaskResult
-from .sink_base import Sink
+from .sink_base import Sink, frame_record
 from .sources import Frame
 
-__all__ = ["CallbackSink", "DisplaySink", "JsonlSink", "Sink", "VideoSink", "open_sink"]
+__all__ = ["CallbackSink", "DisplaySink", "JsonlSink", "Sink", "VideoSink", "frame_record", "open_sink"]
 
 
 class VideoSink(Sink):
@@ -66,11 +65,7 @@ class JsonlSink(Sink):
         self.file: IO[str] = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
 
     def write(self, frame: Frame, dets: TaskResult, annotated: np.ndarray | None) -> None:
-        fields = dets.to_json(rle=self.rle) if isinstance(dets, ClassMap) else dets.to_json()
-        record: dict[str, Any] = {"frame": frame.index, **fields}
-        if frame.name:
-            record["image"] = frame.name
-        self.file.write(json.dumps(record) + "\n")
+        self.file.write(json.dumps(frame_record(frame, dets, self.rle)) + "\n")
         self.file.flush()  # a crash or unplugged camera keeps every line written so far
 
     def close(self) -> None:

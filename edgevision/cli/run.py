@@ -20,7 +20,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rle", action="store_true",
                    help="semantic segmenters: also write each frame's class map run-length encoded in --jsonl")
     p.add_argument("--show", action="store_true", help="show a window (q / Esc stops)")
-    p.add_argument("--serve", metavar="HOST:PORT", help="live web preview, e.g. 127.0.0.1:8080")
+    p.add_argument("--serve", metavar="[HOST:]PORT",
+                   help="live web view: streams, state, FPS, per-stage p50/p99, /api/stats, /api/detections, "
+                        "/metrics (Prometheus). A port alone binds 127.0.0.1; any other host needs a token")
+    p.add_argument("--serve-token", metavar="TOKEN", default=None,
+                   help="require this token from every web view client (Authorization: Bearer TOKEN, or "
+                        "?token=TOKEN in the browser); default $EDGEVISION_SERVE_TOKEN, which keeps it out of `ps`")
     p.add_argument("--conf", type=float, default=None, help="confidence threshold (default: the artifact's)")
     p.add_argument("--iou", type=float, default=None, help="NMS IoU threshold (default: the artifact's)")
     p.add_argument("--classes", default=None, help="keep only these classes: ids or names, comma separated")
@@ -43,7 +48,12 @@ def main(args: argparse.Namespace) -> int:
     from ..pipeline import Pipeline, plan_workers
     from ..sinks import JsonlSink, Sink
     from ..sources import open_source
+    from ..webpreview import WebPreviewSink, parse_address, serve_token
 
+    if args.serve_token and not args.serve:
+        raise EdgeVisionError("--serve-token protects the web view: add --serve [HOST:]PORT")
+    if args.serve:
+        serve_token(parse_address(args.serve)[0], args.serve_token)  # refuse an unprotected address before loading
     # a convert output folder -> its accepted artifact and runtime configuration that run fastest here
     picked = resolve(Path(args.artifact), [args.backend] if args.backend else onnx_backends())
     artifact, backend = picked.path, args.backend or picked.backend
@@ -58,9 +68,6 @@ def main(args: argparse.Namespace) -> int:
         sinks.append(JsonlSink(args.jsonl, rle=True) if args.rle else args.jsonl)
     if args.show:
         sinks.append("display://0")
-    if args.serve:
-        sinks.append(f"http://{args.serve}")
-        print(f"live preview: http://{args.serve}/", file=sys.stderr)
     source = open_source(args.source)
     workers, options = plan_workers(source.live, artifact, backend, args.workers)
     if args.device:
@@ -74,6 +81,16 @@ def main(args: argparse.Namespace) -> int:
     except BaseException:
         source.close()
         raise
+    if args.serve:
+        try:  # started last: a run that fails to start leaves no server behind
+            view = WebPreviewSink(args.serve, token=args.serve_token)
+        except BaseException:
+            model.close()
+            source.close()
+            raise
+        sinks.append(view)
+        print(f"web view: {view.url}" + (" (every request needs the token: ?token=... in a browser, or "
+                                         "Authorization: Bearer ...)" if view.token else ""), file=sys.stderr)
     pipeline = Pipeline(model, source, sinks, max_frames=args.max_frames, workers=workers)
     interrupted = False
     try:
