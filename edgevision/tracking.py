@@ -103,6 +103,8 @@ class ByteTracker:
         self.match_thresh = match_thresh
         self.fuse_score = fuse_score
         self.class_aware = class_aware
+        # imported now, so a missing scipy is a clear error when tracking is asked for, not mid-run
+        self._assign = lazy_import("scipy.optimize").linear_sum_assignment
         self.reset()
 
     def reset(self) -> None:
@@ -171,9 +173,9 @@ class ByteTracker:
         det_of_track = det_of_track[self._dedup()]
 
         out = np.sort(det_of_track[(det_of_track >= 0) & (self.tracks.track_id > 0) & self.tracks.tracked])
-        ids = {int(d): int(i) for d, i in zip(det_of_track, self.tracks.track_id) if d >= 0}
+        id_of_det = {int(d): int(i) for d, i in zip(det_of_track, self.tracks.track_id) if d >= 0}
         result = dets[out]
-        result.tracker_id = np.array([ids[int(d)] for d in out], np.int64)
+        result.tracker_id = np.array([id_of_det[int(d)] for d in out], np.int64)
         return result
 
     # -- helpers ---------------------------------------------------------------------------
@@ -202,8 +204,7 @@ class ByteTracker:
         square[np.arange(n), m + np.arange(n)] = thresh / 2  # track i unmatched
         square[n + np.arange(m), np.arange(m)] = thresh / 2  # box j unmatched
         square[n:, m:] = 0
-        optimize = lazy_import("scipy.optimize")
-        r, c = optimize.linear_sum_assignment(square)
+        r, c = self._assign(square)
         hit = (r < n) & (c < m)
         r, c = r[hit], c[hit]
         ok = cost[r, c] <= thresh
