@@ -223,12 +223,16 @@ class ByteTracker:
         det_of_track[tracks] = boxes
 
     def _dedup(self) -> np.ndarray:
-        """Drop the younger of each tracked/lost pair with IoU distance < 0.15; returns the kept mask."""
+        """Drop the younger of each tracked/lost pair with IoU distance < 0.15 (of one class when
+        class-aware); returns the kept mask."""
         t = self.tracks
         keep = np.ones(len(t), bool)
         on, lost = np.flatnonzero(t.tracked), np.flatnonzero(~t.tracked)
         if len(on) and len(lost):
-            close = np.argwhere(1.0 - box_iou(t.boxes()[on], t.boxes()[lost]) < _DEDUP_IOU_DISTANCE)
+            near = 1.0 - box_iou(t.boxes()[on], t.boxes()[lost]) < _DEDUP_IOU_DISTANCE
+            if self.class_aware:  # a car and a truck on one spot are not duplicates then
+                near &= t.class_id[on][:, None] == t.class_id[lost][None, :]
+            close = np.argwhere(near)
             for p, q in close:
                 a, b = on[p], lost[q]
                 if t.last_frame[a] - t.start_frame[a] > t.last_frame[b] - t.start_frame[b]:
