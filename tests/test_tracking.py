@@ -198,3 +198,29 @@ def test_tracked_pipeline_on_vtest(det_onnx: Path, vtest: Path, tmp_path: Path) 
                            class_names=last.detections.class_names)
     drawn, plain = annotate(last.frame.image, last.detections), annotate(last.frame.image, untracked)
     assert (drawn != plain).any(axis=2).sum() > 200  # the "#id" labels (and id colours) changed the image
+
+
+def test_cli_run_track_writes_ids(det_onnx: Path, vtest: Path, tmp_path: Path) -> None:
+    from edgevision.cli import main
+
+    jsonl = tmp_path / "cli.jsonl"
+    assert main(["run", str(det_onnx), "--source", str(vtest), "--max-frames", "6", "--track", "--jsonl", str(jsonl),
+                 "--quiet"]) == 0
+    lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    ids = [[d["tracker_id"] for d in line["detections"]] for line in lines]
+    assert len(lines) == 6 and ids[0] and all(len(set(i)) == len(i) for i in ids)  # unique within a frame
+    assert len(set(ids[0]) & set(ids[-1])) >= len(ids[0]) // 2  # the same walkers, five frames later
+    assert min(d["confidence"] for line in lines for d in line["detections"]) < 0.25  # --track asked for conf 0.1
+
+
+def test_missing_scipy_names_the_extra() -> None:
+    from tests.test_import_boundary import run_py
+
+    res = run_py(
+        "from edgevision.tracking import ByteTracker\n"
+        "from edgevision.errors import EdgeVisionError\n"
+        "try:\n    ByteTracker()\nexcept EdgeVisionError as e:\n    print(e)\n",
+        blocked=("scipy",),
+    )
+    assert res.returncode == 0, res.stderr
+    assert "edgevision[track]" in res.stdout
