@@ -72,6 +72,8 @@ class Pipeline:
         workers: int = 1,
         track: bool | Tracker = False,
     ) -> None:
+        if track is not False and not model.manifest.detects:
+            raise EdgeVisionError(f"tracking follows detections; this artifact's task is {model.manifest.task}")
         self.model = model
         self.source = source if isinstance(source, Source) else open_source(source)
         fps = self.source.fps or 25.0
