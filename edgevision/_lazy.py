@@ -24,6 +24,7 @@ _EXTRAS: dict[str, tuple[str, str]] = {
     "tensorrt": ("tensorrt (JetPack ships it; desktop: pip install tensorrt)", "building and running TensorRT engines"),
     "tensorrt_rtx": ("tensorrt-rtx-cu12", "building TensorRT-RTX engines"),
     "cuda": ("edgevision[trt] (cuda-python)", "CUDA memory and streams"),
+    "scipy": ("edgevision[track]", "tracking (--track: ByteTrack's assignment)"),
 }
 
 

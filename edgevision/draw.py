@@ -67,26 +67,28 @@ def annotate_classification(frame: np.ndarray, cls: Classification) -> np.ndarra
 
 
 def annotate_detections(frame: np.ndarray, dets: Detections, mask_alpha: float = 0.45) -> np.ndarray:
-    """Boxes (or rotated boxes), labels (with track ids when tracked), masks blended inside their
-    boxes only, and keypoint skeletons (edgevision.skeleton)."""
+    """Boxes (or rotated boxes), labels, masks blended inside their boxes only, and keypoint
+    skeletons (edgevision.skeleton). Tracked detections get "#id" labels and a colour per id."""
     cv2 = lazy_import("cv2")
     out = frame.copy()
+    tracks = [None] * len(dets) if dets.tracker_id is None else dets.tracker_id.tolist()
+    # one colour per track id (stable across frames) when tracked, else per class
+    colour_keys = dets.class_id.tolist() if dets.tracker_id is None else tracks
     if dets.masks is not None:
-        for mask, cid, box in zip(dets.masks, dets.class_id.tolist(), dets.xyxy.astype(int).tolist()):
+        for mask, cid, box in zip(dets.masks, colour_keys, dets.xyxy.astype(int).tolist()):
             x1, y1, x2, y2 = max(box[0], 0), max(box[1], 0), box[2], box[3]
             region, m = out[y1:y2, x1:x2], mask[y1:y2, x1:x2]
             if m.any():
                 tint = np.asarray(color(cid), np.float32)
                 region[m] = (region[m] * (1 - mask_alpha) + tint * mask_alpha).astype(np.uint8)
     thickness = max(1, round(sum(frame.shape[:2]) / 600))
-    tracks = [None] * len(dets) if dets.tracker_id is None else dets.tracker_id.tolist()
     # rotated boxes are drawn as their corner polygons, in the same pass as every other box
     polygons = [None] * len(dets) if dets.xywhr is None else np.round(xywhr_corners(dets.xywhr)).astype(np.int32)
     for (x1, y1, x2, y2), conf, cid, name, tid, polygon in zip(
         dets.xyxy.astype(int).tolist(), dets.confidence.tolist(), dets.class_id.tolist(), dets.class_name, tracks,
         polygons,
     ):
-        c = color(cid)
+        c = color(cid if tid is None else tid)
         if polygon is None:
             cv2.rectangle(out, (x1, y1), (x2, y2), c, thickness, cv2.LINE_AA)
         else:
@@ -95,6 +97,6 @@ def annotate_detections(frame: np.ndarray, dets: Detections, mask_alpha: float =
         th = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)[0][1]
         _label(out, label, x1, y1 - 4 if y1 - th - 6 >= 0 else y1 + th + 4, c)
     if dets.keypoints is not None:
-        for kpts, cid in zip(dets.keypoints, dets.class_id.tolist()):
+        for kpts, cid in zip(dets.keypoints, colour_keys):
             draw_keypoints(out, kpts, color(cid), thickness)
     return out

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from .detections import Detections
 from .results import Result as TaskResult
@@ -31,6 +31,12 @@ from .sources import Frame, Source, open_source
 from .stats import RunStats
 
 _END = object()
+
+
+class Tracker(Protocol):
+    """What Pipeline(track=...) calls once per frame, in frame order (edgevision.tracking.ByteTracker)."""
+
+    def update(self, dets: Detections) -> Detections: ...
 
 
 @dataclass
@@ -51,6 +57,9 @@ class Pipeline:
     pre/post-processing overlaps); keep 1 for a live camera, where latency matters.
     Iterate for Results, or call run() for the final RunStats. `error` holds why a live
     source ended early (SourceLost), after the run has closed every sink cleanly.
+    track: give detections track ids (edgevision.tracking.ByteTracker at the source's frame
+    rate; a tracker object with `update(Detections) -> Detections` may be passed instead).
+    Tracked results keep only the detections of confirmed tracks (see ByteTracker.update).
     """
 
     def __init__(
@@ -61,13 +70,23 @@ class Pipeline:
         max_frames: int | None = None,
         queue_size: int = 4,
         workers: int = 1,
+        track: bool | Tracker = False,
     ) -> None:
+        if track is not False and not model.manifest.detects:
+            raise EdgeVisionError(f"tracking follows detections; this artifact's task is {model.manifest.task}")
         self.model = model
         self.source = source if isinstance(source, Source) else open_source(source)
         fps = self.source.fps or 25.0
         self.sinks = [s if isinstance(s, Sink) else open_sink(s, fps) for s in sinks]
         self.max_frames = max_frames
         self.workers = max(1, workers)
+        self.tracker: Tracker | None = None
+        if track is True:
+            from .tracking import ByteTracker
+
+            self.tracker = ByteTracker(frame_rate=fps)
+        elif track is not False:
+            self.tracker = track
         self.stats = RunStats()
         self.error: EdgeVisionError | None = None
         self._in: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
@@ -176,7 +195,13 @@ class Pipeline:
                     break
                 frame, decode_ms, waited, future = pending.popleft()
                 dets, timings = future.result()
-                result = Result(frame, dets[0], {"decode": decode_ms, "wait": waited, **timings})
+                out = dets[0]
+                if self.tracker is not None and isinstance(out, Detections):
+                    # here, not in the workers: results are in frame order, which a tracker needs
+                    t0 = time.perf_counter()
+                    out = self.tracker.update(out)
+                    timings = {**timings, "track": (time.perf_counter() - t0) * 1e3}
+                result = Result(frame, out, {"decode": decode_ms, "wait": waited, **timings})
                 self._put(self._out, result)
                 yield result
         finally:

@@ -57,7 +57,7 @@ def test_every_runtime_module_imports_without_torch_tensorrt_cv2() -> None:
         "    if m != 'edgevision.__main__': importlib.import_module(m)\n"
         "from edgevision.cli import main\n"
         "try:\n    main(['--help'])\nexcept SystemExit as e:\n    assert e.code == 0, e.code\n",
-        blocked=("torch", "torchvision", "tensorrt", "tensorrt_rtx", "cv2", "ultralytics"),
+        blocked=("torch", "torchvision", "tensorrt", "tensorrt_rtx", "cv2", "ultralytics", "scipy"),
     )
     assert res.returncode == 0, res.stderr[-2000:]
     assert "convert" in res.stdout and "run" in res.stdout

@@ -26,7 +26,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--serve-token", metavar="TOKEN", default=None,
                    help="require this token from every web view client (Authorization: Bearer TOKEN, or "
                         "?token=TOKEN in the browser); default $EDGEVISION_SERVE_TOKEN, which keeps it out of `ps`")
-    p.add_argument("--conf", type=float, default=None, help="confidence threshold (default: the artifact's)")
+    p.add_argument("--conf", type=float, default=None,
+                   help="confidence threshold (default: the artifact's; 0.1 with --track)")
+    p.add_argument("--track", action="store_true",
+                   help="track ids (ByteTrack-style): drawn as #id and written as \"tracker_id\" in --jsonl; "
+                        "keeps only tracked detections (needs edgevision[track]: scipy)")
     p.add_argument("--iou", type=float, default=None, help="NMS IoU threshold (default: the artifact's)")
     p.add_argument("--classes", default=None, help="keep only these classes: ids or names, comma separated")
     p.add_argument("--max-frames", type=int, default=None, help="stop after N frames")
@@ -76,7 +80,9 @@ def main(args: argparse.Namespace) -> int:
             raise EdgeVisionError(f"--device {args.device} chooses an OpenVINO device: add --backend openvino")
         options["device"] = args.device
     try:
-        model = load(artifact, backend=backend, conf=args.conf, iou=args.iou, classes=classes,
+        # ByteTrack feeds its second stage with low-score boxes, so tracking wants them (as Ultralytics' track does)
+        conf = 0.1 if args.track and args.conf is None else args.conf
+        model = load(artifact, backend=backend, conf=conf, iou=args.iou, classes=classes,
                      masks=bool(args.save or args.show or args.serve), **picked.options, **options)
     except BaseException:
         source.close()
@@ -91,7 +97,8 @@ def main(args: argparse.Namespace) -> int:
         sinks.append(view)
         print(f"web view: {view.url}" + (" (every request needs the token: ?token=... in a browser, or "
                                          "Authorization: Bearer ...)" if view.token else ""), file=sys.stderr)
-    pipeline = Pipeline(model, source, sinks, max_frames=args.max_frames, workers=workers)
+    pipeline = Pipeline(model, source, sinks, max_frames=args.max_frames, workers=workers,
+                        track=args.track)
     interrupted = False
     try:
         for result in pipeline:
