@@ -240,11 +240,13 @@ def test_pipeline_survives_a_server_restart(det_onnx: Path, own_rtsp_server: Rts
     pipe = Pipeline(model, open_source(own_rtsp_server.url(), reconnect=FAST), [tmp_path / "run.jsonl"],
                     on_event=on_event)
     indices: list[int] = []
+    after_restore = 0
     for result in pipe:
         indices.append(result.frame.index)
-        if len(indices) == 10:
+        if len(indices) == 5:
             own_rtsp_server.stop()
-        if any(e.kind == EventKind.RESTORED for e in events) and len(indices) >= 25:
+        after_restore += any(e.kind == EventKind.RESTORED for e in events)
+        if after_restore == 5:
             pipe.stop()
     restarter.join(5)
     assert [e.kind for e in events] == [EventKind.LOST, EventKind.RESTORED]
@@ -257,3 +259,45 @@ def test_pipeline_survives_a_server_restart(det_onnx: Path, own_rtsp_server: Rts
     assert src["events"] == {"lost": 1, "restored": 1} and src["frames"] == len(indices)
     assert set(src) == {"index", "uri", "state", "frames", "fps", "dropped", "reconnects", "events", "queue"}
     model.close()
+
+
+def test_cli_run_reports_lost_and_restored(det_onnx: Path, own_rtsp_server: RtspServer, tmp_path: Path) -> None:
+    """`edgevision run --source rtsp://...` in its own process keeps running through a server
+    restart, prints the lost / restored lines on stderr and counts them in --stats-json."""
+    import json
+    import signal
+    import subprocess
+    import sys
+
+    jl, err, stats = tmp_path / "o.jsonl", tmp_path / "stderr.txt", tmp_path / "s.json"
+    with err.open("w") as err_file:
+        proc = subprocess.Popen([sys.executable, "-m", "edgevision", "run", str(det_onnx), "--source",
+                                 own_rtsp_server.url(), "--jsonl", str(jl), "--stats-json",
+                                 str(stats)], cwd=Path(__file__).resolve().parents[1], stderr=err_file,
+                                stdout=subprocess.PIPE, text=True)
+        try:
+            def wait(what: str, until: object, timeout_s: float = 60) -> None:
+                deadline = time.monotonic() + timeout_s
+                while not until():  # type: ignore[operator]
+                    assert proc.poll() is None and time.monotonic() < deadline, f"no {what}: {err.read_text()[-2000:]}"
+                    time.sleep(0.1)
+
+            wait("frames", lambda: jl.exists() and len(jl.read_text().splitlines()) >= 5)
+            own_rtsp_server.stop()
+            wait("lost line", lambda: ": lost" in err.read_text())
+            own_rtsp_server.start()
+            wait("restored line", lambda: ": restored" in err.read_text())
+            restored_at = len(jl.read_text().splitlines())
+            wait("frames after the restart", lambda: len(jl.read_text().splitlines()) >= restored_at + 3)
+            proc.send_signal(signal.SIGINT)  # a live stream has no end: Ctrl-C ends the run, keeping its outputs
+            stdout = proc.communicate(timeout=60)[0]
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    text = err.read_text()
+    assert proc.returncode == 1 and "interrupted after" in text and "Traceback" not in text, text
+    assert f"source 0 {own_rtsp_server.url()}: lost: " in text and f"source 0 {own_rtsp_server.url()}: restored: " in text
+    assert "1 reconnect(s)" in stdout
+    (src,) = json.loads(stats.read_text())["sources"]
+    assert src["events"] == {"lost": 1, "restored": 1} and src["reconnects"] == 1
+    assert src["frames"] == len(jl.read_text().splitlines())
