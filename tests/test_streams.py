@@ -16,7 +16,7 @@ from edgevision.errors import EdgeVisionError
 from edgevision.health import EventKind, SourceEvent, SourceState
 from edgevision.pipeline import Pipeline
 from edgevision.reconnect import ReconnectingSource, ReconnectPolicy
-from edgevision.sources import CaptureSource, Frame, Source, open_source
+from edgevision.sources import CaptureSource, Frame, Source, SourceLost, open_source
 from tests.rtsp import RtspServer, free_port
 
 # Short waits: a lost stream is noticed after 1 s without frames, reconnects start 0.2 s later.
@@ -260,6 +260,34 @@ def test_pipeline_survives_a_server_restart(det_onnx: Path, own_rtsp_server: Rts
     assert set(src) == {"index", "uri", "state", "frames", "fps", "dropped", "reconnects", "events", "queue"}
     model.close()
 
+
+
+@pytest.mark.parametrize("ending", ["gives up", "stopped"])
+def test_pipeline_ends_cleanly_when_the_stream_stays_away(ending: str, det_onnx: Path, own_rtsp_server: RtspServer) -> None:
+    """The server dies for good: with max_attempts the run ends by itself with the reason in
+    pipe.error; without, stop() from another thread ends it while the source is reconnecting."""
+    policy = ReconnectPolicy(initial_s=0.2, max_delay_s=1.0, stall_s=1.0, open_timeout_s=2.0,
+                             max_attempts=2 if ending == "gives up" else None)
+    events: list[SourceEvent] = []
+    model = edgevision.load(det_onnx, masks=False)
+    pipe = Pipeline(model, open_source(own_rtsp_server.url(), reconnect=policy), on_event=events.append)
+    if ending == "stopped":
+        pipe.on_event = lambda e: (events.append(e), e.kind == EventKind.LOST and threading.Timer(1.0, pipe.stop).start())
+    t0, n = time.monotonic(), 0
+    for _ in pipe:
+        n += 1
+        if n == 3:
+            own_rtsp_server.stop()
+        assert time.monotonic() - t0 < 120
+    model.close()
+    (src,) = pipe.stats.to_dict()["sources"]
+    if ending == "gives up":
+        assert [e.kind for e in events] == [EventKind.LOST, EventKind.FAILED] and src["state"] == "failed"
+        assert isinstance(pipe.error, SourceLost) and "gave up after 2 attempt(s)" in str(pipe.error)
+    else:
+        assert [e.kind for e in events] == [EventKind.LOST] and src["state"] == "reconnecting"
+        assert pipe.error is None
+    assert src["events"] == {e.kind.value: 1 for e in events} and src["frames"] == n >= 3
 
 def test_cli_run_reports_lost_and_restored(det_onnx: Path, own_rtsp_server: RtspServer, tmp_path: Path) -> None:
     """`edgevision run --source rtsp://...` in its own process keeps running through a server
