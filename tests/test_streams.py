@@ -71,6 +71,20 @@ def test_reads_the_rtsp_stream(rtsp_server: RtspServer, vtest: Path) -> None:
     assert 60 < float(np.mean(images)) < 200
 
 
+
+def test_a_black_stream_is_reported_black(rtsp_server: RtspServer) -> None:
+    """The server's black pattern (videotestsrc, H.264): BLACK once, never FROZEN (black wins)."""
+    events: list[SourceEvent] = []
+    with open_source(rtsp_server.url("black"), reconnect=ReconnectPolicy(stall_s=2.0, black_s=1.0, freeze_s=1.0)) as src:
+        src.on_event = events.append
+        for _ in range(80):  # ~30 frames FFmpeg buffered at open, then 10 per second
+            frame = src.read()
+            assert frame is not None
+            if events:
+                break
+    assert [e.kind for e in events] == [EventKind.BLACK] and "black frames for 1." in events[0].detail
+    assert float(frame.image.mean()) < 1
+
 def test_files_are_never_reconnected(vtest: Path) -> None:
     assert isinstance(open_source(str(vtest)), CaptureSource)
     assert not isinstance(open_source(str(vtest), reconnect=FAST), ReconnectingSource)
