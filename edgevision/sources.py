@@ -4,6 +4,9 @@
     /dev/video0 | v4l2://0 | 0                           USB / V4L2 camera (live)
     rtsp://host/stream                                   network stream (live)
     csi://0                                              Jetson CSI camera via nvarguscamerasrc (live)
+
+Live sources come back after a drop: open_source wraps them in edgevision.reconnect's
+ReconnectingSource (backoff, LOST / RESTORED / FROZEN / BLACK events) unless reconnect=False.
 """
 from __future__ import annotations
 
