@@ -25,9 +25,11 @@ from .detections import Detections
 from .results import Result as TaskResult
 from .draw import annotate
 from .errors import EdgeVisionError
+from .health import SourceEvent, SourceState
 from .model import Model
+from .reconnect import ReconnectingSource
 from .sinks import DisplaySink, Sink, open_sink
-from .sources import Frame, Source, open_source
+from .sources import Frame, Source, SourceLost, open_source
 from .stats import RunStats
 
 _END = object()
@@ -56,7 +58,11 @@ class Pipeline:
     threads=1 beat one multi-threaded inference in throughput (less synchronisation,
     pre/post-processing overlaps); keep 1 for a live camera, where latency matters.
     Iterate for Results, or call run() for the final RunStats. `error` holds why a live
-    source ended early (SourceLost), after the run has closed every sink cleanly.
+    source ended early (SourceLost: it failed for good), after the run has closed every sink
+    cleanly. A live source opened from a URI reconnects (edgevision.reconnect): the run goes on
+    through the loss. on_event: called with every SourceEvent (lost, restored, frozen, black,
+    ended, failed) in the reader thread, as it happens; keep it short. Events are also counted
+    per source in `stats` (stats.to_dict()["sources"]).
     track: give detections track ids (edgevision.tracking.ByteTracker at the source's frame
     rate; a tracker object with `update(Detections) -> Detections` may be passed instead).
     Tracked results keep only the detections of confirmed tracks (see ByteTracker.update).
@@ -71,11 +77,13 @@ class Pipeline:
         queue_size: int = 4,
         workers: int = 1,
         track: bool | Tracker = False,
+        on_event: Callable[[SourceEvent], None] | None = None,
     ) -> None:
         if track is not False and not model.manifest.detects:
             raise EdgeVisionError(f"tracking follows detections; this artifact's task is {model.manifest.task}")
         self.model = model
         self.source = source if isinstance(source, Source) else open_source(source)
+        self.on_event = on_event
         fps = self.source.fps or 25.0
         self.sinks = [s if isinstance(s, Sink) else open_sink(s, fps) for s in sinks]
         self.max_frames = max_frames
@@ -94,8 +102,23 @@ class Pipeline:
         self._stop = threading.Event()
         self._writer_error: BaseException | None = None
         self._annotate = any(s.needs_annotated for s in self.sinks)
+        self._source_stats = self.stats.source(self.source.index, self.source.uri)
+        self._reader_error: BaseException | None = None
+        self._their_on_event = self.source.on_event  # whoever listened before keeps listening
+        self.source.on_event = self._event
         for sink in self.sinks:
             sink.bind(self.stats)
+
+    def _event(self, event: SourceEvent) -> None:
+        self.stats.count_event(event)
+        self._sync_source()
+        for listener in (self.on_event, self._their_on_event):
+            if listener is not None:
+                listener(event)
+
+    def _sync_source(self) -> None:
+        s = self._source_stats
+        s.state, s.reconnects, s.queue = self.source.state.value, self.source.reconnects, self._in.qsize()
 
     # -- threads ---------------------------------------------------------------------------
     def _read(self) -> None:
@@ -104,7 +127,11 @@ class Pipeline:
             while not self._stop.is_set() and (self.max_frames is None or count < self.max_frames):
                 t0 = time.perf_counter()
                 frame = self.source.read()
+                self._sync_source()
                 if frame is None:
+                    if self.source.state == SourceState.FAILED:
+                        why = getattr(self.source, "failure", "") or "it failed"
+                        self.error = SourceLost(f"source {self.source.uri!r} is gone: {why}")
                     break
                 item = (frame, (time.perf_counter() - t0) * 1e3, time.perf_counter())
                 count += 1
@@ -117,12 +144,15 @@ class Pipeline:
                             try:
                                 self._in.get_nowait()
                                 self.stats.dropped += 1
+                                self._source_stats.dropped += 1
                             except queue.Empty:
                                 pass
                 else:
                     self._put(self._in, item)
         except EdgeVisionError as exc:  # SourceLost among them: the run ends cleanly, error kept
             self.error = exc
+        except BaseException as exc:  # noqa: BLE001 - e.g. the user's on_event raised: surfaced in the caller's thread
+            self._reader_error = exc
         finally:
             self._put(self._in, _END, force=True)
 
@@ -160,7 +190,7 @@ class Pipeline:
                 result.timings["latency"] = (t2 - result.frame.timestamp) * 1e3
                 dets = result.detections
                 limits = dets.frame_data.get("nms_limits", 0) if isinstance(dets, Detections) else 0
-                self.stats.add(result.timings, dets.count_names(), int(limits))
+                self.stats.add(result.timings, dets.count_names(), int(limits), source=result.frame.source)
         except BaseException as exc:  # noqa: BLE001 - surfaced in the caller's thread
             self._writer_error = exc
             self._stop.set()
@@ -209,11 +239,15 @@ class Pipeline:
             pool.shutdown(wait=True, cancel_futures=True)
             self._out.put(_END)  # the writer is alive until it sees this, so it will be consumed
             writer.join()
+            self._interrupt_source()
             reader.join(timeout=5)
             self.source.close()
+            self._sync_source()
             for sink in self.sinks:
                 sink.close()
             self.stats.finish()
+        if self._reader_error is not None:
+            raise EdgeVisionError(f"reading the source failed: {self._reader_error!r}") from self._reader_error
         if self._writer_error is not None:
             if isinstance(self._writer_error, EdgeVisionError):
                 raise self._writer_error
@@ -226,7 +260,15 @@ class Pipeline:
         return self.stats
 
     def stop(self) -> None:
+        """End the run soon; safe from another thread (a source that is reconnecting is interrupted)."""
         self._stop.set()
+        self._interrupt_source()
+
+    def _interrupt_source(self) -> None:
+        # A reconnecting source may block its read() for a long time; its close() is thread-safe
+        # and makes that read return. A plain capture's close() is not, so it waits for the reader.
+        if isinstance(self.source, ReconnectingSource):
+            self.source.close()
 
 
 def plan_workers(live: bool, artifact: str | Path, backend: str | None,

@@ -4,90 +4,34 @@
     /dev/video0 | v4l2://0 | 0                           USB / V4L2 camera (live)
     rtsp://host/stream                                   network stream (live)
     csi://0                                              Jetson CSI camera via nvarguscamerasrc (live)
+
+Live sources come back after a drop: open_source wraps them in edgevision.reconnect's
+ReconnectingSource (backoff, LOST / RESTORED / FROZEN / BLACK events) unless reconnect=False.
 """
 from __future__ import annotations
 
 import glob
 import re
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ._lazy import lazy_import
 from .errors import EdgeVisionError
-from .health import EventKind, SourceEvent, SourceState
+from .health import EventKind, SourceState
+from .source_base import Frame, Source, SourceLost
+
+if TYPE_CHECKING:
+    from .reconnect import ReconnectPolicy
+
+# Frame, Source and SourceLost live in source_base.py; this module is where users find them.
+__all__ = ["CaptureSource", "Frame", "ImageSource", "Source", "SourceLost", "open_source", "sample_frames"]
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".h264", ".h265"}
-
-
-@dataclass
-class Frame:
-    """One decoded frame. image: uint8[H, W, 3] BGR. index counts from 0 per source.
-
-    source: the index of the source it came from in a multi-source run (0 with one source).
-    """
-
-    image: np.ndarray
-    index: int
-    timestamp: float = field(default_factory=time.monotonic)
-    name: str = ""
-    source: int = 0
-
-
-class SourceLost(EdgeVisionError):
-    """A live source stopped delivering frames (camera unplugged, stream dropped)."""
-
-
-class Source:
-    """Base class: iterate to get Frames; `live` sources may drop frames, files never do.
-
-    Health: `state` (edgevision.health.SourceState) says where the source stands; `emit()`
-    hands a SourceEvent to `on_event` (set by whoever runs the source, e.g. a multi-source
-    pipeline, together with `index`, the source's position in the run).
-    """
-
-    live: bool = False
-    uri: str = ""
-    fps: float = 0.0
-    size: tuple[int, int] = (0, 0)  # (W, H), 0 when unknown
-    frame_count: int = 0  # 0 when unknown or endless
-    index: int = 0
-    state: SourceState = SourceState.CONNECTING
-    reconnects: int = 0
-    on_event: Callable[[SourceEvent], None] | None = None
-
-    def emit(self, kind: EventKind, detail: str = "") -> None:
-        """Deliver one event to `on_event` (if anyone listens)."""
-        if self.on_event is not None:
-            self.on_event(SourceEvent(kind, self.index, self.uri, detail))
-
-    def _ended(self) -> None:
-        """A finite source ran out: state ENDED, one ENDED event."""
-        if self.state != SourceState.ENDED:
-            self.state = SourceState.ENDED
-            self.emit(EventKind.ENDED)
-
-    def read(self) -> Frame | None:
-        """The next frame, or None at the end of a finite source."""
-        raise NotImplementedError
-
-    def __iter__(self) -> Iterator[Frame]:
-        while (frame := self.read()) is not None:
-            yield frame
-
-    def close(self) -> None:
-        pass
-
-    def __enter__(self) -> Source:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 class ImageSource(Source):
@@ -117,10 +61,15 @@ class CaptureSource(Source):
     A live source that returns no frame for `timeout_s` raises SourceLost; a file simply ends.
     """
 
-    def __init__(self, target: Any, uri: str, live: bool, api: int | None = None, timeout_s: float = 5.0) -> None:
+    def __init__(self, target: Any, uri: str, live: bool, api: int | None = None, timeout_s: float = 5.0,
+                 params: Sequence[int] = ()) -> None:
         cv2 = lazy_import("cv2")
         self.uri, self.live, self.timeout_s = uri, live, timeout_s
-        self.cap = cv2.VideoCapture(target, api) if api is not None else cv2.VideoCapture(target)
+        # params: cv2.CAP_PROP_* id/value pairs for the open, e.g. FFmpeg's open/read timeouts
+        if params:
+            self.cap = cv2.VideoCapture(target, cv2.CAP_ANY if api is None else api, list(params))
+        else:
+            self.cap = cv2.VideoCapture(target, api) if api is not None else cv2.VideoCapture(target)
         if not self.cap.isOpened():
             raise EdgeVisionError(f"cannot open source {uri!r}" + _open_hint(uri))
         self.fps = float(self.cap.get(cv2.CAP_PROP_FPS) or 0.0)
@@ -177,25 +126,57 @@ def _image_paths(pattern: str) -> list[Path]:
     return sorted(Path(p) for p in glob.glob(pattern) if Path(p).suffix.lower() in IMAGE_SUFFIXES)
 
 
-def open_source(uri: str | int, timeout_s: float = 5.0) -> Source:
-    """Open a source by URI (see the module docstring)."""
-    cv2 = lazy_import("cv2")
+def open_source(uri: str | int, timeout_s: float = 5.0, reconnect: ReconnectPolicy | bool = True) -> Source:
+    """Open a source by URI (see the module docstring).
+
+    Live sources (cameras, streams) reconnect when they drop (edgevision.reconnect):
+    reconnect=True uses the default ReconnectPolicy with `timeout_s` as its stall limit, a
+    ReconnectPolicy sets everything, False gives the bare capture that raises SourceLost after
+    `timeout_s` without frames. Files, images and folders are never reconnected.
+    """
+    from .reconnect import ReconnectingSource, ReconnectPolicy, check_policy
+
     uri = str(uri)
+    policy = check_policy(reconnect if isinstance(reconnect, ReconnectPolicy) else ReconnectPolicy(stall_s=timeout_s))
+    opener = _live_opener(uri, policy)
+    if opener is None:
+        return _open_finite(uri, timeout_s)
+    if reconnect is False:
+        return opener()
+    return ReconnectingSource(opener, uri, policy)
+
+
+def _live_opener(uri: str, policy: ReconnectPolicy) -> Callable[[], Source] | None:
+    """A function that opens the live source `uri` once; None when `uri` is not live."""
+    cv2 = lazy_import("cv2")
     if uri.startswith("csi://"):
         if not gstreamer_available():
             raise EdgeVisionError(
                 "csi:// needs OpenCV built with GStreamer (JetPack's system OpenCV has it; "
                 "the pip opencv-python wheels do not). On a Jetson: use the system python3-opencv."
             )
-        return CaptureSource(csi_pipeline(int(uri[6:] or 0)), uri, True, cv2.CAP_GSTREAMER, timeout_s)
+        pipeline = csi_pipeline(int(uri[6:] or 0))
+        return lambda: CaptureSource(pipeline, uri, True, cv2.CAP_GSTREAMER, policy.stall_s)
     if uri.startswith(("rtsp://", "rtsps://", "http://", "https://")):
-        return CaptureSource(uri, uri, True, cv2.CAP_FFMPEG, timeout_s)
+        # FFmpeg would otherwise wait on a dead server for as long as the OS lets a socket hang
+        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(policy.open_timeout_s * 1e3),
+                  cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(min(policy.stall_s, policy.open_timeout_s) * 1e3)]
+        return lambda: CaptureSource(uri, uri, True, cv2.CAP_FFMPEG, policy.stall_s, params)
     m = re.fullmatch(r"(?:v4l2://|/dev/video)?(\d+)", uri)
     if m:
-        dev = f"/dev/video{m.group(1)}"
-        if not Path(dev).exists():
-            raise EdgeVisionError(f"cannot open source {uri!r}" + _open_hint(uri))
-        return CaptureSource(int(m.group(1)), uri, True, cv2.CAP_V4L2, timeout_s)
+        dev, number = f"/dev/video{m.group(1)}", int(m.group(1))
+
+        def open_camera() -> Source:
+            if not Path(dev).exists():
+                raise EdgeVisionError(f"cannot open source {uri!r}" + _open_hint(uri))
+            return CaptureSource(number, uri, True, cv2.CAP_V4L2, policy.stall_s)
+
+        return open_camera
+    return None
+
+
+def _open_finite(uri: str, timeout_s: float) -> Source:
+    """Files, images, folders and globs."""
     path = Path(uri)
     if path.is_dir():
         return ImageSource(_image_paths(str(path / "*")), uri)

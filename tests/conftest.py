@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tests.assets import VTEST, demo_checkpoint, make_detect_checkpoint
+from tests.rtsp import RtspServer, missing
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
 
@@ -131,3 +133,27 @@ def seg_onnx(vtest_frames: list[np.ndarray], tmp_path_factory: pytest.TempPathFa
 def det_onnx(vtest_frames: list[np.ndarray], tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Path:
     """The yolo11n detector converted at 640x640 (verified against PyTorch on vtest frames)."""
     return _artifact("yolo11n-det.onnx", "det_checkpoint", vtest_frames, tmp_path_factory, request)
+
+
+# -- the loopback RTSP server (tests/rtsp.py) ----------------------------------------------
+@pytest.fixture(scope="module")
+def rtsp_server(vtest: Path) -> Iterator[RtspServer]:
+    """One RTSP server shared by a module's tests (do not stop it: use own_rtsp_server for that).
+    Skipped, with the reason, where the system's GStreamer RTSP server is missing."""
+    yield from _rtsp(vtest)
+
+
+@pytest.fixture
+def own_rtsp_server(vtest: Path) -> Iterator[RtspServer]:
+    """A server for one test alone: it may stop() and start() it again (same port)."""
+    yield from _rtsp(vtest)
+
+
+def _rtsp(video: Path) -> Iterator[RtspServer]:
+    if why := missing():
+        pytest.skip(why)
+    server = RtspServer(video).start()
+    try:
+        yield server
+    finally:
+        server.stop()

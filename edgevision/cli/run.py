@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from ..errors import EdgeVisionError
+from ..health import EventKind, SourceEvent
 
 HELP = "run an artifact on a video, camera, stream or images"
 
@@ -97,12 +98,21 @@ def main(args: argparse.Namespace) -> int:
         sinks.append(view)
         print(f"web view: {view.url}" + (" (every request needs the token: ?token=... in a browser, or "
                                          "Authorization: Bearer ...)" if view.token else ""), file=sys.stderr)
+    progress = not args.quiet and sys.stderr.isatty()
+
+    def report(event: SourceEvent) -> None:
+        """lost / restored / frozen / black / failed on stderr as they happen (ENDED is the run's end)."""
+        if event.kind != EventKind.ENDED:
+            detail = f": {event.detail}" if event.detail else ""
+            print(f"{chr(10) if progress else ''}source {event.source} {event.uri}: {event.kind.value}{detail}",
+                  file=sys.stderr, flush=True)
+
     pipeline = Pipeline(model, source, sinks, max_frames=args.max_frames, workers=workers,
-                        track=args.track)
+                        track=args.track, on_event=report)
     interrupted = False
     try:
         for result in pipeline:
-            if not args.quiet and sys.stderr.isatty():
+            if progress:
                 found = ", ".join(result.detections.count_names()[:3]) or "nothing"
                 print(f"\rframe {result.frame.index}: {found[:40]:<40} "
                       f"{result.timings['infer']:.1f} ms inference", end="", file=sys.stderr)
