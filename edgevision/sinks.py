@@ -22,6 +22,7 @@ from .results import ClassMap
 from .results import Result as TaskResult
 from .sink_base import Sink
 from .sources import Frame
+from .stats import RunStats
 
 __all__ = ["CallbackSink", "DisplaySink", "JsonlSink", "Sink", "VideoSink", "open_sink"]
 
@@ -57,17 +58,26 @@ class JsonlSink(Sink):
     """One line per frame: {"frame": i, ...the result's fields}. Detectors: "detections":
     [{"xyxy": [...], "confidence": f, "class_id": i, "class_name": s}] (+ "keypoints" for pose, "corners"
     for obb); semantic segmenters:
-    "pixels": {class name: count} (+ "rle" with rle=True); classifiers: "classes": top-k."""
+    "pixels": {class name: count} (+ "rle" with rle=True); classifiers: "classes": top-k.
+    In a run over several sources every line also has "source": {"index": i, "uri": s}
+    (index 0-based, in the order the sources were given); one source: no such field, as before."""
 
     def __init__(self, path: str | Path, rle: bool = False) -> None:
         self.rle = rle
+        self.uris: list[str] = []  # the run's sources, learnt in bind(); [] or one: no "source" field
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.file: IO[str] = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
 
+    def bind(self, stats: RunStats) -> None:
+        self.uris = [s.uri for s in stats.sources]
+
     def write(self, frame: Frame, dets: TaskResult, annotated: np.ndarray | None) -> None:
         fields = dets.to_json(rle=self.rle) if isinstance(dets, ClassMap) else dets.to_json()
-        record: dict[str, Any] = {"frame": frame.index, **fields}
+        record: dict[str, Any] = {"frame": frame.index}
+        if len(self.uris) > 1:
+            record["source"] = {"index": frame.source, "uri": self.uris[frame.source]}
+        record.update(fields)
         if frame.name:
             record["image"] = frame.name
         self.file.write(json.dumps(record) + "\n")
