@@ -53,7 +53,7 @@ class SourceStats:
     def fps(self, now: float | None = None) -> float:
         """Frames per second over the last FPS_WINDOW_S seconds (0 for a source that stalled)."""
         now = time.perf_counter() if now is None else now
-        recent = sum(1 for t in list(self._recent) if now - t <= FPS_WINDOW_S)
+        recent = sum(1 for t in list(self._recent) if 0.0 <= now - t <= FPS_WINDOW_S)
         # a run (or source) younger than the window is measured over its own age
         return recent / max(min(FPS_WINDOW_S, now - self.started), 1e-3)
 
