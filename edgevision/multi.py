@@ -233,7 +233,9 @@ class MultiPipeline:
                     if now < next_at - 1e-3:  # above the cap: skip it (a camera cannot be slowed)
                         st.dropped += 1
                         continue
-                    next_at = max(next_at + period, now)  # no credit for a stall: no burst after it
+                    # the next slot; after a stall (a frame over half a period late) count from
+                    # this frame instead, so the stall buys no burst of frames after it
+                    next_at = max(next_at + period, now + period / 2)
                 elif period:  # a file is paced instead: it must not lose frames
                     self._stop.wait(max(0.0, next_at - now))
                     next_at = max(next_at + period, time.perf_counter() - period)

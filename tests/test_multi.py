@@ -196,10 +196,14 @@ def test_started_in_the_background_with_callbacks_and_a_tracker_per_source(
         if len(got) >= 8:
             enough.set()
 
-    with MultiPipeline(model, [FastCamera(vtest_frames), str(clips[0])], on_result=on_result,
+    # the camera capped at 4 frames/s: the ~500 frames/s in between are skipped and counted
+    with MultiPipeline(model, [FastCamera(vtest_frames), str(clips[0])], on_result=on_result, fps_cap=[4.0, None],
                        tracker_factory=StampTracker).start() as run:
         assert enough.wait(120)
     assert run.join(1).frames >= 8
+    cam_times = [r.frame.timestamp for r in got if r.source == 0]
+    assert len(cam_times) >= 2 and min(np.diff(cam_times)) > 0.2, "the FPS cap lets at most one frame in 0.25 s through"
+    assert run.stats.sources[0].dropped > 50
     for source in (0, 1):
         mine = [r for r in got if r.source == source]
         stamps = [int(r.detections.tracker_id[0]) for r in mine if len(r.detections)]  # type: ignore[union-attr]
