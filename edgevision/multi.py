@@ -223,6 +223,10 @@ class MultiPipeline:
         count = 0
         try:
             while not self._stop.is_set() and (self.max_frames is None or count < self.max_frames):
+                if period and lane.policy == "all":  # a file is paced (it must not lose frames):
+                    if self._stop.wait(max(0.0, next_at - time.perf_counter())):  # read at its slot
+                        break
+                    next_at = max(next_at + period, time.perf_counter() - period)
                 t0 = time.perf_counter()
                 frame = src.read()
                 if frame is None:
@@ -236,9 +240,6 @@ class MultiPipeline:
                     # the next slot; after a stall (a frame over half a period late) count from
                     # this frame instead, so the stall buys no burst of frames after it
                     next_at = max(next_at + period, now + period / 2)
-                elif period:  # a file is paced instead: it must not lose frames
-                    self._stop.wait(max(0.0, next_at - now))
-                    next_at = max(next_at + period, time.perf_counter() - period)
                 frame.source = lane.stats.index
                 frame.timestamp = t0  # latency counts from when the frame was asked for
                 item = (frame, (now - t0) * 1e3, time.perf_counter())
