@@ -16,6 +16,10 @@
     with MultiPipeline(model, ["cam0.mp4", "rtsp://host/cam1"], sinks=[...]) as run:
         for result in run:              # result.source: the source's index
             ...
+
+edgevision.pipeline.Pipeline stays the one-source runner: it keeps several single-frame
+inferences in flight (the fastest way through one file on a CPU), which this batcher, one
+batch at a time, does not; a MultiPipeline over one source works too.
 """
 from __future__ import annotations
 

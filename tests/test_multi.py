@@ -126,6 +126,41 @@ def test_files_batched_lose_nothing_keep_order_and_match_single_frame_runs(seg_o
     assert sorted((e.source, e.kind) for e in events) == [(i, EventKind.ENDED) for i in range(3)]
 
 
+def with_fixed_batch(onnx_path: Path, batch: int, out: Path) -> Path:
+    """The same artifact with its image input's batch axis fixed (as a static-batch export or
+    engine would have it); the manifest travels in the file's metadata."""
+    import onnx
+
+    model = onnx.load(str(onnx_path))
+    dim = next(i for i in model.graph.input if i.name == "images").type.tensor_type.shape.dim[0]
+    dim.ClearField("dim_param")
+    dim.dim_value = batch
+    onnx.save(model, str(out))
+    return out
+
+
+@pytest.mark.parametrize("batch", [1, 4])
+def test_fixed_batch_artifacts_run_padded_or_one_frame_at_a_time_and_fairly(
+        batch: int, seg_onnx: Path, clips: list[Path], tmp_path: Path) -> None:
+    """batch 1: one frame per inference, sources taking turns; batch 4 with two sources:
+    batches of (at most) two frames padded to four. Either way the results are each frame's own."""
+    fixed = edgevision.load(with_fixed_batch(seg_onnx, batch, tmp_path / f"b{batch}.onnx"), masks=False)
+    reference = edgevision.load(seg_onnx, masks=False)
+    pipe = MultiPipeline(fixed, [str(clips[0]), str(clips[1])])
+    assert (pipe.min_batch, pipe.max_batch) == (batch, min(batch, 2))
+    results = list(pipe)
+    assert max(pipe.batch_sizes) == min(batch, 2) and sum(k * v for k, v in pipe.batch_sizes.items()) == 10
+    # while both have frames the sources take turns (a source that is not ready at the very
+    # start is not waited for, so the other may lead by a batch, never by more)
+    sources = [r.source for r in results[:8]]
+    assert max(abs(sources[:k].count(0) - sources[:k].count(1)) for k in range(9)) <= 2, sources
+    for i, clip in ((0, clips[0]), (1, clips[1])):
+        mine = [r for r in results if r.source == i]
+        assert [r.frame.index for r in mine] == list(range(len(read_all(clip))))
+        for r, image in zip(mine, read_all(clip)):
+            np.testing.assert_allclose(r.detections.xyxy, reference(image).xyxy, atol=0.05)  # type: ignore[union-attr]
+
+
 def test_live_source_faster_than_the_model_stays_recent(seg_onnx: Path, vtest_frames: list[np.ndarray]) -> None:
     """The camera makes ~500 frames/s, the model a few: stale frames are dropped (counted)
     and the results' age stays bounded instead of growing with a backlog."""
