@@ -264,6 +264,7 @@ def test_cli_with_two_sources_writes_the_source_per_line_and_a_video_each(seg_on
     stats = json.loads((tmp_path / "stats.json").read_text())
     assert [(s["index"], s["frames"], s["state"]) for s in stats["sources"]] == [(0, 4, "ended"), (1, 3, "ended")]
     assert "out_0.mp4" in res.stdout and "out_1.mp4" in res.stdout
+    assert f"source 1 {clips[2]}: 3 frames, 0 dropped, ended (ended 1)" in res.stdout  # the summary, per source
 
 
 # -- fast: no model ----------------------------------------------------------------------------
