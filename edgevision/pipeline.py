@@ -49,6 +49,11 @@ class Result:
     detections: TaskResult  # Detections, ClassMap or Classification, by the model's task
     timings: dict[str, float]
 
+    @property
+    def source(self) -> int:
+        """The index of the source the frame came from (0 with one source)."""
+        return self.frame.source
+
 
 class Pipeline:
     """Run `model` over `source` into `sinks`.

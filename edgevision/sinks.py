@@ -21,6 +21,7 @@ from .errors import EdgeVisionError
 from .results import Result as TaskResult
 from .sink_base import Sink, frame_record
 from .sources import Frame
+from .stats import RunStats
 
 __all__ = ["CallbackSink", "DisplaySink", "JsonlSink", "Sink", "VideoSink", "frame_record", "open_sink"]
 
@@ -56,16 +57,23 @@ class JsonlSink(Sink):
     """One line per frame: {"frame": i, ...the result's fields}. Detectors: "detections":
     [{"xyxy": [...], "confidence": f, "class_id": i, "class_name": s}] (+ "keypoints" for pose, "corners"
     for obb); semantic segmenters:
-    "pixels": {class name: count} (+ "rle" with rle=True); classifiers: "classes": top-k."""
+    "pixels": {class name: count} (+ "rle" with rle=True); classifiers: "classes": top-k.
+    In a run over several sources every line also has "source": {"index": i, "uri": s}
+    (index 0-based, in the order the sources were given); one source: no such field, as before."""
 
     def __init__(self, path: str | Path, rle: bool = False) -> None:
         self.rle = rle
+        self.uris: list[str] = []  # the run's sources, learnt in bind(); [] or one: no "source" field
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.file: IO[str] = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
 
+    def bind(self, stats: RunStats) -> None:
+        self.uris = [s.uri for s in stats.sources]
+
     def write(self, frame: Frame, dets: TaskResult, annotated: np.ndarray | None) -> None:
-        self.file.write(json.dumps(frame_record(frame, dets, self.rle)) + "\n")
+        source = {"index": frame.source, "uri": self.uris[frame.source]} if len(self.uris) > 1 else None
+        self.file.write(json.dumps(frame_record(frame, dets, self.rle, source)) + "\n")
         self.file.flush()  # a crash or unplugged camera keeps every line written so far
 
     def close(self) -> None:

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import time
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from .health import EventKind, SourceState
 
 if TYPE_CHECKING:
     from .health import SourceEvent
@@ -16,27 +18,52 @@ NMS_CAPPED = 1  # more anchors above conf than the graph's candidate cap, and fe
 NMS_UNCONVERGED = 2  # the fixed-point NMS needed more iterations than the graph has
 
 
+# Per-source FPS is measured over this recent window, so a camera that stalls shows it
+# within seconds instead of being averaged away over the whole run.
+FPS_WINDOW_S = 5.0
+
+
 @dataclass
 class SourceStats:
-    """One source's counters in a run. state: an edgevision.health.SourceState value.
+    """One source's health in a run. The pipeline that runs the source updates it (each field
+    from one thread: frames from the writer, dropped and queue from the source's reader,
+    state, reconnects and events from the source's events), so to_dict() may be read at any
+    time, e.g. by a web view.
 
-    frames: frames processed; dropped: stale frames dropped for this source (live sources);
-    reconnects: successful reconnections; events: event kind -> count; queue: frames waiting
-    for inference (the last depth seen).
+    frames: frames processed; dropped: frames read but never processed (a live source's stale
+    frames, or frames over its FPS cap); queue: frames waiting for inference right now.
     """
 
     index: int
     uri: str
-    state: str = "connecting"
+    state: SourceState = SourceState.CONNECTING
     frames: int = 0
     dropped: int = 0
     reconnects: int = 0
-    events: Counter[str] = field(default_factory=Counter)
     queue: int = 0
+    events: Counter[str] = field(default_factory=Counter)
+    started: float = field(default_factory=time.perf_counter)
+    _recent: deque[float] = field(default_factory=lambda: deque(maxlen=512), repr=False)
 
-    def to_dict(self, seconds: float) -> dict[str, Any]:
-        return {"index": self.index, "uri": self.uri, "state": self.state, "frames": self.frames,
-                "fps": round(self.frames / seconds, 2) if seconds > 0 else 0.0, "dropped": self.dropped,
+    def frame_done(self, now: float | None = None) -> None:
+        """One frame of this source processed (now: time.perf_counter())."""
+        self.frames += 1
+        self._recent.append(time.perf_counter() if now is None else now)
+
+    def event(self, kind: EventKind | str) -> None:
+        self.events[EventKind(kind).value] += 1
+
+    def fps(self, now: float | None = None) -> float:
+        """Frames per second over the last FPS_WINDOW_S seconds (0 for a source that stalled)."""
+        now = time.perf_counter() if now is None else now
+        recent = sum(1 for t in list(self._recent) if 0.0 <= now - t <= FPS_WINDOW_S)
+        # a run (or source) younger than the window is measured over its own age
+        return recent / max(min(FPS_WINDOW_S, now - self.started), 1e-3)
+
+    def to_dict(self, now: float | None = None) -> dict[str, Any]:
+        """now: the time FPS is measured at (a finished run passes its end)."""
+        return {"index": self.index, "uri": self.uri, "state": SourceState(self.state).value,
+                "frames": self.frames, "fps": round(self.fps(now), 2), "dropped": self.dropped,
                 "reconnects": self.reconnects, "events": dict(self.events), "queue": self.queue}
 
 
@@ -53,7 +80,7 @@ class RunStats:
     nms_unconverged: int = 0
     started: float = field(default_factory=time.perf_counter)
     ended: float = 0.0
-    sources: list[SourceStats] = field(default_factory=list)
+    sources: list[SourceStats] = field(default_factory=list)  # one per source, by index
 
     def source(self, index: int, uri: str = "") -> SourceStats:
         """The counters of source `index` (made on first use)."""
@@ -65,7 +92,7 @@ class RunStats:
 
     def count_event(self, event: SourceEvent) -> None:
         """Count one source event (edgevision.health.SourceEvent) for its source."""
-        self.source(event.source, event.uri).events[event.kind.value] += 1
+        self.source(event.source, event.uri).event(event.kind)
 
     def add(self, timings: dict[str, float], class_names: list[str], nms_limits: int = 0,
             source: int | None = None) -> None:
@@ -73,7 +100,7 @@ class RunStats:
         the index of the source it came from (counted per source when given)."""
         self.frames += 1
         if source is not None:
-            self.source(source).frames += 1
+            self.source(source).frame_done()
         self.nms_capped += bool(nms_limits & NMS_CAPPED)
         self.nms_unconverged += bool(nms_limits & NMS_UNCONVERGED)
         for stage, ms in timings.items():
@@ -111,7 +138,7 @@ class RunStats:
             "stages_ms": {s: {k: round(x, 3) for k, x in d.items()} for s, d in self.percentiles().items()},
             "detections_per_class": dict(self.per_class.most_common()),
             "nms_inexact_frames": {"candidate_cap": self.nms_capped, "unconverged": self.nms_unconverged},
-            "sources": [s.to_dict(self.seconds) for s in self.sources],
+            "sources": [s.to_dict(self.ended or None) for s in self.sources],
         }
 
     def summary(self) -> str:
@@ -125,10 +152,12 @@ class RunStats:
                 f"NMS not exact on {self.nms_capped} frame(s) (more candidates than --pre-nms-topk) and "
                 f"{self.nms_unconverged} (chains longer than --nms-iters): re-convert with larger values"
             )
-        for src in self.sources:
-            if src.reconnects or src.events.keys() - {"ended"}:
+        for src in self.sources:  # several sources: a line each; one: only when something happened to it
+            if len(self.sources) > 1 or src.reconnects or src.events.keys() - {"ended"}:
                 events = ", ".join(f"{k} {n}" for k, n in sorted(src.events.items()))
-                lines.append(f"source {src.index} {src.uri}: {src.state}, {src.reconnects} reconnect(s); events: {events}")
+                lines.append(f"source {src.index} {src.uri}: {src.frames} frames, {src.dropped} dropped, "
+                             f"{SourceState(src.state).value}, {src.reconnects} reconnect(s)"
+                             + (f" ({events})" if events else ""))
         if self.per_class:
             per = ", ".join(f"{name} {n}" for name, n in self.per_class.most_common())
             lines.append(f"detections: {per}")
