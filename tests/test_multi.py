@@ -300,3 +300,69 @@ def test_jsonl_names_the_source_only_when_a_run_has_several(tmp_path: Path) -> N
 
 def test_numbered_path() -> None:
     assert numbered_path("runs/out.mp4", 2) == Path("runs/out_2.mp4")
+
+
+def test_three_sources_survive_an_rtsp_restart(det_onnx: Path, own_rtsp_server, vtest: Path,  # noqa: ANN001
+                                               tmp_path: Path) -> None:
+    """The issue's acceptance run: two video files and one RTSP stream from the loopback server
+    through one model instance. The server is killed and started again mid-run: the stream's
+    lost / restored events arrive, it delivers again, the files keep flowing while it is away,
+    and each file's frames arrive exactly once, in order."""
+    from edgevision.reconnect import ReconnectPolicy
+    from edgevision.sources import open_source
+
+    files = [write_clip(vtest, tmp_path / f"f{i}.avi", start, 40) for i, start in enumerate((100, 500))]
+    events: list[SourceEvent] = []
+    lost, restored = threading.Event(), threading.Event()
+
+    def on_event(event: SourceEvent) -> None:
+        events.append(event)
+        if event.source == 2 and event.kind == EventKind.LOST:
+            lost.set()
+        if event.source == 2 and event.kind == EventKind.RESTORED:
+            restored.set()
+
+    def restart_when_lost() -> None:  # from outside the run, as an operator would
+        if lost.wait(60):
+            time.sleep(0.5)
+            own_rtsp_server.start()
+
+    restarter = threading.Thread(target=restart_when_lost, daemon=True)
+    restarter.start()
+    policy = ReconnectPolicy(initial_s=0.2, factor=2.0, max_delay_s=1.0, stall_s=1.0, open_timeout_s=3.0)
+    model = edgevision.load(det_onnx, masks=False)
+    rtsp = open_source(own_rtsp_server.url(), reconnect=policy)
+    # the files are paced (4 fps) so that they are still running while the stream is away
+    pipe = MultiPipeline(model, [*map(str, files), rtsp], fps_cap=[4.0, 4.0, None], on_event=on_event)
+    seen: dict[int, list[int]] = {0: [], 1: [], 2: []}
+    during_outage = {0: 0, 1: 0}
+    rtsp_after = 0
+    killed = False
+    try:
+        for result in pipe:
+            seen[result.source].append(result.frame.index)
+            if result.source == 2 and len(seen[2]) == 5 and not killed:
+                own_rtsp_server.stop()
+                killed = True
+            if lost.is_set() and not restored.is_set() and result.source in during_outage:
+                during_outage[result.source] += 1
+            if restored.is_set() and result.source == 2:
+                rtsp_after += 1
+            files_done = all(len(seen[i]) == 40 for i in (0, 1))
+            if files_done and rtsp_after >= 5:
+                pipe.stop()
+            if files_done and not lost.is_set() and len(seen[2]) > 400:
+                pytest.fail("the stream was never lost after the server was killed")
+    finally:
+        pipe.close()
+        model.close()
+        restarter.join(5)
+    assert seen[0] == list(range(40)) and seen[1] == list(range(40)), "files: every frame once, in order"
+    rtsp_events = [e.kind for e in events if e.source == 2]
+    assert rtsp_events[:2] == [EventKind.LOST, EventKind.RESTORED], rtsp_events
+    assert rtsp_after >= 5, "the stream delivers again after the restart"
+    assert seen[2] == sorted(set(seen[2])), "the stream's frame indices only grow across the reconnect"
+    assert sum(during_outage.values()) > 0, "the files kept flowing while the stream was away"
+    s = pipe.stats.to_dict()["sources"]
+    assert [x["frames"] for x in s[:2]] == [40, 40] and s[2]["reconnects"] == 1
+    assert s[2]["events"].get("lost") == 1 and s[2]["events"].get("restored") == 1
