@@ -366,3 +366,25 @@ def test_three_sources_survive_an_rtsp_restart(det_onnx: Path, own_rtsp_server, 
     s = pipe.stats.to_dict()["sources"]
     assert [x["frames"] for x in s[:2]] == [40, 40] and s[2]["reconnects"] == 1
     assert s[2]["events"].get("lost") == 1 and s[2]["events"].get("restored") == 1
+
+
+def test_stage_timings_stay_bounded_over_a_long_run() -> None:
+    """A camera app runs for days: each stage keeps at most StageSamples.CAP timings (a uniform
+    sample), its count and mean exact, and percentiles close to those of every value."""
+    from edgevision.stats import StageSamples
+
+    rng = np.random.default_rng(1)
+    values = rng.gamma(2.0, 5.0, 50_000)  # skewed, as latencies are
+    stats = RunStats()
+    for ms in values:
+        stats.add({"infer": float(ms)}, [])
+    kept = stats.stage_ms["infer"]
+    assert isinstance(kept, StageSamples) and len(kept) == StageSamples.CAP and kept.seen == 50_000
+    p = stats.percentiles()["infer"]
+    assert p["mean"] == pytest.approx(values.mean(), rel=1e-9)
+    for q in (50, 99):
+        assert p[f"p{q}"] == pytest.approx(np.percentile(values, q), rel=0.05)
+    short = RunStats()
+    for ms in values[:100]:
+        short.add({"infer": float(ms)}, [])
+    assert short.percentiles()["infer"]["p99"] == pytest.approx(np.percentile(values[:100], 99))  # exact
