@@ -1,6 +1,6 @@
 """Multi-scale deformable attention sampled with Gather instead of GridSample.
 
-Deformable attention (RT-DETR's decoder) samples each feature level bilinearly at learned
+Deformable attention (RT-DETR's and RF-DETR's decoders) samples each feature level bilinearly at learned
 points: PyTorch's F.grid_sample(mode="bilinear", padding_mode="zeros", align_corners=False),
 exported as ONNX GridSample. TensorRT's GridSample path is the risky part of these models
 (reported miscompiled in deformable attention by TensorRT 10.13), and TensorRT 10.3 on
@@ -65,13 +65,33 @@ def deformable_attention(value: Any, shapes: Sequence[Sequence[int]], locations:
     return out.transpose(1, 2).contiguous()
 
 
+def grid_sample_gathers(value: Any, grid: Any, padding_mode: str = "zeros", align_corners: bool = False) -> Any:
+    """RF-DETR's _bilinear_grid_sample(input, grid, padding_mode, align_corners) for the one mode
+    its deformable attention uses (zeros, align_corners=False), with Gathers (bilinear_sample)."""
+    if padding_mode != "zeros" or align_corners:
+        raise ValueError(f"gather sampling covers padding_mode='zeros', align_corners=False, not {padding_mode!r}, "
+                         f"{align_corners}")
+    return bilinear_sample(value, grid)
+
+
 @contextlib.contextmanager
-def gather_sampling() -> Iterator[None]:
-    """While active, Ultralytics' deformable attention samples with Gathers (deformable_attention)."""
-    transformer = lazy_import("ultralytics.nn.modules.transformer")
-    original = transformer.multi_scale_deformable_attn_pytorch
-    transformer.multi_scale_deformable_attn_pytorch = deformable_attention
+def patched(module_name: str, attr: str, replacement: Any) -> Iterator[None]:
+    """While active, module_name.attr is replacement (restored after, also on error)."""
+    module = lazy_import(module_name)
+    original = getattr(module, attr)
+    setattr(module, attr, replacement)
     try:
         yield
     finally:
-        transformer.multi_scale_deformable_attn_pytorch = original
+        setattr(module, attr, original)
+
+
+def gather_sampling() -> contextlib.AbstractContextManager[None]:
+    """While active, Ultralytics' deformable attention samples with Gathers (deformable_attention)."""
+    return patched("ultralytics.nn.modules.transformer", "multi_scale_deformable_attn_pytorch", deformable_attention)
+
+
+def rfdetr_gather_sampling() -> contextlib.AbstractContextManager[None]:
+    """While active, RF-DETR's deformable attention (ms_deform_attn_core_pytorch) samples with
+    Gathers: its grid_sample call is grid_sample_gathers."""
+    return patched("rfdetr.models.ops.functions.ms_deform_attn_func", "_bilinear_grid_sample", grid_sample_gathers)

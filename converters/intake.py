@@ -64,6 +64,8 @@ def open_checkpoint(path: Path, trust: bool = False) -> Checkpoint:
             "or pass --trust-checkpoint if you trust the file."
         )
     obj = load_checkpoint(path, trust=trust) if needed else torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(obj, Mapping) and isinstance(obj.get("model"), Mapping) and str(obj.get("model_name", "")).startswith("RFDETR"):
+        return Checkpoint(path, "rfdetr", obj)  # RF-DETR's trainer checkpoint (converters/families/rfdetr.py)
     if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
         obj = obj["state_dict"]  # the common {"state_dict": ..., "epoch": ...} training checkpoint
     if isinstance(obj, Mapping) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):

@@ -81,9 +81,11 @@ class RotatedPostprocess(nn.Module):  # type: ignore[misc]
             raise ValueError("max_det must not exceed pre_nms_topk")
         self.nc, self.max_det, self.topk = num_classes, max_det, pre_nms_topk
         self.blocks = blocks_of(pre_nms_topk, block)
-        # upper[i, j] = 1 where i < j: only a higher-ranked box drops a lower one
-        self.register_buffer("upper", torch.triu(torch.ones(pre_nms_topk, pre_nms_topk), diagonal=1),
-                             persistent=False)
+        # upper[i, j] = 1 where i < j: inside a block only a higher-ranked box drops a lower one. One
+        # block x block triangle (as converters/nms.py): a K x K one would be sliced into per-block
+        # constants that the exported graph stores (2.5 MiB at K = 1024) for what rows < s need not mask.
+        size = self.blocks[0][1]
+        self.register_buffer("upper", torch.triu(torch.ones(size, size), diagonal=1))
 
     def forward(self, preds: Any, conf: Any, iou: Any) -> tuple[Any, ...]:
         p = preds.transpose(1, 2)  # [B, N, 4+C+1]
@@ -102,7 +104,12 @@ class RotatedPostprocess(nn.Module):  # type: ignore[misc]
         for s, e in self.blocks:
             # columns s:e are only dropped by rows ranked above them: rows 0:e (the upper block triangle)
             over = (probiou_slab([f[:, :e] for f in rows_f], [f[:, :, s:e] for f in cols_f]) > iou).to(torch.float32)
-            hits.append((over * self.upper[:e, s:e]).sum(1))  # [B, e - s]
+            # the whole buffer where the block is full: the exporter then stores it once, not once per block
+            upper = self.upper if e - s == self.upper.shape[0] else self.upper[: e - s, : e - s]
+            hit = (over[:, s:] * upper).sum(1)  # [B, e - s]: this block's own rows
+            if s:  # the earlier blocks' rows all rank above these columns: no mask
+                hit = hit + over[:, :s].sum(1)
+            hits.append(hit)
         valid = (top_score > conf).to(torch.float32)  # [B, K]
         # dropped iff any higher-ranked candidate overlaps (valid rows only: every row ranked above a
         # valid column scores at least as high, so it is valid too)

@@ -21,6 +21,7 @@ _EXTRAS: dict[str, tuple[str, str]] = {
     "torch": ("edgevision[convert]", "converting PyTorch models"),
     "converters": ("edgevision[convert]", "converting PyTorch models (the build side)"),
     "ultralytics": ("edgevision[yolo]", "loading Ultralytics YOLO checkpoints"),
+    "rfdetr": ("rfdetr", "loading Roboflow RF-DETR checkpoints"),
     "tensorrt": ("tensorrt (JetPack ships it; desktop: pip install tensorrt)", "building and running TensorRT engines"),
     "tensorrt_rtx": ("tensorrt-rtx-cu12", "building TensorRT-RTX engines"),
     "cuda": ("edgevision[trt] (cuda-python)", "CUDA memory and streams"),

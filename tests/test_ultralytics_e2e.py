@@ -24,37 +24,50 @@ CONF = 0.25
 
 
 def e2e_checkpoint(yaml: str, frames: list[np.ndarray], path: Path) -> Path:
-    """An Ultralytics checkpoint of `yaml` (3 classes), seeded random weights with BatchNorm
-    statistics re-estimated on real frames, class biases spread so that untrained scores cover
-    (0, 1) in both branches."""
-    from ultralytics.nn.tasks import DetectionModel, SegmentationModel
+    """An Ultralytics checkpoint of `yaml` (detect / segment / obb: 3 classes; pose: 1 class,
+    17x3 keypoints), seeded random weights with BatchNorm statistics re-estimated on real
+    frames, class biases spread so that untrained scores cover (0, 1) in both branches."""
+    from ultralytics.nn.tasks import DetectionModel, OBBModel, PoseModel, SegmentationModel
 
     torch.manual_seed(0)
-    seg = "-seg" in yaml
-    model = (SegmentationModel if seg else DetectionModel)(yaml, nc=3, verbose=False)
-    model.names = {0: "a", 1: "b", 2: "c"}
+    task = next((t for t in ("seg", "pose", "obb") if f"-{t}" in yaml), "detect")
+    if task == "pose":
+        model = PoseModel(yaml, nc=1, data_kpt_shape=(17, 3), verbose=False)
+        model.names = {0: "person"}
+    else:
+        model = {"seg": SegmentationModel, "obb": OBBModel, "detect": DetectionModel}[task](yaml, nc=3, verbose=False)
+        model.names = {0: "a", 1: "b", 2: "c"}
     recalibrate_bn(model, frames, (320, 320), imagenet=False)
     head = model.model[-1]
     cls_convs = [b[-1] for b in [*head.cv3, *head.one2one_cv3]]
     box_convs = [b[-1] for b in [*head.cv2, *head.one2one_cv2]]
-    spread = _output_std(model, cls_convs + box_convs, frames[:4])
+    # the task's own last convolutions: mask coefficients, keypoints (Pose26: cv4_kpts), angles
+    task_convs = ([*head.cv4_kpts, *head.one2one_cv4_kpts] if task == "pose"
+                  else [b[-1] for b in [*getattr(head, "cv4", []), *getattr(head, "one2one_cv4", [])]])
+    spread = _output_std(model, cls_convs + box_convs + task_convs, frames[:4])
     with torch.no_grad():
         for conv in cls_convs:
             # class logits ~ N(-3.5, 1): tens of boxes per frame above conf, not hundreds
             conv.weight.div_(spread[conv])
             torch.nn.init.constant_(conv.bias, -3.5)
-        for conv in [b[-1] for b in [*getattr(head, "cv4", []), *getattr(head, "one2one_cv4", [])]]:
-            # mask coefficients ~ +1: masks fill their boxes. Ultralytics' predictor drops a detection
-            # whose mask is empty at its input resolution, and random coefficients leave many masks a
-            # few pixels from empty, where that resolution (not the head) decides.
-            conv.weight.mul_(0.01)
-            torch.nn.init.constant_(conv.bias, 1.0)
+        for conv in task_convs:
+            if task == "seg":
+                # mask coefficients ~ +1: masks fill their boxes. Ultralytics' predictor drops a detection
+                # whose mask is empty at its input resolution, and random coefficients leave many masks a
+                # few pixels from empty, where that resolution (not the head) decides.
+                conv.weight.mul_(0.01)
+                torch.nn.init.constant_(conv.bias, 1.0)
+            else:
+                # keypoint offsets (grid cells) and visibility logits ~ N(0, 1), as a trained head spreads
+                # them; OBB26's raw angle ~ N(0.3, 0.5) rad: rotations both ways, none near-degenerate
+                conv.weight.div_(spread[conv] * (1.0 if task == "pose" else 2.0))
+                torch.nn.init.constant_(conv.bias, 0.0 if task == "pose" else 0.3)
         for conv in box_convs:
             # positive box sides, as a trained head gives (random ones invert boxes, which no
             # IoU can match; YOLO26 regresses the distances directly, reg_max 1)
             conv.weight.div_(spread[conv] * 4)
             torch.nn.init.uniform_(conv.bias, 1.0, 2.0)
-    torch.save({"model": model.eval().half(), "train_args": {"task": "segment" if seg else "detect"}}, path)
+    torch.save({"model": model.eval().half(), "train_args": {"task": {"seg": "segment"}.get(task, task)}}, path)
     return path
 
 

@@ -13,12 +13,13 @@ from .torchvision import TorchvisionFamily
 from .torchvision_detect import TorchvisionDetectFamily
 from .timm import TimmFamily
 from .onnx_file import OnnxFileFamily
+from .rfdetr import RFDETRFamily
 from .torchvision_rcnn import TorchvisionRcnnFamily
 from .ultralytics import UltralyticsFamily
 from .ultralytics_tasks import UltralyticsTaskFamily
 
 FAMILIES: list[Family] = [UltralyticsTaskFamily(), UltralyticsFamily(), TorchvisionFamily(), TorchvisionDetectFamily(),
-                           TorchvisionRcnnFamily(), TimmFamily(), OnnxFileFamily()]
+                           TorchvisionRcnnFamily(), TimmFamily(), RFDETRFamily(), OnnxFileFamily()]
 
 
 def supported() -> str:

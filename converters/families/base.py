@@ -70,7 +70,8 @@ class Checkpoint:
     """A model file, opened once. kind: "ultralytics" (an Ultralytics checkpoint dict),
     "state_dict" (a mapping of tensor names to tensors), "module" (a whole pickled
     nn.Module, loaded only with trust), "torchscript" (a TorchScript archive), "onnx" (an ONNX file
-    from another exporter: converters.foreign.graph.ForeignGraph)."""
+    from another exporter: converters.foreign.graph.ForeignGraph), "rfdetr" (an RF-DETR trainer
+    checkpoint dict: state_dict "model", "model_name", "args", "model_config")."""
 
     path: Path
     kind: str

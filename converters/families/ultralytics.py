@@ -155,7 +155,7 @@ class UltralyticsFamily:
         outputs = [OUT_BOXES, OUT_SCORES, OUT_CLASSES, OUT_NUM] + ([OUT_COEFFS, OUT_PROTOS] if seg else [])
         if src.end2end:
             # one-to-one head: Ultralytics' own constant-K top-k and a conf filter, no NMS (ultralytics_e2e)
-            wrapper: Any = E2EOutputs(src.model, seg).eval()
+            wrapper: Any = E2EOutputs(src.model, src.task).eval()
             example: tuple[Any, ...] = (torch.rand(2, 3, h, w), torch.tensor([conf]))
             inputs = [IN_IMAGES, IN_CONF]
             rows = min(max_det, anchors)

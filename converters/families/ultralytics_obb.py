@@ -1,8 +1,10 @@
-"""Ultralytics YOLO OBB (rotated boxes) -> edgevision's `obb` graph.
+"""Ultralytics YOLO OBB (rotated boxes; YOLO26's OBB26) -> edgevision's `obb` graph.
 
 The head in export mode outputs preds float32[B, 4+C+1, N]: rotated boxes (cx, cy, w, h in
 input pixels), class scores, and the angle (radians, in [-pi/4, 3pi/4)). Ultralytics' rotated
-NMS (probiou fast-NMS, converters.nms_rotated) runs in the graph.
+NMS (probiou fast-NMS, converters.nms_rotated) runs in the graph. An OBB26 head (its angle is
+the raw regression, no sigmoid) runs its one-to-one branch by default (top-k, no NMS:
+ultralytics_e2e), its one-to-many branch through the rotated NMS with --head one2many.
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from ..nms_rotated import RotatedPostprocess
 from .base import Checkpoint, Exportable, Request
 from .ultralytics_export import head_outputs
 from .ultralytics_export import yolo_names
-from .ultralytics_shared import export_ready, graph_sizes, nms_settings, yolo_task_manifest
+from .ultralytics_shared import e2e_exportable, graph_sizes, nms_settings, task_model, yolo_task_manifest
 
 torch = lazy_import("torch")
 
@@ -56,14 +58,17 @@ def obb_reference(model: Any, frames: Sequence[np.ndarray], manifest: Manifest) 
 
 
 def prepare_obb(ckpt: Checkpoint, req: Request) -> Exportable:
-    model = export_ready(ckpt.obj, ckpt.path)
-    names = yolo_names(model)
     s = nms_settings(req)
+    model, e2e = task_model(ckpt, req, s.max_det)
+    names = yolo_names(model)
     h, w, anchors, topk = graph_sizes(req, model, s.pre_nms_topk)
+    if e2e:
+        return e2e_exportable("obb", ckpt, model, names, (h, w), anchors, s)
     post = RotatedPostprocess(len(names), min(s.max_det, topk), topk)
     source = {"file": ckpt.path.name, "sha256": sha256_file(ckpt.path), "kind": "ultralytics"}
+    head = {"head": "one2many"} if getattr(req.options, "head", None) == "one2many" else {}
     manifest = yolo_task_manifest("obb", names, (h, w), post.max_det, s.conf, s.iou, source,
-                                  pre_nms_topk=topk, anchors=anchors)
+                                  pre_nms_topk=topk, anchors=anchors, **head)
     example = (torch.rand(2, 3, h, w), torch.tensor([s.conf]), torch.tensor([s.iou]))
     outputs = [OUT_XYWHR, OUT_SCORES, OUT_CLASSES, OUT_NUM, OUT_LIMITS]
     return Exportable(ObbWithPostprocess(model, post).eval(), example, [IN_IMAGES, IN_CONF, IN_IOU], outputs,

@@ -1,9 +1,11 @@
-"""Ultralytics YOLO pose (Pose head) -> edgevision's `pose` graph.
+"""Ultralytics YOLO pose (Pose head; YOLO26's Pose26) -> edgevision's `pose` graph.
 
 The head in export mode outputs preds float32[B, 4+C+K*dims, N]: boxes, class scores and the
 decoded keypoints (x, y in input pixels, visibility after its sigmoid when dims == 3). The
 keypoints ride through the same decode + NMS as segmentation's mask coefficients
 (DetectPostprocess with M = K*dims extra channels), then become float32[B, D, K, 3].
+A Pose26 head runs its one-to-one branch by default (top-k, no NMS: ultralytics_e2e), its
+one-to-many branch through this NMS with --head one2many.
 """
 from __future__ import annotations
 
@@ -22,9 +24,10 @@ from edgevision.results import Result
 
 from ..nms import DetectPostprocess
 from .base import Checkpoint, Exportable, Request
+from .ultralytics_e2e import keypoints_kx3
 from .ultralytics_export import detect_postprocess, head_outputs
 from .ultralytics_export import yolo_names
-from .ultralytics_shared import export_ready, graph_sizes, nms_settings, yolo_task_manifest
+from .ultralytics_shared import e2e_exportable, graph_sizes, nms_settings, task_model, yolo_task_manifest
 
 torch = lazy_import("torch")
 
@@ -42,11 +45,7 @@ class PoseWithPostprocess(torch.nn.Module):  # type: ignore[misc]
         out = self.model(images)
         preds = out[0] if isinstance(out, (tuple, list)) else out
         boxes, scores, classes, num, kpts, limits = self.post(preds, conf, iou)
-        k, dims = self.kpt_shape
-        kpts = kpts.reshape(kpts.shape[0], kpts.shape[1], k, dims)
-        if dims == 2:
-            kpts = torch.cat([kpts, torch.ones_like(kpts[..., :1])], -1)
-        return boxes, scores, classes, num, kpts, limits
+        return boxes, scores, classes, num, keypoints_kx3(kpts, self.kpt_shape), limits
 
 
 def pose_reference(model: Any, frames: Sequence[np.ndarray], manifest: Manifest) -> list[Result]:
@@ -59,21 +58,23 @@ def pose_reference(model: Any, frames: Sequence[np.ndarray], manifest: Manifest)
     for preds, geo in head_outputs(model, frames, manifest):
         ref = decode_nms(preds, manifest.num_classes, manifest.conf_threshold, manifest.iou_threshold,
                          manifest.max_det, manifest.extra.get("pre_nms_topk"))
-        kpts = preds[4 + manifest.num_classes :, ref.anchors].T.reshape(-1, k, dims)
-        if dims == 2:
-            kpts = np.concatenate([kpts, np.ones_like(kpts[..., :1])], -1)
+        kpts = keypoints_kx3(preds[4 + manifest.num_classes :, ref.anchors].T, (k, dims))
         out.append(Detections(geo.boxes_to_frame(ref.boxes), ref.scores, ref.class_ids, None, manifest.class_names,
                               keypoints=geo.points_to_frame(kpts)))
     return out
 
 
 def prepare_pose(ckpt: Checkpoint, req: Request) -> Exportable:
-    model = export_ready(ckpt.obj, ckpt.path)
+    s = nms_settings(req)
+    model, e2e = task_model(ckpt, req, s.max_det)
     kpt_shape = (int(model.model[-1].kpt_shape[0]), int(model.model[-1].kpt_shape[1]))
     names = yolo_names(model)
-    s = nms_settings(req)
     h, w, anchors, _ = graph_sizes(req, model, s.pre_nms_topk)
+    if e2e:
+        return e2e_exportable("pose", ckpt, model, names, (h, w), anchors, s, kpt_shape=list(kpt_shape))
     post, sizes = detect_postprocess(len(names), kpt_shape[0] * kpt_shape[1], s, anchors)
+    if getattr(req.options, "head", None) == "one2many":
+        sizes["head"] = "one2many"  # an end-to-end head's other branch, with edgevision's NMS
     wrapper = PoseWithPostprocess(model, post, kpt_shape).eval()
     source = {"file": ckpt.path.name, "sha256": sha256_file(ckpt.path), "kind": "ultralytics"}
     manifest = yolo_task_manifest("pose", names, (h, w), post.max_det, s.conf, s.iou, source,

@@ -1,6 +1,7 @@
 """What the Ultralytics pose, OBB and classify modules share: the head's name, the model in
-export mode (as yolo_source does for Detect / Segment), the NMS sizes the user asked for, the
-input size and the letterbox manifest. Only this direction: ultralytics.py never imports these
+export mode (as yolo_source does for Detect / Segment) on the branch the user chose, the NMS
+sizes the user asked for, the input size, the letterbox manifest, and the one-to-one graph of
+an end-to-end (YOLO26) head. Only this direction: ultralytics.py never imports these
 modules (no import cycles, tests/test_import_boundary.py)."""
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ from typing import Any
 
 from edgevision._lazy import lazy_import
 from edgevision.errors import EdgeVisionError
-from edgevision.manifest import Manifest, Preprocess
+from edgevision.manifest import IN_CONF, IN_IMAGES, TASKS, Manifest, Preprocess, sha256_file
 
-from .base import Request
+from .base import Checkpoint, Exportable, Request
+from .ultralytics_e2e import E2EOutputs, e2e_reference, select_branch
 from .ultralytics_export import NmsSettings, export_mode, nms_settings  # noqa: F401 (the heads' import point)
 
 torch = lazy_import("torch")
@@ -25,14 +27,35 @@ def head_name(ckpt_obj: Any) -> str:
 
 def export_ready(ckpt_obj: Any, path: Any) -> Any:
     """The checkpoint's model in float32, fused, eval, frozen, its head in export mode (decoded
-    boxes / keypoints / angles, or softmax probabilities; no NMS), traceable."""
+    boxes / keypoints / angles, or softmax probabilities; no NMS), traceable. A head with a
+    one-to-one branch is refused here: task_model chooses its branch."""
     model = (ckpt_obj.get("ema") or ckpt_obj["model"]).float()
     if getattr(model.model[-1], "end2end", False):
-        raise EdgeVisionError(f"{path} has an end-to-end (NMS-free) {type(model.model[-1]).__name__} head, which this "
-                              "converter does not handle yet")
+        raise EdgeVisionError(f"{path} has an end-to-end (NMS-free) {type(model.model[-1]).__name__} head: "
+                              "convert it through task_model")
     return export_mode(model)
 
 
+def task_model(ckpt: Checkpoint, req: Request, max_det: int) -> tuple[Any, bool]:
+    """A pose / OBB checkpoint's model ready for export on the branch --head chose
+    (ultralytics_e2e.select_branch: the one-to-one branch by default where the head has one,
+    as YOLO26's Pose26 / OBB26 do) -> (model, True when it runs end to end)."""
+    model = (ckpt.obj.get("ema") or ckpt.obj["model"]).float()
+    e2e = select_branch(model.model[-1], getattr(req.options, "head", None), max_det)  # before fusing
+    return export_mode(model), e2e
+
+
+def e2e_exportable(task: str, ckpt: Checkpoint, model: Any, names: tuple[str, ...], imgsz: tuple[int, int],
+                   anchors: int, s: NmsSettings, **extra: Any) -> Exportable:
+    """The one-to-one graph of a pose / OBB head (ultralytics_e2e.E2EOutputs): Ultralytics'
+    constant-K top-k and a conf filter, no NMS, so no iou input and no nms_limits output."""
+    h, w = imgsz
+    source = {"file": ckpt.path.name, "sha256": sha256_file(ckpt.path), "kind": "ultralytics"}
+    manifest = yolo_task_manifest(task, names, imgsz, min(s.max_det, anchors), s.conf, s.iou, source,
+                                  head="one2one", nms="none (end-to-end head: top-k)", anchors=anchors, **extra)
+    wrapper = E2EOutputs(model, task, extra.get("kpt_shape")).eval()
+    return Exportable(wrapper, (torch.rand(2, 3, h, w), torch.tensor([s.conf])), [IN_IMAGES, IN_CONF],
+                      list(TASKS[task]), manifest, lambda frames: e2e_reference(model, frames, manifest))
 
 
 def input_size(req: Request, strides: tuple[int, ...]) -> tuple[int, int]:

@@ -18,6 +18,7 @@ from .ultralytics_shared import head_name
 # head class name -> how to prepare it (Detect / Segment: ultralytics.py)
 TASK_HEADS: dict[str, Callable[[Checkpoint, Request], Exportable]] = {
     "Pose": prepare_pose, "OBB": prepare_obb, "Classify": prepare_classify,
+    "Pose26": prepare_pose, "OBB26": prepare_obb,  # YOLO26: end-to-end, one-to-one branch by default
 }
 
 
@@ -30,7 +31,7 @@ class UltralyticsTaskFamily:
     top-k in the graph."""
 
     name = "ultralytics"
-    summary = "Ultralytics YOLO v8/11 pose, obb and classify (.pt)"
+    summary = "Ultralytics YOLO v8/11 pose, obb and classify, YOLO26 pose and obb (.pt)"
 
     def claims(self, ckpt: Checkpoint, req: Request) -> bool:
         return is_ultralytics_task(ckpt) and (req.arch is None or req.arch.split(":")[0] == self.name)
