@@ -43,6 +43,14 @@ $(VENV)/.installed-dev: $(VENV)/.installed tools/setup_trt_stubs.py
 	# cuda-bindings off the CUDA 12 pin above (timm needs only torch, torchvision, pyyaml here)
 	$(PIP) install --no-deps "timm>=1.0"
 	$(PIP) install --no-deps --upgrade --target $(VENV)/cu13 "cuda-bindings==13.*" "cuda-pathfinder>=1.1"
+	# RF-DETR for its family's tests, beside the venv: `pip install rfdetr` would move torch's
+	# cuda-bindings off the CUDA 12 pin, so its pure-Python dependencies go in --no-deps, pinned
+	# as measured; tests/test_rfdetr.py puts .venv/rfdetr on sys.path
+	$(PIP) install --no-deps --upgrade --target $(VENV)/rfdetr rfdetr==1.11.2 transformers==5.24.0 \
+		supervision==0.31.2 pydantic==2.14.4 pydantic_core==2.50.5 "pyDeprecate==0.9.0" huggingface_hub==2.4.0 \
+		hf_xet==1.8.0 safetensors==0.8.0 tokenizers==0.23.3 regex==2026.11.19 av==18.1.0 annotated_types==0.8.0 \
+		typing_inspection==0.4.5 defusedxml==0.7.1 httpx2==2.16.2 httpcore2==2.16.2 truststore==0.10.5 \
+		annotated_doc==0.0.7 typer==0.29.2 click==8.5.1 rich==15.0.0 shellingham==1.5.4 markdown_it_py==4.3.0 mdurl==0.1.2 tqdm==4.70.1
 	$(VPY) tools/setup_trt_stubs.py
 	touch $@
 

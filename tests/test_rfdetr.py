@@ -10,6 +10,7 @@ head is calibrated on frames 0-7, conversion verifies on 16-19, agreement on 20-
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,9 @@ import edgevision
 from edgevision.metrics import agreement
 from tests.families import batch_and_single
 
+SITE = Path(__file__).resolve().parents[1] / ".venv" / "rfdetr"  # where `make test` installs it
+if SITE.is_dir() and str(SITE) not in sys.path:
+    sys.path.append(str(SITE))  # last: the venv's own packages win where both have one
 rfdetr = pytest.importorskip("rfdetr", reason="rfdetr installs only beside this environment (see the docstring)")
 
 CONF = 0.5  # RFDETR.predict's default threshold
