@@ -181,6 +181,9 @@ def test_held_out_validation_frames(vtest: Path) -> None:
         (None, "int8", "semantic", {"min_pixel": 0.98, "min_miou": 0.90}),
         ("0.97,0.8", "fp16", "semantic", {"min_pixel": 0.97, "min_miou": 0.8, "min_top1": 0.995}),
         (None, "fp16", "semantic", {"min_pixel": 0.99, "min_miou": 0.97}),
+        (None, "int8", "pose", {"min_ap": 0.90, "min_f1": 0.95, "min_oks": 0.90}),
+        ("0.8,0.9,0.7", "fp16", "pose", {"min_ap": 0.8, "min_f1": 0.9, "min_oks": 0.7, "min_mask": 0.97}),
+        ("0.8,0.9", "int8", "obb", {"min_ap": 0.8, "min_f1": 0.9}),
     ],
 )
 def test_parse_budget(text: str | None, precision: str, task: str, want: dict[str, float]) -> None:
@@ -190,7 +193,7 @@ def test_parse_budget(text: str | None, precision: str, task: str, want: dict[st
 
 @pytest.mark.parametrize("task, text", [("detect", "a,b"), ("detect", "0.9"), ("detect", "1.5,0.9"),
                                         ("detect", "0.9,0.9,0.9,0.9"), ("classify", "0.9,0.1,0.5"),
-                                        ("semantic", "0.9")])
+                                        ("semantic", "0.9"), ("obb", "0.9,0.9,0.9")])
 def test_parse_budget_rejects(task: str, text: str) -> None:
     with pytest.raises(EdgeVisionError, match="--max-drop"):
         parse_budget(text, "int8", task)
@@ -210,6 +213,48 @@ def test_agreement_and_soft_loss() -> None:
     assert 0 < losses[0] < losses[1] < losses[2]  # smooth where F1 and AP would not move
     lost = compare([_frame([[0, 0, 10, 10]], [0.9])], ref, segment=False)
     assert lost.recall == 0.5 and Budget(0.9, 0.95, 0.85).failures(lost)
+
+
+def _pose_frame(boxes: list[list[float]], shift: float) -> FrameResult:
+    """Boxes with 17 keypoints at their corners / centre, moved by `shift` pixels."""
+    xyxy = np.array(boxes, np.float32)
+    kpts = np.zeros((len(xyxy), 17, 3), np.float32)
+    kpts[:, :, 0] = xyxy[:, :1] + np.linspace(0, 1, 17) * (xyxy[:, 2:3] - xyxy[:, :1]) + shift
+    kpts[:, :, 1] = xyxy[:, 1:2] + 5
+    kpts[:, :, 2] = 1
+    d = Detections(xyxy, np.full(len(xyxy), 0.9, np.float32), np.zeros(len(xyxy), np.int32), keypoints=kpts)
+    return FrameResult(d, d)
+
+
+def test_pose_evaluation_measures_keypoints() -> None:
+    """Same boxes, keypoints moved: box F1 stays 1, the keypoint OKS falls with the shift and the
+    pose budget names it."""
+    boxes = [[0, 0, 40, 80], [100, 0, 140, 80]]
+    ref = [_pose_frame(boxes, 0.0)]
+    same = compare(ref, ref, pose=True)
+    assert same.keypoint_oks == pytest.approx(1.0) and same.keypoint_pairs == 2
+    oks = [compare([_pose_frame(boxes, s)], ref, pose=True) for s in (1.0, 4.0)]
+    assert oks[0].f1 == 1.0 and 0.9 < oks[0].keypoint_oks < 1.0 and oks[1].keypoint_oks < oks[0].keypoint_oks
+    budget = parse_budget(None, "int8", "pose")
+    assert not budget.failures(same)
+    assert [f.split()[:2] for f in budget.failures(oks[1])] == [["keypoint", "OKS"]] and oks[1].keypoint_oks < 0.9
+    assert "keypoint OKS >= 0.9" in budget.describe("pose")
+
+
+def test_obb_evaluation_matches_rotated_boxes() -> None:
+    """Two rotated boxes with the same axis-aligned bounds but crossing each other: their bounds'
+    IoU is 1, their polygon IoU far below 0.5, so the gate sees a miss."""
+    def frame(angle: float) -> FrameResult:
+        from edgevision.rotated import xywhr_bounds
+
+        xywhr = np.array([[50, 50, 80, 10, angle]], np.float32)
+        d = Detections(xywhr_bounds(xywhr), np.array([0.9], np.float32), np.zeros(1, np.int32), xywhr=xywhr)
+        return FrameResult(d, d)
+
+    ref = [frame(np.pi / 4)]
+    assert compare(ref, ref).f1 == 1.0
+    crossed = compare([frame(-np.pi / 4)], ref)
+    assert crossed.f1 == 0.0 and parse_budget(None, "fp16", "obb").failures(crossed)
 
 
 def _folder(tmp_path: Path, artifacts: dict[str, dict[str, object]] | None) -> Path:

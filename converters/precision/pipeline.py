@@ -84,7 +84,7 @@ class Variant:
 
 # What the in-graph post-processing is, per task, in the report's words.
 POST_NAMES = {"detect": "decode/NMS", "segment": "decode/NMS/mask coefficients", "classify": "softmax/top-k",
-              "semantic": "upsampling/arg-max"}
+              "semantic": "upsampling/arg-max", "pose": "decode/NMS/keypoints", "obb": "decode/rotated NMS"}
 
 
 def post_name(task: str) -> str:
