@@ -14,10 +14,10 @@ matched pairs, OBB matches by rotated IoU); no Q/DQ and no float16 feeds a TopK 
 the last layers and the TopK; every FP16 and Q/DQ graph parses and builds with TensorRT-RTX.
 
 Random-weight networks are not trained ones, and these are ill-conditioned: FP32 fed the same frames
-with a 1e-3 relative perturbation of its input (a quarter of one uint8 grey level) already agrees with
-itself at F1 ~0.91 (YOLO26n, measured). FP16's rounding is of that order, so FP16 can miss the default
-0.99 F1 bar on them, and the outcome is not fixed here: test_fp16_disagrees_less_than_input_noise holds
-FP16 to agreeing better than that perturbation does, a bar a broken FP16 graph misses.
+with +-1 grey level on a third of the pixels agrees with itself at F1 0.72 (YOLO26n) and 0.91 (pose,
+keypoint OKS 0.51), measured. FP16's rounding moves them less than that but can miss the default 0.99
+F1 bar, so the outcome is not fixed here: test_fp16_disagrees_less_than_one_grey_level holds FP16 to
+agreeing better than that noise does, a bar a broken FP16 graph misses.
 """
 from __future__ import annotations
 
@@ -196,26 +196,30 @@ def test_verdict_is_the_measured_numbers(runs: dict[str, Any], precision: str) -
         assert f"{precision.upper()} misses the accuracy budget" in runs["errors"][precision]
 
 
-def test_fp16_disagrees_less_than_input_noise(runs: dict[str, Any], vtest: Path) -> None:
-    """FP16 agrees with FP32 better than FP32 agrees with itself on inputs perturbed by 1e-3 (relative,
-    seeded), on the gate's validation frames: the random-weight model's conditioning, not the FP16 graph,
-    is what keeps FP16 from the default bar (see the module docstring)."""
+def test_fp16_disagrees_less_than_one_grey_level(runs: dict[str, Any], vtest: Path) -> None:
+    """FP16 agrees with FP32 better than FP32 agrees with itself when the gate's validation frames get
+    +-1 grey level on about a third of their pixels (seeded; less than any camera's noise): on these
+    random-weight models the conditioning, not the FP16 graph, keeps FP16 from the default bar (module
+    docstring). A well-conditioned model is held to the default bar itself."""
     import edgevision
     from converters.precision.evaluate import AP_CONF, prepare
     from converters.precision.judge import evaluate, results
     from edgevision.sources import sample_frames
 
     frames, _ = sample_frames(vtest, N_FRAMES, skip=set(range(636)))
-    prepared = prepare(runs["fp32"], frames)
     rng = np.random.default_rng(0)
+    noisy = [np.clip(f.astype(np.int16) + np.round(rng.normal(0, 0.5, f.shape)).astype(np.int16), 0, 255)
+             .astype(np.uint8) for f in frames]
     with edgevision.load(runs["fp32"], backend="onnxruntime", conf=AP_CONF, masks=False) as model:
-        ref = results(model.infer, prepared, model.manifest)
-        noisy = evaluate(results(lambda x: model.infer((x * (1 + 1e-3 * rng.standard_normal(x.shape))).astype(
-            np.float32)), prepared, model.manifest), ref, model.manifest).as_dict()
+        ref = results(model.infer, prepare(runs["fp32"], frames), model.manifest)
+        grey = evaluate(results(model.infer, prepare(runs["fp32"], noisy), model.manifest), ref, model.manifest).as_dict()
     fp16 = runs["report"]["artifacts"]["fp16"]["evaluation"]
-    key = "top1_agreement" if runs["case"].task == "classify" else "f1"
-    print(f"\n{runs['name']}: FP16 {key} {fp16[key]:.4f}; FP32 with 1e-3 input noise {noisy[key]:.4f}")
-    assert fp16[key] >= min(noisy[key], 0.99)  # a well-conditioned model: FP16 at the default bar
+    budget = parse_budget(None, "fp16", runs["case"].task)
+    keys = {"classify": [("top1_agreement", budget.min_top1)], "pose": [("f1", budget.min_f1),
+                                                                         ("keypoint_oks", budget.min_oks)]}
+    for key, bar in keys.get(runs["case"].task, [("f1", budget.min_f1)]):
+        print(f"\n{runs['name']}: FP16 {key} {fp16[key]:.4f}; FP32 on frames +-1 grey level {grey[key]:.4f}")
+        assert fp16[key] >= min(grey[key], bar)
 
 
 def _reads_dq(model: Any) -> tuple[dict[str, Any], set[str]]:
@@ -328,12 +332,13 @@ def test_build_warns_before_building_and_strict_refuses(runs: dict[str, Any]) ->
                               timeout=300)
 
     warned = ev("--for-tensorrt", "10.3")
-    out = warned.stdout + warned.stderr
-    print(out)
-    assert warned.returncode == 0, out
-    line = next(x for x in out.splitlines() if "warning" in x)
+    err = warned.stderr  # the build's lines; the verdict goes to stdout
+    print(err)
+    assert warned.returncode == 0 and "parses and builds" in warned.stdout, warned.stdout + err
+    line = next(x for x in err.splitlines() if "warning" in x)
     assert "end-to-end" in line and ">= 10.7" in line and "10.3" in line
-    assert out.index(line) < out.index("parses and builds")
+    assert err.index(line) < err.index("built:")  # said before the build, not after
+    assert err.count(">= 10.7") == 1
     strict = ev("--for-tensorrt", "10.3", "--strict")
     assert strict.returncode != 0 and "--strict" in strict.stdout + strict.stderr
     assert "parses and builds" not in strict.stdout

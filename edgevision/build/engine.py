@@ -180,12 +180,12 @@ def build_engine(
     say(f"building {engine.name if not options.check_only else onnx_path.name} with {flavor.label} on {gpu_text}: {reason}")
     for w in version_warns:
         say(f"  warning   {w}")
-    notes += version_warns
     say(f"  precision {plan.describe()}")
     for p in profiles:
         say(f"  profile   {p.describe()}")
     for n in notes:
         say(f"  note      {n}")
+    notes += version_warns  # kept in the sidecar's notes too
 
     with tempfile.TemporaryDirectory(prefix="edgevision-build-") as tmp:
         source = onnx_path
