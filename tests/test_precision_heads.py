@@ -257,9 +257,23 @@ def test_no_qdq_feeds_topk_or_the_decode(runs: dict[str, Any]) -> None:
     assert not set(q) & regions.float_nodes
 
 
+def test_rtdetr_decoder_is_the_float_region(runs: dict[str, Any]) -> None:
+    """RT-DETR's query selection is a TopK: the whole decoder after it (its MatMuls, the Gather-based
+    deformable sampling) is outside the network region INT8 would quantize; backbone and encoder are in."""
+    if runs["name"] != "rtdetr":
+        pytest.skip("RT-DETR's regions")
+    fp32 = onnx.load(str(runs["fp32"]))
+    regions = find_regions(fp32, read_manifest(runs["fp32"]).family)
+    decoder = [n.name for n in fp32.graph.node if n.op_type in ("MatMul", "Gemm") and "decoder" in n.name]
+    assert decoder and set(decoder) <= regions.float_nodes
+    assert sum(layer.op_type == "Conv" for layer in regions.layers) > 50
+    assert any(layer.op_type in ("MatMul", "Gemm") for layer in regions.layers)  # the encoder's attention
+
+
 def test_fp16_keeps_topk_and_the_decode_float(runs: dict[str, Any]) -> None:
-    """In the FP16 graph, no TopK and no op between the last layers and a TopK reads a float16 tensor:
-    the half network hands over at its Casts."""
+    """In the FP16 graph, no TopK and no op between the last layers and a TopK reads a float16 tensor,
+    and no float tensor there makes a round trip through half (Cast to FP16 then back): the half
+    network hands over at its Casts, once."""
     from onnx.shape_inference import infer_shapes
 
     half = onnx.load(str(_file(runs, "fp16")))
@@ -268,16 +282,25 @@ def test_fp16_keeps_topk_and_the_decode_float(runs: dict[str, Any]) -> None:
     elem.update({i.name: i.data_type for i in g.initializer})
     assert onnx.TensorProto.FLOAT16 in elem.values()  # it is a half graph
     producer = {o: n for n in g.node for o in n.output}
+
+    def cast_to(n: Any) -> int:
+        return next(int(a.i) for a in n.attribute if a.name == "to")
+
     seen: set[str] = set()
     stack = [n for n in g.node if n.op_type == "TopK"]
     assert stack
     while stack:
         n = stack.pop()
-        if n.name in seen or n.op_type in LAYER_OPS or n.op_type == "Cast":
+        if n.name in seen or n.op_type in LAYER_OPS:
             continue
         seen.add(n.name)
+        if n.op_type == "Cast" and elem.get(n.input[0]) == onnx.TensorProto.FLOAT16:
+            src = producer.get(n.input[0])
+            assert src is None or src.op_type != "Cast", f"{n.input[0]}: a float tensor rounded to half and back"
+            continue  # where the half network hands over
         assert all(elem.get(i) != onnx.TensorProto.FLOAT16 for i in n.input), f"{n.op_type} {n.name} reads float16"
         stack += [producer[i] for i in n.input if i in producer]
+    assert len(seen) > 5
 
 
 @pytest.mark.parametrize("variant", ["fp16", "int8"])
@@ -309,7 +332,7 @@ def test_end_to_end_int8_records_its_tensorrt_need(runs: dict[str, Any]) -> None
     path = _yolo26_int8(runs)
     assert [n["needs"] for n in read_manifest(path).extra["min_tensorrt"]] == ["10.7"]
     assert "min_tensorrt" not in read_manifest(_file(runs, "fp16")).extra
-    assert "min_tensorrt" not in read_manifest(runs["folder"] / f"{runs['fp32'].stem}.int8-cpu.onnx").extra
+    assert "min_tensorrt" not in read_manifest(_file(runs, "int8-cpu")).extra
     graph = inspect_onnx(path)
     needs = graph_needs(graph, graph.precision.name)
     assert [n.needs for n in needs] == ["10.7"]

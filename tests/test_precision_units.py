@@ -359,3 +359,42 @@ def test_worker_plan_follows_the_backend_that_will_run(monkeypatch: pytest.Monke
     monkeypatch.setattr(backends, "usable_backends", lambda: ["openvino"])
     threads = max(1, (os.cpu_count() or 1) // 2)
     assert plan_workers(False, "m.onnx", None, 2) == (2, {"threads": threads, "streams": 2})
+
+
+def test_fp16_keeps_the_float_region_float_end_to_end() -> None:
+    """A Conv (half) then a decode kept in FP32 (Mul by 640, Add, Mul): the FP16 graph's decode equals
+    FP32 graph's up to the half Conv, with no Cast to half and back between its ops (the float16
+    converter's round trips would round 640-pixel coordinates to 0.5 px steps)."""
+    from converters.precision.fp16 import build_fp16
+
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.normal(0, 0.3, (4, 3, 3, 3)).astype(np.float32), "w")
+    k = numpy_helper.from_array(np.array(640.0, np.float32), "k")
+    b = numpy_helper.from_array(np.array(0.37, np.float32), "b")
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+             helper.make_node("Sigmoid", ["c"], ["s"], name="/post/sig"),
+             helper.make_node("Mul", ["s", "k"], ["m"], name="/post/mul"),
+             helper.make_node("Add", ["m", "b"], ["a"], name="/post/add"),
+             helper.make_node("Mul", ["a", "k"], ["y"], name="/post/mul2")]
+    model = helper.make_model(helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])], [w, k, b]),
+        opset_imports=[helper.make_opsetid("", 17)])
+    regions = find_regions(model)
+    assert {"/post/sig", "/post/mul", "/post/add", "/post/mul2"} <= regions.float_nodes
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path, _ = build_fp16(model, regions, Path(tmp) / "h.onnx")
+        half = onnx.load(str(path))
+        x = rng.normal(0, 1, (1, 3, 8, 8)).astype(np.float32)
+        got = ort.InferenceSession(str(path)).run(None, {"x": x})[0]
+    casts = [n for n in half.graph.node if n.op_type == "Cast"]
+    assert len(casts) == 2  # the input into half, the Conv's output back to float: nothing else
+    # every tensor the decode reads or writes is float32
+    typed = onnx.shape_inference.infer_shapes(half).graph
+    elem = {v.name: v.type.tensor_type.elem_type for v in [*typed.value_info, *typed.output]}
+    post = [n for n in half.graph.node if n.name.startswith("/post/")]
+    assert len(post) == 4 and all(elem[t] == TensorProto.FLOAT for n in post for t in [*n.input, *n.output] if t in elem)
+    want = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
+    np.testing.assert_allclose(got, want, rtol=1e-2)  # the half Conv is the only rounding
