@@ -133,10 +133,12 @@ class Budget:
 # top-k probability may move by more than 0.05 (0.01). Class maps: 98% of pixels keep their
 # class in INT8, 99% in FP16 (FP16 still flips pixels where two classes tie: measured 0.9947 on a
 # random-weight LRASPP, vtest held-out frames, where every pixel is near a tie), mIoU 0.90 / 0.97.
-# Pose keypoints: OKS 0.90 / 0.98, the AP limits' levels (issue 10 holds a conversion to OKS 0.97).
+# Pose keypoints, mean OKS of matched pairs: 0.90 INT8 (the AP limit's level); 0.97 FP16, the bar
+# issue 10 sets for a conversion's keypoint agreement (OKS is steep: an eye 4 px off on a 30x100 px
+# person scores 0.34).
 DEFAULT_BUDGETS: dict[str, Budget] = {
     "int8": Budget(0.90, 0.95, 0.85, min_top1=0.98, max_prob_diff=0.05, min_pixel=0.98, min_miou=0.90, min_oks=0.90),
-    "fp16": Budget(0.98, 0.99, 0.97, min_top1=0.995, max_prob_diff=0.01, min_pixel=0.99, min_miou=0.97, min_oks=0.98),
+    "fp16": Budget(0.98, 0.99, 0.97, min_top1=0.995, max_prob_diff=0.01, min_pixel=0.99, min_miou=0.97, min_oks=0.97),
 }
 # What --max-drop's values set, per task (from TASKS).
 MAX_DROP_FIELDS: dict[str, tuple[str, ...]] = {t: tuple(lim.field for lim in v.limits) for t, v in TASKS.items()}
