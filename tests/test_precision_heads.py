@@ -287,7 +287,8 @@ def test_fp16_keeps_topk_and_the_decode_float(runs: dict[str, Any]) -> None:
         return next(int(a.i) for a in n.attribute if a.name == "to")
 
     seen: set[str] = set()
-    stack = [n for n in g.node if n.op_type == "TopK"]
+    topks = [n for n in g.node if n.op_type == "TopK"]
+    stack = list(topks)
     assert stack
     while stack:
         n = stack.pop()
@@ -300,7 +301,7 @@ def test_fp16_keeps_topk_and_the_decode_float(runs: dict[str, Any]) -> None:
             continue  # where the half network hands over
         assert all(elem.get(i) != onnx.TensorProto.FLOAT16 for i in n.input), f"{n.op_type} {n.name} reads float16"
         stack += [producer[i] for i in n.input if i in producer]
-    assert len(seen) > 5
+    assert len(seen) > len(topks)  # the walk reached past the TopKs (a classifier: its Softmax)
 
 
 @pytest.mark.parametrize("variant", ["fp16", "int8"])
