@@ -59,13 +59,10 @@ OP_NEEDS: dict[str, Need] = {
 
 
 def version_tuple(version: str) -> tuple[int, ...]:
-    """"10.3.0.30" -> (10, 3, 0, 30); stops at the first part that is not a number ("10.7.0rc1" -> (10, 7))."""
-    out = []
-    for part in str(version).split("."):
-        if not part.isdigit():
-            break
-        out.append(int(part))
-    return tuple(out)
+    """"10.3.0.30" -> (10, 3, 0, 30), as the backend reads an installed TensorRT's version."""
+    from ..backends.tensorrt.target import Flavor
+
+    return Flavor("tensorrt", str(version)).numbers
 
 
 def head_needs(head: str | None, precision: str) -> list[dict[str, Any]]:
