@@ -181,6 +181,9 @@ def test_held_out_validation_frames(vtest: Path) -> None:
         (None, "int8", "semantic", {"min_pixel": 0.98, "min_miou": 0.90}),
         ("0.97,0.8", "fp16", "semantic", {"min_pixel": 0.97, "min_miou": 0.8, "min_top1": 0.995}),
         (None, "fp16", "semantic", {"min_pixel": 0.99, "min_miou": 0.97}),
+        (None, "int8", "pose", {"min_ap": 0.90, "min_f1": 0.95, "min_oks": 0.90}),
+        ("0.8,0.9,0.7", "fp16", "pose", {"min_ap": 0.8, "min_f1": 0.9, "min_oks": 0.7, "min_mask": 0.97}),
+        ("0.8,0.9", "int8", "obb", {"min_ap": 0.8, "min_f1": 0.9}),
     ],
 )
 def test_parse_budget(text: str | None, precision: str, task: str, want: dict[str, float]) -> None:
@@ -190,7 +193,7 @@ def test_parse_budget(text: str | None, precision: str, task: str, want: dict[st
 
 @pytest.mark.parametrize("task, text", [("detect", "a,b"), ("detect", "0.9"), ("detect", "1.5,0.9"),
                                         ("detect", "0.9,0.9,0.9,0.9"), ("classify", "0.9,0.1,0.5"),
-                                        ("semantic", "0.9")])
+                                        ("semantic", "0.9"), ("obb", "0.9,0.9,0.9")])
 def test_parse_budget_rejects(task: str, text: str) -> None:
     with pytest.raises(EdgeVisionError, match="--max-drop"):
         parse_budget(text, "int8", task)
@@ -210,6 +213,48 @@ def test_agreement_and_soft_loss() -> None:
     assert 0 < losses[0] < losses[1] < losses[2]  # smooth where F1 and AP would not move
     lost = compare([_frame([[0, 0, 10, 10]], [0.9])], ref, segment=False)
     assert lost.recall == 0.5 and Budget(0.9, 0.95, 0.85).failures(lost)
+
+
+def _pose_frame(boxes: list[list[float]], shift: float) -> FrameResult:
+    """Boxes with 17 keypoints at their corners / centre, moved by `shift` pixels."""
+    xyxy = np.array(boxes, np.float32)
+    kpts = np.zeros((len(xyxy), 17, 3), np.float32)
+    kpts[:, :, 0] = xyxy[:, :1] + np.linspace(0, 1, 17) * (xyxy[:, 2:3] - xyxy[:, :1]) + shift
+    kpts[:, :, 1] = xyxy[:, 1:2] + 5
+    kpts[:, :, 2] = 1
+    d = Detections(xyxy, np.full(len(xyxy), 0.9, np.float32), np.zeros(len(xyxy), np.int32), keypoints=kpts)
+    return FrameResult(d, d)
+
+
+def test_pose_evaluation_measures_keypoints() -> None:
+    """Same boxes, keypoints moved: box F1 stays 1, the keypoint OKS falls with the shift and the
+    pose budget names it."""
+    boxes = [[0, 0, 40, 80], [100, 0, 140, 80]]
+    ref = [_pose_frame(boxes, 0.0)]
+    same = compare(ref, ref, pose=True)
+    assert same.keypoint_oks == pytest.approx(1.0) and same.keypoint_pairs == 2
+    oks = [compare([_pose_frame(boxes, s)], ref, pose=True) for s in (1.0, 4.0)]
+    assert oks[0].f1 == 1.0 and 0.9 < oks[0].keypoint_oks < 1.0 and oks[1].keypoint_oks < oks[0].keypoint_oks
+    budget = parse_budget(None, "int8", "pose")
+    assert not budget.failures(same)
+    assert [f.split()[:2] for f in budget.failures(oks[1])] == [["keypoint", "OKS"]] and oks[1].keypoint_oks < 0.9
+    assert "keypoint OKS >= 0.9" in budget.describe("pose")
+
+
+def test_obb_evaluation_matches_rotated_boxes() -> None:
+    """Two rotated boxes with the same axis-aligned bounds but crossing each other: their bounds'
+    IoU is 1, their polygon IoU far below 0.5, so the gate sees a miss."""
+    def frame(angle: float) -> FrameResult:
+        from edgevision.rotated import xywhr_bounds
+
+        xywhr = np.array([[50, 50, 80, 10, angle]], np.float32)
+        d = Detections(xywhr_bounds(xywhr), np.array([0.9], np.float32), np.zeros(1, np.int32), xywhr=xywhr)
+        return FrameResult(d, d)
+
+    ref = [frame(np.pi / 4)]
+    assert compare(ref, ref).f1 == 1.0
+    crossed = compare([frame(-np.pi / 4)], ref)
+    assert crossed.f1 == 0.0 and parse_budget(None, "fp16", "obb").failures(crossed)
 
 
 def _folder(tmp_path: Path, artifacts: dict[str, dict[str, object]] | None) -> Path:
@@ -314,3 +359,42 @@ def test_worker_plan_follows_the_backend_that_will_run(monkeypatch: pytest.Monke
     monkeypatch.setattr(backends, "usable_backends", lambda: ["openvino"])
     threads = max(1, (os.cpu_count() or 1) // 2)
     assert plan_workers(False, "m.onnx", None, 2) == (2, {"threads": threads, "streams": 2})
+
+
+def test_fp16_keeps_the_float_region_float_end_to_end() -> None:
+    """A Conv (half) then a decode kept in FP32 (Mul by 640, Add, Mul): the FP16 graph's decode equals
+    FP32 graph's up to the half Conv, with no Cast to half and back between its ops (the float16
+    converter's round trips would round 640-pixel coordinates to 0.5 px steps)."""
+    from converters.precision.fp16 import build_fp16
+
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.normal(0, 0.3, (4, 3, 3, 3)).astype(np.float32), "w")
+    k = numpy_helper.from_array(np.array(640.0, np.float32), "k")
+    b = numpy_helper.from_array(np.array(0.37, np.float32), "b")
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+             helper.make_node("Sigmoid", ["c"], ["s"], name="/post/sig"),
+             helper.make_node("Mul", ["s", "k"], ["m"], name="/post/mul"),
+             helper.make_node("Add", ["m", "b"], ["a"], name="/post/add"),
+             helper.make_node("Mul", ["a", "k"], ["y"], name="/post/mul2")]
+    model = helper.make_model(helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])], [w, k, b]),
+        opset_imports=[helper.make_opsetid("", 17)])
+    regions = find_regions(model)
+    assert {"/post/sig", "/post/mul", "/post/add", "/post/mul2"} <= regions.float_nodes
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path, _ = build_fp16(model, regions, Path(tmp) / "h.onnx")
+        half = onnx.load(str(path))
+        x = rng.normal(0, 1, (1, 3, 8, 8)).astype(np.float32)
+        got = ort.InferenceSession(str(path)).run(None, {"x": x})[0]
+    casts = [n for n in half.graph.node if n.op_type == "Cast"]
+    assert len(casts) == 2  # the input into half, the Conv's output back to float: nothing else
+    # every tensor the decode reads or writes is float32
+    typed = onnx.shape_inference.infer_shapes(half).graph
+    elem = {v.name: v.type.tensor_type.elem_type for v in [*typed.value_info, *typed.output]}
+    post = [n for n in half.graph.node if n.name.startswith("/post/")]
+    assert len(post) == 4 and all(elem[t] == TensorProto.FLOAT for n in post for t in [*n.input, *n.output] if t in elem)
+    want = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
+    np.testing.assert_allclose(got, want, rtol=1e-2)  # the half Conv is the only rounding

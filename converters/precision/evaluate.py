@@ -11,6 +11,10 @@
   ~600 moved AP50-95 from 0.97 to 0.80 (measured, vtest held-out frames). Rarer classes
   still count in F1, and are listed per class; ap50_95_all_classes is the plain mean.
 - For segmenters, the mean mask IoU of matched detection pairs (same class, box IoU >= 0.5).
+- For pose models, the mean OKS (edgevision.metrics.keypoint_oks, COCO's keypoint similarity,
+  the measure the conversion tests hold against Ultralytics) of the keypoints of matched pairs.
+- Rotated boxes (obb) match by their polygon IoU everywhere above (edgevision.metrics.pair_iou):
+  F1 and AP50-95 are then rotated-IoU measures, as Ultralytics' OBB validation computes them.
 """
 from __future__ import annotations
 
@@ -22,7 +26,7 @@ import numpy as np
 
 from edgevision.detections import Detections
 from edgevision.manifest import OUT_COEFFS, OUT_PROTOS, Manifest
-from edgevision.metrics import Agreement, agreement, box_iou, mask_iou
+from edgevision.metrics import Agreement, agreement, keypoint_oks, mask_iou, pair_iou
 from edgevision.preprocess import Geometry
 
 AP_CONF = 0.001  # candidates for AP are scored down to here (COCO's protocol)
@@ -94,26 +98,50 @@ def detections(
             if masks and manifest.task == "segment":
                 mk = instance_masks(raw[OUT_COEFFS][i, :m], raw[OUT_PROTOS][i], low.xyxy[:m], geo, manifest.input_hw)
             top = low[:m]
-            out.append(FrameResult(low, Detections(top.xyxy, top.confidence, top.class_id, mk, manifest.class_names)))
+            out.append(FrameResult(low, Detections(top.xyxy, top.confidence, top.class_id, mk, manifest.class_names,
+                                                   keypoints=top.keypoints, xywhr=top.xywhr)))
+    return out
+
+
+def matched_pairs(c: Detections, r: Detections) -> list[tuple[int, int]]:
+    """(candidate row, reference row) pairs matched greedily: best reference first, same class,
+    IoU >= 0.5 (rotated IoU where both carry xywhr, edgevision.metrics.pair_iou)."""
+    if not len(c) or not len(r):
+        return []
+    iou = pair_iou(r, c)  # [N_ref, N_cand]
+    iou[r.class_id[:, None] != c.class_id[None, :]] = 0
+    taken = np.zeros(len(c), bool)
+    out = []
+    for j in np.argsort(-r.confidence, kind="stable"):
+        row = np.where(taken, 0, iou[j])
+        best = int(row.argmax())
+        if row[best] >= 0.5:
+            taken[best] = True
+            out.append((best, int(j)))
     return out
 
 
 def matched_mask_iou(cand: Sequence[Detections], ref: Sequence[Detections]) -> tuple[float, int]:
-    """Mean mask IoU over pairs matched greedily (best reference first, same class, box IoU >= 0.5)."""
-    ious: list[float] = []
-    for c, r in zip(cand, ref):
-        if c.masks is None or r.masks is None or not len(c) or not len(r):
-            continue
-        iou = box_iou(r.xyxy, c.xyxy)
-        iou[r.class_id[:, None] != c.class_id[None, :]] = 0
-        taken = np.zeros(len(c), bool)
-        for j in np.argsort(-r.confidence, kind="stable"):
-            row = np.where(taken, 0, iou[j])
-            best = int(row.argmax())
-            if row[best] >= 0.5:
-                taken[best] = True
-                ious.append(mask_iou(c.masks[best], r.masks[j]))
+    """Mean mask IoU over matched pairs (matched_pairs)."""
+    ious = [mask_iou(c.masks[i], r.masks[j]) for c, r in zip(cand, ref) if c.masks is not None and r.masks is not None
+            for i, j in matched_pairs(c, r)]
     return (float(np.mean(ious)) if ious else float("nan")), len(ious)
+
+
+def matched_keypoint_oks(cand: Sequence[Detections], ref: Sequence[Detections]) -> tuple[float, int]:
+    """Mean OKS of the keypoints of matched pairs (matched_pairs), each pair scaled by its reference
+    box's area as COCO does (nan when nothing matched)."""
+    oks: list[np.ndarray] = []
+    for c, r in zip(cand, ref):
+        if c.keypoints is None or r.keypoints is None:
+            continue
+        pairs = matched_pairs(c, r)
+        if pairs:
+            i, j = (np.array(v, int) for v in zip(*pairs))
+            box = r.xyxy[j]
+            oks.append(keypoint_oks(c.keypoints[i], r.keypoints[j], (box[:, 2] - box[:, 0]) * (box[:, 3] - box[:, 1])))
+    every = np.concatenate(oks) if oks else np.zeros(0, np.float32)
+    return (float(every.mean()) if len(every) else float("nan")), len(every)
 
 
 @dataclass
@@ -134,9 +162,13 @@ class Evaluation:
     reference_detections: int
     candidate_detections: int
     per_class: dict[str, tuple[int, float]] = field(default_factory=dict)
+    keypoint_oks: float | None = None  # pose: mean OKS of matched pairs' keypoints
+    keypoint_pairs: int = 0
 
     def summary(self) -> str:
         mask = f", mask IoU {self.mask_iou:.4f}" if self.mask_iou is not None else ""
+        if self.keypoint_oks is not None:
+            mask += f", keypoint OKS {self.keypoint_oks:.4f} ({self.keypoint_pairs} pairs)"
         rare = [f"{k} {ap:.2f} ({n})" for k, (n, ap) in self.per_class.items() if n < MIN_SUPPORT]
         note = f"; classes seen < {MIN_SUPPORT} times: {', '.join(rare)}" if rare else ""
         return (
@@ -151,8 +183,10 @@ class Evaluation:
         return out
 
 
-def compare(cand: Sequence[FrameResult], ref: Sequence[FrameResult], segment: bool) -> Evaluation:
-    """Candidate vs reference, both from detections() (see the module docstring)."""
+def compare(cand: Sequence[FrameResult], ref: Sequence[FrameResult], segment: bool = False,
+            pose: bool = False) -> Evaluation:
+    """Candidate vs reference, both from detections() (see the module docstring). segment: mask IoU
+    of matched pairs; pose: their keypoint OKS. Rotated boxes need no flag: they carry xywhr."""
     ref_t = [r.at_threshold for r in ref]
     low = [c.low for c in cand]
     at_t: Agreement = agreement([c.at_threshold for c in cand], ref_t)
@@ -168,11 +202,12 @@ def compare(cand: Sequence[FrameResult], ref: Sequence[FrameResult], segment: bo
     ap, ap50 = (float(np.mean([a for a, _ in supported])), float(np.mean([b for _, b in supported]))) if supported \
         else (every.ap50_95, every.ap50)
     miou, pairs = matched_mask_iou([c.at_threshold for c in cand], ref_t) if segment else (None, 0)
+    oks, kpairs = matched_keypoint_oks([c.at_threshold for c in cand], ref_t) if pose else (None, 0)
     return Evaluation(
         f1=at_t.f1, ap50_95=ap, ap50=ap50, precision=at_t.precision, recall=at_t.recall,
         ap50_95_all_classes=every.ap50_95, ap50_95_at_threshold=at_t.ap50_95, mask_iou=miou, mask_pairs=pairs,
         frames=at_t.frames, reference_detections=at_t.reference_detections,
-        candidate_detections=at_t.candidate_detections, per_class=per_class,
+        candidate_detections=at_t.candidate_detections, per_class=per_class, keypoint_oks=oks, keypoint_pairs=kpairs,
     )
 
 
@@ -190,7 +225,7 @@ def soft_loss(cand: Sequence[FrameResult], ref: Sequence[FrameResult], conf: flo
         if not len(cl):
             total += float((1 + rt.confidence).sum())
             continue
-        iou = box_iou(rt.xyxy, cl.xyxy)
+        iou = pair_iou(rt, cl)  # rotated IoU for obb
         iou[rt.class_id[:, None] != cl.class_id[None, :]] = 0
         best = iou.argmax(1)
         got = iou[np.arange(len(rt)), best]

@@ -2,8 +2,8 @@
 
 Three verbs, one table: results (run a graph on prepared frames -> what the runtime hands a
 user), compare (candidate vs FP32 -> an evaluation the budget judges) and loss (a smooth
-score for ranking which layers hurt). detect/segment use evaluate.py; classify/semantic
-task_metrics.py.
+score for ranking which layers hurt). detect/segment/pose/obb use evaluate.py (pose adds the
+keypoint OKS of matched pairs, obb matches by rotated IoU); classify/semantic task_metrics.py.
 """
 from __future__ import annotations
 
@@ -47,12 +47,14 @@ class Judge:
 
 _DETECT = Judge(
     results=lambda infer, prepared, manifest, masks: list(detections(infer, prepared, manifest, masks)),
-    compare=lambda cand, ref, manifest: compare(cand, ref, manifest.task == "segment"),
+    compare=lambda cand, ref, manifest: compare(cand, ref, manifest.task == "segment", manifest.task == "pose"),
     loss=lambda cand, ref, manifest: soft_loss(cand, ref, manifest.conf_threshold),
 )
 JUDGES: dict[str, Judge] = {
     "detect": _DETECT,
     "segment": _DETECT,
+    "pose": _DETECT,
+    "obb": _DETECT,
     "classify": Judge(lambda infer, prepared, manifest, masks: _decoded(infer, prepared, manifest),
                       lambda cand, ref, manifest: compare_classify(cand, ref),
                       lambda cand, ref, manifest: classify_loss(cand, ref)),

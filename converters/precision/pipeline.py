@@ -84,7 +84,7 @@ class Variant:
 
 # What the in-graph post-processing is, per task, in the report's words.
 POST_NAMES = {"detect": "decode/NMS", "segment": "decode/NMS/mask coefficients", "classify": "softmax/top-k",
-              "semantic": "upsampling/arg-max"}
+              "semantic": "upsampling/arg-max", "pose": "decode/NMS/keypoints", "obb": "decode/rotated NMS"}
 
 
 def post_name(task: str) -> str:
@@ -96,8 +96,10 @@ def _final_paths(folder: Path, stem: str, name: str) -> tuple[Path, Path]:
 
 
 def _stamp(v: Variant, manifest: Manifest, fp32: Path, fp32_sha: str, budget: Budget, accepted: bool | None) -> None:
-    """Write the variant's manifest: precision, what it is for, and whether it passed the gate."""
+    """Write the variant's manifest: precision, what it is for, whether it passed the gate, and the
+    TensorRT version its head is known to need in this precision (read by `edgevision build`)."""
     from converters.onnx_io import write_manifest
+    from edgevision.build.requirements import head_needs
 
     meta = {
         "variant": v.name, "targets": TARGETS[v.name], "accepted": accepted, "reference": fp32.name,
@@ -106,7 +108,11 @@ def _stamp(v: Variant, manifest: Manifest, fp32: Path, fp32_sha: str, budget: Bu
     if v.result is not None:
         meta["evaluation"] = v.result.evaluation.as_dict()
         meta["failures"] = v.result.failures
-    write_manifest(v.tmp, manifest.replace(precision=v.precision, extra={**manifest.extra, "precision": meta}))
+    extra = {**manifest.extra, "precision": meta}
+    needs = head_needs(manifest.extra.get("head"), v.precision) if "tensorrt" in TARGETS[v.name] else []
+    if needs:
+        extra["min_tensorrt"] = needs
+    write_manifest(v.tmp, manifest.replace(precision=v.precision, extra=extra))
 
 
 def finish(

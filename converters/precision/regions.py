@@ -8,7 +8,16 @@ does everything downstream of a TopK / NonMaxSuppression / ArgMax. Per family th
   decode (anchors, Exp of the size deltas), candidate TopK and the in-graph NMS (whose
   IoU MatMuls are not layers);
 - classifiers: Softmax and TopK after the last Linear (Gemm);
-- semantic segmenters: the upsampling Resize of the logits and the ArgMax.
+- semantic segmenters: the upsampling Resize of the logits and the ArgMax;
+- end-to-end heads (YOLO26, YOLOv10 one-to-one): the box decode, the sigmoid scores and
+  Ultralytics' two constant-K TopKs with the index arithmetic between them;
+- pose / OBB heads: the keypoint decode (anchor offsets, stride, visibility sigmoid) and the
+  angle decode beside the box decode, and the (rotated) NMS;
+- RT-DETR: the encoder's query selection is a TopK, so everything after it stays float: the
+  decoder's self-attention and query MLPs, the Gather-based deformable sampling, the box
+  refinement and the final top-k. The backbone, the encoder and the decoder's cross-attention
+  value projections (Linears on the encoder's memory, computed before any query exists) are
+  the network.
 These turn activations into coordinates, probabilities and class decisions whose ranges
 and ties share nothing with the convolutions' (quantizing them is what zeroes detections
 and ties top-k). A family may add hints where structure is not enough (node-name scopes

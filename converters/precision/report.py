@@ -92,6 +92,8 @@ COLUMNS: dict[str, list[tuple[str, str]]] = {
     "semantic": [("pixel_agreement", "pixel agreement"), ("miou", "mIoU"), ("min_class_iou", "lowest class IoU")],
 }
 COLUMNS["segment"] = COLUMNS["detect"]
+COLUMNS["pose"] = [*COLUMNS["detect"][:4], ("keypoint_oks", "keypoint OKS")]
+COLUMNS["obb"] = COLUMNS["detect"][:4]
 MEASURES = {
     "detect": "F1 at IoU 0.5 at the artifact's confidence threshold; AP50-95 of the candidate scored down to conf "
               "0.001 (COCO protocol), averaged over the classes with at least 5 FP32 detections (`all cls`: over "
@@ -104,6 +106,10 @@ MEASURES = {
                 "with at least 100 pixels (IoU summed over all frames), and the lowest of those class IoUs.",
 }
 MEASURES["segment"] = MEASURES["detect"]
+MEASURES["pose"] = MEASURES["detect"].replace("mean mask IoU of matched pairs", "mean keypoint OKS (COCO's object "
+                                              "keypoint similarity) of matched pairs")
+MEASURES["obb"] = MEASURES["detect"].replace("; mean mask IoU of matched pairs", ", rotated boxes matched by their "
+                                             "polygon IoU")
 
 
 def markdown(data: dict[str, Any]) -> str:

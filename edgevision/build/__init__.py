@@ -11,7 +11,8 @@ engine's key, which TensorRT is installed).
 
 Decisions are pure Python and unit-tested without a GPU: precision path (precision.py),
 optimization profiles (profiles.py), DLA fallbacks (dla.py), the graph's summary
-(onnx_graph.py), build progress (progress.py). TensorRT calls live in builder.py and
+(onnx_graph.py), build progress (progress.py), the TensorRT versions a graph is known to
+need (requirements.py). TensorRT calls live in builder.py and
 progress_monitor.py only. Nothing here imports TensorRT, onnx or CUDA at import time.
 """
 from .engine import BuildOptions, BuildResult, build_engine, default_engine_path

@@ -40,6 +40,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="rebuild even if the engine is up to date")
     p.add_argument("--check", action="store_true",
                    help="only prove the graph parses and builds (no GPU needed with TensorRT-RTX); write nothing")
+    p.add_argument("--for-tensorrt", default=None, metavar="VERSION",
+                   help="check the graph's known TensorRT needs against VERSION (e.g. 10.3 for JetPack 6) instead "
+                        "of the TensorRT building here, e.g. with --check before copying it to a device")
+    p.add_argument("--strict", action="store_true",
+                   help="refuse to build where the TensorRT version has a known issue with this graph (default: warn)")
     p.add_argument("--verbose", action="store_true", help="print TensorRT's warnings and info messages")
 
 
@@ -53,6 +58,7 @@ def options_from_args(args: argparse.Namespace) -> BuildOptions:
         batch=BatchRange(args.min_batch, args.opt_batch, args.max_batch),
         workspace_mb=args.workspace, dla_core=args.dla_core, gpu_fallback=not args.no_gpu_fallback,
         timing_cache=cache, target=args.target, force=args.force, check_only=args.check, verbose=args.verbose,
+        for_tensorrt=getattr(args, "for_tensorrt", None), strict=getattr(args, "strict", False),
     )
 
 

@@ -29,6 +29,7 @@ from .onnx_graph import OnnxGraph, inspect_onnx
 from .precision import plan_precision
 from .profiles import BatchRange, derive_profiles
 from .progress import BuildProgress
+from .requirements import Need, head_needs, manifest_needs, op_needs, version_warnings
 from .timing_cache import timing_cache_path
 
 
@@ -50,6 +51,9 @@ class BuildOptions:
     timing_cache: "auto" (one file per TensorRT version and GPU in the cache dir), a path, or None.
     target: "tensorrt" / "tensorrt_rtx" (None: whichever is installed, tensorrt first).
     check_only: parse and build in memory, write nothing, need no GPU (CI with TensorRT-RTX).
+    for_tensorrt: the TensorRT version the graph's known needs are checked against (e.g. "10.3" for
+    JetPack 6, from a machine that builds with another); None: the TensorRT building here.
+    strict: refuse to build where that version has a known issue with the graph (default: warn).
     """
 
     precision: str | None = None
@@ -63,6 +67,8 @@ class BuildOptions:
     check_only: bool = False
     progress: bool = True
     verbose: bool = False
+    for_tensorrt: str | None = None
+    strict: bool = False
 
 
 @dataclass
@@ -168,14 +174,18 @@ def build_engine(
 
     if graph.nms_ops and flavor.is_rtx and not options.check_only:
         raise EdgeVisionError(_nms_message(graph))
-    notes = [*plan.notes, *profile_notes]
+    version_warns, version_notes = _version_check(graph, precision, flavor, options)  # before the long build
+    notes = [*plan.notes, *profile_notes, *version_notes]
     gpu_text = f"{gpu.name} ({target.sm})" if gpu.available else "no GPU (ahead-of-time build)"
     say(f"building {engine.name if not options.check_only else onnx_path.name} with {flavor.label} on {gpu_text}: {reason}")
+    for w in version_warns:
+        say(f"  warning   {w}")
     say(f"  precision {plan.describe()}")
     for p in profiles:
         say(f"  profile   {p.describe()}")
     for n in notes:
         say(f"  note      {n}")
+    notes += version_warns  # kept in the sidecar's notes too
 
     with tempfile.TemporaryDirectory(prefix="edgevision-build-") as tmp:
         source = onnx_path
@@ -213,6 +223,36 @@ def build_engine(
     sidecar = EngineSidecar(manifest.replace(precision=precision), info)
     write_sidecar(engine, sidecar)
     return BuildResult(engine, sidecar, True, reason, out.layers, out.seconds, len(out.plan), notes, out.dla, **io)
+
+
+def graph_needs(graph: OnnxGraph, precision: str) -> list[Need]:
+    """The TensorRT versions `graph` is known to need (requirements.py): its manifest's record, its
+    head's (for artifacts converted before the manifest carried them), its ops'."""
+    extra = graph.manifest.extra if graph.manifest is not None else {}
+    made = manifest_needs(extra) + manifest_needs({"min_tensorrt": head_needs(extra.get("head"), precision)})
+    needs = {n.what: n for n in made}
+    return list(needs.values()) + op_needs(graph.op_counts)
+
+
+def _version_check(graph: OnnxGraph, precision: str, flavor: Flavor,
+                   options: BuildOptions) -> tuple[list[str], list[str]]:
+    """(warnings, notes). Warnings: the needs the TensorRT version does not meet (EdgeVisionError
+    instead with options.strict). TensorRT-RTX numbers its releases apart from TensorRT (1.x): its
+    version is not compared; the needs become notes for the device build, unless options.for_tensorrt
+    names a version to check."""
+    needs = graph_needs(graph, precision)
+    if not needs:
+        return [], []
+    if options.for_tensorrt:
+        warnings = version_warnings(options.for_tensorrt, needs, "the target's TensorRT")
+    elif flavor.is_rtx:
+        return [], [f"{n.what}: on a device, build with TensorRT " + (f">= {n.needs}" if n.needs else
+                    f"< {n.broken_from}") + " (JetPack 6 has 10.3; check with --for-tensorrt VERSION)" for n in needs]
+    else:
+        warnings = version_warnings(flavor.version, needs, flavor.label.rsplit(" ", 1)[0])
+    if warnings and options.strict:
+        raise EdgeVisionError(f"not building {graph.path.name} (--strict): " + " ".join(warnings))
+    return warnings, []
 
 
 def _timing_cache(options: BuildOptions, target: DeviceTarget) -> Path | None:
