@@ -22,7 +22,7 @@ import numpy as np
 
 from edgevision.detections import Detections
 from edgevision.manifest import OUT_COEFFS, OUT_PROTOS, Manifest
-from edgevision.metrics import Agreement, agreement, box_iou, mask_iou
+from edgevision.metrics import Agreement, agreement, box_iou, mask_iou, pooled_ap
 from edgevision.preprocess import Geometry
 
 AP_CONF = 0.001  # candidates for AP are scored down to here (COCO's protocol)
@@ -134,6 +134,7 @@ class Evaluation:
     reference_detections: int
     candidate_detections: int
     per_class: dict[str, tuple[int, float]] = field(default_factory=dict)
+    ap50_95_pooled: float = float("nan")  # one PR curve over all detections (metrics.pooled_ap)
 
     def summary(self) -> str:
         mask = f", mask IoU {self.mask_iou:.4f}" if self.mask_iou is not None else ""
@@ -141,7 +142,7 @@ class Evaluation:
         note = f"; classes seen < {MIN_SUPPORT} times: {', '.join(rare)}" if rare else ""
         return (
             f"F1@0.5 {self.f1:.4f} (P {self.precision:.4f}, R {self.recall:.4f}), AP50-95 {self.ap50_95:.4f}, "
-            f"AP50 {self.ap50:.4f}{mask} over {self.frames} frames "
+            f"AP50 {self.ap50:.4f}, pooled AP50-95 {self.ap50_95_pooled:.4f}{mask} over {self.frames} frames "
             f"({self.candidate_detections} vs {self.reference_detections} FP32 detections{note})"
         )
 
@@ -173,6 +174,7 @@ def compare(cand: Sequence[FrameResult], ref: Sequence[FrameResult], segment: bo
         ap50_95_all_classes=every.ap50_95, ap50_95_at_threshold=at_t.ap50_95, mask_iou=miou, mask_pairs=pairs,
         frames=at_t.frames, reference_detections=at_t.reference_detections,
         candidate_detections=at_t.candidate_detections, per_class=per_class,
+        ap50_95_pooled=pooled_ap(low, ref_t)[1],
     )
 
 
