@@ -85,8 +85,8 @@ def _fmt(v: Any, digits: int = 4) -> str:
 
 # The columns of the report's tables per task: (evaluation key, heading), and what they measure.
 COLUMNS: dict[str, list[tuple[str, str]]] = {
-    "detect": [("f1", "F1"), ("ap50_95", "AP50-95"), ("ap50", "AP50"), ("ap50_95_all_classes", "all cls"),
-               ("mask_iou", "mask IoU")],
+    "detect": [("f1", "F1"), ("ap50_95_pooled", "AP50-95 pooled"), ("ap50_95", "AP50-95"), ("ap50", "AP50"),
+               ("ap50_95_all_classes", "all cls"), ("mask_iou", "mask IoU")],
     "classify": [("top1_agreement", "top-1 agreement"), ("topk_agreement", "top-k set agreement"),
                  ("max_prob_diff", "max top-k prob diff"), ("mean_prob_diff", "mean top-k prob diff")],
     "semantic": [("pixel_agreement", "pixel agreement"), ("miou", "mIoU"), ("min_class_iou", "lowest class IoU")],
@@ -94,7 +94,9 @@ COLUMNS: dict[str, list[tuple[str, str]]] = {
 COLUMNS["segment"] = COLUMNS["detect"]
 MEASURES = {
     "detect": "F1 at IoU 0.5 at the artifact's confidence threshold; AP50-95 of the candidate scored down to conf "
-              "0.001 (COCO protocol), averaged over the classes with at least 5 FP32 detections (`all cls`: over "
+              "0.001 (COCO protocol): `pooled` over all detections in one precision-recall curve (class-aware "
+              "matching; what a user of the whole model sees), and averaged over the classes with at least 5 FP32 "
+              "detections (`all cls`: over "
               "every class, where one detection of a class seen once weighs as much as a whole class); mean mask "
               "IoU of matched pairs.",
     "classify": "the share of frames whose top-1 class is FP32's; the share whose top-k class set is FP32's; the "
@@ -104,6 +106,19 @@ MEASURES = {
                 "with at least 100 pixels (IoU summed over all frames), and the lowest of those class IoUs.",
 }
 MEASURES["segment"] = MEASURES["detect"]
+
+
+def same_clip_warning(frames: dict[str, Any]) -> str:
+    """The warning a run gets when its validation frames came from the calibration source itself
+    (frames: calibration.FrameSplit.describe()), else ''. Measured (benchmarks/results/int8_scenes*.md):
+    yolo11n-seg calibrated on vtest.avi agreed with FP32 at F1 0.97 on vtest's held-out frames but
+    F1 0.82-0.90 on other scenes, so a clip's own frames overstate what other cameras will get."""
+    val, cal = frames.get("val", {}), frames.get("calib", {})
+    if not val or not cal or val.get("source") != cal.get("source"):
+        return ""
+    return (f"validation frames come from the calibration source itself (`{val['source']}`): the agreement above "
+            "overstates what scenes calibration never saw will get. Pass --val with footage of other scenes or "
+            "cameras to measure that.")
 
 
 def markdown(data: dict[str, Any]) -> str:
@@ -160,6 +175,9 @@ def markdown(data: dict[str, Any]) -> str:
             if key in fr:
                 f = fr[key]
                 lines.append(f"- {key}: {f['frames']} frames of `{f['source']}` (frame numbers {f['indices']})")
+        warning = same_clip_warning(fr)
+        if warning:
+            lines.append(f"- **warning**: {warning}")
         if "budget" in run:
             b = run["budget"]
             lines.append(f"- budget vs FP32: {Budget(**b).describe(task)}")
