@@ -16,7 +16,7 @@ from edgevision.errors import EdgeVisionError
 from edgevision.manifest import Manifest
 
 from .budget import Budget
-from .calibration import Ranges, collect_ranges_multi, float_tensors, graph_feeds
+from .calibration import Ranges, collect_ranges_mse, collect_ranges_multi, float_tensors, graph_feeds
 from .cpu_int8 import build_cpu_int8, default_weight_bits
 from .evaluate import AP_CONF, Prepared, prepare
 from .judge import evaluate, loss, results
@@ -46,6 +46,7 @@ class Int8Options:
     max_fraction: float = 0.5
     cpu_variant: bool = True
     cpu_weight_bits: int | None = None  # the CPU twin's weights: 7 or 8; None: cpu_int8.default_weight_bits()
+    calibration: str = "percentile"  # how activation ranges are set: "percentile" (of |x|)
 
 
 @dataclass
@@ -90,10 +91,7 @@ def build_int8(
         raise EdgeVisionError(f"{fp32_path}: found no Conv / MatMul layers to quantize")
     t0 = time.perf_counter()
     tensors = float_tensors(model, regions.network_nodes)
-    log(f"calibrating {len(tensors)} tensors on {len(calib)} frames (percentiles {opts.percentile}, "
-        f"{opts.cpu_percentile} of |x|)")
-    by_pct = collect_ranges_multi(fp32_path, manifest, tensors, calib, (opts.percentile, opts.cpu_percentile))
-    ranges, cpu_ranges = by_pct[opts.percentile], by_pct[opts.cpu_percentile]
+    ranges, cpu_ranges = calibrate(fp32_path, manifest, tensors, calib, opts, log)
     seconds = {"calibration": time.perf_counter() - t0}
 
     t0 = time.perf_counter()
@@ -131,6 +129,26 @@ def build_int8(
         )
         seconds["cpu twin"] = time.perf_counter() - t0
     return build
+
+
+CALIBRATIONS = ("percentile", "max", "mse")
+
+
+def calibrate(
+    fp32_path: Path, manifest: Manifest, tensors: list[str], calib: Sequence[np.ndarray], opts: Int8Options,
+    log: Callable[[str], None],
+) -> tuple[Ranges, Ranges]:
+    """(ranges of the TensorRT graph, ranges of the CPU twin) by opts.calibration."""
+    if opts.calibration not in CALIBRATIONS:
+        raise EdgeVisionError(f"calibration {opts.calibration!r}: choose one of {', '.join(CALIBRATIONS)}")
+    if opts.calibration == "mse":
+        log(f"calibrating {len(tensors)} tensors on {len(calib)} frames (least-squares range per tensor)")
+        ranges = collect_ranges_mse(fp32_path, manifest, tensors, calib)
+        return ranges, ranges
+    pcts = (100.0,) if opts.calibration == "max" else (opts.percentile, opts.cpu_percentile)
+    log(f"calibrating {len(tensors)} tensors on {len(calib)} frames (percentiles {', '.join(map(str, pcts))} of |x|)")
+    by_pct = collect_ranges_multi(fp32_path, manifest, tensors, calib, pcts)
+    return by_pct[pcts[0]], by_pct[pcts[-1]]
 
 
 def _scope_nodes(regions: Regions, groups: Sequence[str], model: Any) -> set[str]:
