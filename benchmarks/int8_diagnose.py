@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import pickle
 import sys
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -60,35 +62,6 @@ def range_ratios(fp32: Path, ref: dict[float, Any], frames: dict[str, list[np.nd
     return out
 
 
-def head_outputs(regions: Any, model: Any) -> list[str]:
-    """The head's last convolutions: the layers whose outputs only the float decode reads."""
-    network = regions.network_nodes
-    readers: dict[str, list[str]] = defaultdict(list)
-    for n in model.graph.node:
-        for i in n.input:
-            readers[i].append(n.name)
-    names = {layer.name for layer in regions.layers}
-    nodes = {n.name: n for n in model.graph.node}
-    out = []
-    for name in names:
-        downstream = [r for o in nodes[name].output for r in readers[o]]
-        # walk through reshapes/concats until a layer or the float region
-        seen, stack, hits_layer = set(), list(downstream), False
-        while stack:
-            r = stack.pop()
-            if r in seen:
-                continue
-            seen.add(r)
-            if r in names:
-                hits_layer = True
-                break
-            if r in network:
-                stack += [x for o in nodes[r].output for x in readers[o]]
-        if not hits_layer:
-            out.append(name)
-    return sorted(out)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--calib-frames", type=int, default=64)
@@ -96,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sens-frames", type=int, default=8)
     ap.add_argument("--imgsz", type=int, default=640)
     ap.add_argument("--work", type=Path, default=Path("/tmp/edgevision-int8-scenes"))
+    ap.add_argument("--skip-ranges", default="", help="comma list of range sets not to score, e.g. p99.9")
     ap.add_argument("--skip", default="", help="comma list of parts to skip: ranges,clipping,sensitivity")
     args = ap.parse_args(argv)
     skip = set(args.skip.split(","))
@@ -105,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     from converters.onnx_io import read_manifest
     from converters.precision.calibration import collect_ranges_mse, collect_ranges_multi, float_tensors
     from converters.precision.evaluate import prepare
-    from converters.precision.int8 import evenly
+    from converters.precision.int8 import evenly, final_layers
     from converters.precision.judge import evaluate, loss
     from converters.precision.regions import find_regions
     from converters.precision.sensitivity import GatedRunner
@@ -122,24 +96,30 @@ def main(argv: list[str] | None = None) -> int:
 
     tensors = float_tensors(model, regions.network_nodes)
     pcts = (99.9, 99.99, 99.999, 100.0)
-    by_pct: dict[Any, Any] = dict(collect_ranges_multi(fp32, manifest, tensors, calib, pcts))
+    cache = args.work / f"ranges-{args.imgsz}-{len(calib)}.pkl"  # calibration is the slow part: once per setting
+    by_pct: dict[Any, Any] = pickle.loads(cache.read_bytes()) if cache.is_file() else \
+        dict(collect_ranges_multi(fp32, manifest, tensors, calib, pcts))
+    cache.write_bytes(pickle.dumps(by_pct))
     if "ranges" not in skip:
         data["ranges"] = range_ratios(fp32, by_pct, frames, 99.999)
         path.write_text(json.dumps(data, indent=1))
-    if "mse" not in skip:
+    if "mse" not in skip and "mse" not in by_pct:
         by_pct["mse"] = collect_ranges_mse(fp32, manifest, tensors, calib, first=by_pct)
-    head = head_outputs(regions, model)
+    cache.write_bytes(pickle.dumps(by_pct))
+    head = final_layers(model, regions)
     data["head_outputs"] = head
     print(f"[head] {len(head)} final layers: {head}")
     preps = {s: prepare(fp32, fr) for s, fr in frames.items()}
 
     if "clipping" not in skip:
         clip: dict[str, Any] = {}
+        # the final layers get a gate of their own, so they can stay float while their blocks are INT8
+        layers = [replace(layer, group="final") if layer.name in head else layer for layer in regions.layers]
         for p in by_pct:
-            runner = GatedRunner(model, regions.layers, by_pct[p], manifest)
-            for label, on in (("all int8", set(runner.groups)),
-                              ("head outputs float", set(runner.groups) - {g for g in runner.groups
-                                                                           if set(regions.groups[g]) <= set(head)})):
+            if f"p{p}" in args.skip_ranges.split(","):
+                continue
+            runner = GatedRunner(model, layers, by_pct[p], manifest)
+            for label, on in (("all int8", set(runner.groups)), ("final layers float", set(runner.groups) - {"final"})):
                 key = f"{p if p == 'mse' else f'p{p}'} {label}"
                 clip[key] = {}
                 for s, prep in preps.items():
@@ -150,6 +130,28 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"[clipping] {key}: {clip[key]}", flush=True)
             del runner
         data["clipping"] = clip
+        path.write_text(json.dumps(data, indent=1))
+
+    if "cpu" not in skip:
+        from converters.precision.cpu_int8 import build_cpu_int8
+        from converters.precision.int8 import _session_results
+
+        cpu: dict[str, Any] = {}
+        for p, ranges in by_pct.items():
+            if f"p{p}" in args.skip_ranges.split(","):
+                continue
+            for label, extra in (("all int8", set()), ("final layers float", set(head))):
+                key = f"{p if p == 'mse' else f'p{p}'} {label}"
+                out = args.work / "cpu-twin-trial.onnx"
+                build_cpu_int8(fp32, out, ranges, regions.float_nodes | extra)
+                cpu[key] = {}
+                for s, prep in preps.items():
+                    ref = prep.references.setdefault("fp32-ort", _session_results(fp32, prep, manifest))
+                    ev = evaluate(_session_results(out, prep, manifest), ref, manifest)
+                    cpu[key][s] = {"f1": round(ev.f1, 4), "ap_pooled": round(ev.ap50_95_pooled, 4),
+                                   "ap_per_class": round(ev.ap50_95, 4)}
+                print(f"[cpu twin] {key}: {cpu[key]}", flush=True)
+        data["cpu_twin"] = cpu
         path.write_text(json.dumps(data, indent=1))
 
     if "sensitivity" not in skip:

@@ -94,13 +94,12 @@ def agreement(fp32: Path, files: dict[str, Path], frames: dict[str, list[np.ndar
     return out
 
 
-def build(fp32: Path, calib: list[np.ndarray], work: Path, keep_float: str, calibration: str) -> dict[str, Path]:
+def build(fp32: Path, calib: list[np.ndarray], work: Path, opts: Any) -> dict[str, Path]:
     from converters.onnx_io import read_manifest
     from converters.precision.budget import DEFAULT_BUDGETS
-    from converters.precision.int8 import Int8Options, build_int8
+    from converters.precision.int8 import build_int8
 
     manifest = read_manifest(fp32)
-    opts = Int8Options(keep_float=keep_float, calibration=calibration)
     trt, cpu = work / "int8.onnx", work / "int8-cpu.onnx"
     b = build_int8(fp32, manifest, calib, trt, cpu, DEFAULT_BUDGETS["int8"], opts, log=lambda m: print(f"[int8] {m}"))
     print(f"[scenes] kept float: TensorRT {len(b.kept_float)} layers, CPU twin {len(b.cpu_kept_float)}; "
@@ -130,22 +129,27 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--imgsz", type=int, default=640)
     ap.add_argument("--keep-float", default="auto")
     ap.add_argument("--calibration", default=None, help="Int8Options.calibration (default: its default)")
+    ap.add_argument("--float-final", default=None, choices=["yes", "no"], help="Int8Options.float_final")
     ap.add_argument("--work", type=Path, default=Path("/tmp/edgevision-int8-scenes"))
     ap.add_argument("--tag", default="current")
     args = ap.parse_args(argv)
 
     from converters.precision.int8 import Int8Options
 
-    calibration = args.calibration or Int8Options().calibration
+    opts = Int8Options(keep_float=args.keep_float)
+    if args.calibration:
+        opts.calibration = args.calibration
+    if args.float_final:
+        opts.float_final = args.float_final == "yes"
     work = args.work / args.tag
     work.mkdir(parents=True, exist_ok=True)
     fp32 = fp32_model(args.work, args.imgsz)
     calib, frames, sources = scenes(args.calib_frames, args.val_frames)
     t0 = time.perf_counter()
-    files = build(fp32, calib, work, args.keep_float, calibration)
+    files = build(fp32, calib, work, opts)
     build_s = time.perf_counter() - t0
     data = {"tag": args.tag, "imgsz": args.imgsz, "calib_frames": len(calib), "build_seconds": round(build_s, 1),
-            "options": f"keep_float={args.keep_float}, calibration={calibration}",
+            "options": f"keep_float={opts.keep_float}, calibration={opts.calibration}, float_final={opts.float_final}",
             "sources": sources, "agreement": agreement(fp32, files, frames)}
     RESULTS.mkdir(exist_ok=True)
     stem = RESULTS / f"int8_scenes_{args.tag}"

@@ -310,7 +310,14 @@ def collect_ranges_mse(
     cands = np.array([[lo_r.amax(t) * (max(hi_r.amax(t), lo_r.amax(t)) / lo_r.amax(t)) ** s for s in steps]
                       for t in tensors], np.float64)
     aug, outs = _augment_mse(onnx.load(str(fp32_path)), tensors, cands, qmax)
-    sess = make_session(aug.SerializeToString(), threads)
+    # Graph optimizations off: ONNX Runtime's constant folding of the Q/DQ pairs on constant-derived
+    # tensors fails to load this graph ("AddInitializedOrtValue"), and the extra ops dominate anyway.
+    ort = lazy_import("onnxruntime")
+    from edgevision.backends.onnxruntime import session_options
+
+    opts = session_options(threads)
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(aug.SerializeToString(), sess_options=opts, providers=["CPUExecutionProvider"])
     names = [i.name for i in sess.get_inputs()]
     err = np.zeros_like(cands)
     for x in preprocess_batches(fp32_path, frames, batch):

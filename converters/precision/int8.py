@@ -5,7 +5,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +46,8 @@ class Int8Options:
     max_fraction: float = 0.5
     cpu_variant: bool = True
     cpu_weight_bits: int | None = None  # the CPU twin's weights: 7 or 8; None: cpu_int8.default_weight_bits()
-    calibration: str = "percentile"  # how activation ranges are set: "percentile" (of |x|)
+    calibration: str = "percentile"  # how activation ranges are set: "percentile" (of |x|), "max", "mse"
+    float_final: bool = False  # keep final_layers() float (box / class / mask-coefficient convolutions)
 
 
 @dataclass
@@ -98,18 +99,23 @@ def build_int8(
     protection = None
     tune: Prepared | None = None
     mode = opts.keep_float.strip()
+    final = final_layers(model, regions) if opts.float_final else []
+    if final:
+        log(f"keeping the {len(final)} final layers float (their outputs go straight to the float decode)")
     if mode == "auto":
         tune = prepare(fp32_path, evenly(calib, opts.tune_frames))
-        protection = protect(model, regions, ranges, manifest, tune, budget, opts.margin, opts.max_fraction, log)
-        kept = [name for g in protection.protected for name in regions.groups[g]]
+        searched = _without(regions, set(final))
+        protection = protect(model, searched, ranges, manifest, tune, budget, opts.margin, opts.max_fraction, log)
+        kept = final + [name for g in protection.protected for name in searched.groups[g]]
     elif mode in ("none", ""):
-        kept = []
+        kept = list(final)
     else:
         patterns = [re.compile(p) for p in mode.split(",") if p]
         kept = [layer.name for layer in regions.layers if any(p.search(layer.name) for p in patterns)]
         if not kept:
             names = ", ".join(sorted(regions.groups)[:6])
             raise EdgeVisionError(f"--keep-float {mode!r} matches no layer (layer groups: {names}, ...)")
+        kept = list(dict.fromkeys(final + kept))
     seconds["protection"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -129,6 +135,44 @@ def build_int8(
         )
         seconds["cpu twin"] = time.perf_counter() - t0
     return build
+
+
+def _without(regions: Regions, names: set[str]) -> Regions:
+    """regions with the layers in `names` taken out (they stay float; the search does not score them)."""
+    if not names:
+        return regions
+    groups = {g: [n for n in members if n not in names] for g, members in regions.groups.items()}
+    return replace(regions, layers=[layer for layer in regions.layers if layer.name not in names],
+                   groups={g: members for g, members in groups.items() if members})
+
+
+def final_layers(model: Any, regions: Regions) -> list[str]:
+    """The layers whose outputs reach no other layer, only the float region: a detector's box,
+    class and mask-coefficient convolutions, a classifier's last Linear. Found from the graph,
+    walking forward through the network's own ops (Reshape, Concat, ...) until a layer or the
+    float region."""
+    readers: dict[str, list[Any]] = {}
+    for n in model.graph.node:
+        for i in n.input:
+            readers.setdefault(i, []).append(n)
+    names = {layer.name for layer in regions.layers}
+    nodes = {n.name: n for n in model.graph.node}
+    out = []
+    for layer in regions.layers:
+        stack = [r for o in nodes[layer.name].output for r in readers.get(o, [])]
+        seen: set[str] = set()
+        feeds_layer = False
+        while stack and not feeds_layer:
+            r = stack.pop()
+            if r.name in seen:
+                continue
+            seen.add(r.name)
+            feeds_layer = r.name in names
+            if r.name in regions.network_nodes:
+                stack += [x for o in r.output for x in readers.get(o, [])]
+        if not feeds_layer:
+            out.append(layer.name)
+    return out
 
 
 CALIBRATIONS = ("percentile", "max", "mse")
