@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -122,6 +123,22 @@ def to_markdown(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def speed(fp32: Path, files: dict[str, Path], rounds: int) -> dict[str, Any]:
+    """FP32 and the INT8 files on ONNX Runtime's CPU provider, interleaved (bench_precision's helpers):
+    median ms with every core on one inference, and frames/s with one 1-thread inference per core."""
+    from benchmarks.bench_precision import interleaved, throughput
+    from converters.precision.evaluate import prepare
+
+    image = prepare(fp32, scenes(1, 1)[1]["vtest (held out)"]).batches[0][:1]
+    paths = {"fp32": fp32, **files}
+    lat = {n: float(np.median(v)) for n, v in interleaved(paths, image, rounds, 5).items()}
+    fps = {n: float(np.median(v)) for n, v in throughput(paths, image, rounds, 5).items()}
+    out = {n: {"latency_ms": round(lat[n], 2), "latency_vs_fp32": round(lat["fp32"] / lat[n], 3),
+               "throughput_fps": round(fps[n], 2), "throughput_vs_fp32": round(fps[n] / fps["fp32"], 3)} for n in paths}
+    print(f"[speed] {out}")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--calib-frames", type=int, default=64)
@@ -132,6 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--float-final", default=None, choices=["yes", "no"], help="Int8Options.float_final")
     ap.add_argument("--work", type=Path, default=Path("/tmp/edgevision-int8-scenes"))
     ap.add_argument("--tag", default="current")
+    ap.add_argument("--speed", nargs="*", metavar="NAME=FILE", default=None,
+                    help="only time FP32 against these ONNX files, interleaved (e.g. before=.../int8-cpu.onnx)")
+    ap.add_argument("--rounds", type=int, default=15)
     args = ap.parse_args(argv)
 
     from converters.precision.int8 import Int8Options
@@ -144,6 +164,13 @@ def main(argv: list[str] | None = None) -> int:
     work = args.work / args.tag
     work.mkdir(parents=True, exist_ok=True)
     fp32 = fp32_model(args.work, args.imgsz)
+    if args.speed is not None:
+        files = {k: Path(v) for k, v in (x.split("=", 1) for x in args.speed)}
+        data = {"imgsz": args.imgsz, "rounds": args.rounds, "files": {k: str(v) for k, v in files.items()},
+                "load_before": os.getloadavg()[0], "speed": speed(fp32, files, args.rounds),
+                "load_after": os.getloadavg()[0]}
+        (RESULTS / f"int8_scenes_speed_{args.tag}.json").write_text(json.dumps(data, indent=1))
+        return 0
     calib, frames, sources = scenes(args.calib_frames, args.val_frames)
     t0 = time.perf_counter()
     files = build(fp32, calib, work, opts)

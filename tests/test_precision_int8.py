@@ -109,7 +109,7 @@ def test_protection_keeps_the_worst_groups_float(seg_onnx: Path, vtest_frames: l
     the same blocks float (float weights; only the tensors leaving them are quantized, for their
     quantized consumers)."""
     manifest = read_manifest(seg_onnx)
-    opts = Int8Options(keep_float="auto", tune_frames=2, max_fraction=0.1)
+    opts = Int8Options(keep_float="auto", tune_frames=2, max_fraction=0.1, float_final=False, float_stem=0)
     build = build_int8(seg_onnx, manifest, vtest_frames[:4], tmp_path / "t.onnx", tmp_path / "c.onnx",
                        Budget(1.0, 1.0, 1.0), opts, log=lambda _: None)
     p, reg = build.protection, build.regions
@@ -151,9 +151,10 @@ def test_cpu_twin_runs_integer_kernels(int8_dir: Path, tmp_path: Path) -> None:
     every convolution of TensorRT's int8-symmetric graph in float behind Q/DQ nodes."""
     cpu = optimized_ops(int8_dir / "yolo11n-seg.int8-cpu.onnx", tmp_path)
     trt = optimized_ops(int8_dir / "yolo11n-seg.int8.onnx", tmp_path)
-    # 89 of 99 convolutions (measured): the head's last convolutions, whose outputs the float decode
-    # reads, run DQ -> Conv in float (cpu_int8.float_inputs), and so does the fixed DFL convolution
-    assert cpu.get("QLinearConv", 0) >= 85 and cpu.get("QLinearSigmoid", 0) >= 80
+    # 82 of 99 convolutions (measured): the head's last convolutions, whose outputs the float decode
+    # reads, and the stem (model.0-2) stay float (Int8Options.float_final / float_stem), and so does the
+    # fixed DFL convolution
+    assert cpu.get("QLinearConv", 0) >= 78 and cpu.get("QLinearSigmoid", 0) >= 70
     assert trt.get("QLinearConv", 0) == 0 and trt.get("DequantizeLinear", 0) >= 100
 
 
@@ -172,7 +173,7 @@ def test_cpu_twin_weights_fit_the_build_cpus_kernels(int8_dir: Path) -> None:
     inits = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
     weights = [inits[n.input[0]] for n in model.graph.node if n.op_type == "DequantizeLinear"
                and n.input[0] in inits and inits[n.input[0]].dtype == np.int8 and inits[n.input[0]].ndim == 4]
-    assert len(weights) >= 90
+    assert len(weights) >= 80  # every convolution but the float stem and final layers
     assert max(int(np.abs(w.astype(np.int32)).max()) for w in weights) == (64 if bits == 7 else 127)
 
 

@@ -47,7 +47,8 @@ class Int8Options:
     cpu_variant: bool = True
     cpu_weight_bits: int | None = None  # the CPU twin's weights: 7 or 8; None: cpu_int8.default_weight_bits()
     calibration: str = "percentile"  # how activation ranges are set: "percentile" (of |x|), "max", "mse"
-    float_final: bool = False  # keep final_layers() float (box / class / mask-coefficient convolutions)
+    float_final: bool = True  # keep final_layers() float (box / class / mask-coefficient convolutions)
+    float_stem: int = 3  # keep the first N layer groups float (stem_layers(); 0: none)
 
 
 @dataclass
@@ -100,8 +101,11 @@ def build_int8(
     tune: Prepared | None = None
     mode = opts.keep_float.strip()
     final = final_layers(model, regions) if opts.float_final else []
-    if final:
-        log(f"keeping the {len(final)} final layers float (their outputs go straight to the float decode)")
+    stem = stem_layers(regions, opts.float_stem)
+    if final or stem:
+        log(f"keeping {len(final)} final layers (their outputs go straight to the float decode) and the "
+            f"{len(stem)} layers of the first {opts.float_stem} layer groups float")
+    final = list(dict.fromkeys(stem + final))
     if mode == "auto":
         tune = prepare(fp32_path, evenly(calib, opts.tune_frames))
         searched = _without(regions, set(final))
@@ -144,6 +148,15 @@ def _without(regions: Regions, names: set[str]) -> Regions:
     groups = {g: [n for n in members if n not in names] for g, members in regions.groups.items()}
     return replace(regions, layers=[layer for layer in regions.layers if layer.name not in names],
                    groups={g: members for g, members in groups.items() if members})
+
+
+def stem_layers(regions: Regions, groups: int) -> list[str]:
+    """The layers of the first `groups` layer groups in graph order (a YOLO's model.0-2: the
+    full-resolution convolutions). Measured (benchmarks/results/int8_diagnosis.json, yolo11n-seg
+    calibrated on vtest): the groups that hurt most when quantized alone on scenes calibration never
+    saw, and cheap to keep float (few channels: ~6% of the multiply-adds)."""
+    order = list(dict.fromkeys(layer.group for layer in regions.layers))[:max(groups, 0)]
+    return [name for g in order for name in regions.groups[g]]
 
 
 def final_layers(model: Any, regions: Regions) -> list[str]:
