@@ -10,6 +10,8 @@
   threshold (a "kite" at 0.256 in a street video); averaged in, that one detection out of
   ~600 moved AP50-95 from 0.97 to 0.80 (measured, vtest held-out frames). Rarer classes
   still count in F1, and are listed per class; ap50_95_all_classes is the plain mean.
+- ap50_95_pooled: AP50-95 over all detections in one curve (edgevision.metrics.pooled_ap), where every
+  detection weighs the same whatever its class: the headline a user feels (issue 12).
 - For segmenters, the mean mask IoU of matched detection pairs (same class, box IoU >= 0.5).
 """
 from __future__ import annotations

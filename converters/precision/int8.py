@@ -36,7 +36,11 @@ class Int8Options:
     0.950) and kept it at 99.999 (-0.006, F1 0.971); the CPU twin, which also quantizes conv
     outputs and SiLU, gained score at 99.999 (precision 0.955) and balanced at 99.99 (F1 0.972).
     tune_frames: calibration frames
-    the protection search scores on. max_fraction: most layers protection may keep float."""
+    the protection search scores on. max_fraction: most layers protection may keep float.
+    calibration: "percentile" (the above), "max" or "mse" (calibration.collect_ranges_mse): on scenes
+    calibration never saw none won everywhere (benchmarks/results/int8_diagnosis.json).
+    float_final / float_stem: layers kept float before any search, for scenes unlike the calibration
+    clip (report.INT8_GENERALISATION has the measurements)."""
 
     keep_float: str = "auto"
     percentile: float = 99.999
