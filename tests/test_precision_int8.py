@@ -254,11 +254,12 @@ def test_detector_family_takes_the_same_path(det_onnx: Path, vtest: Path, tmp_pa
     """Nothing here is segmenter-specific: the detector (no masks) goes through the same options."""
     fp32 = Path(shutil.copy(det_onnx, tmp_path / det_onnx.name))
     out = apply_precision(ConvertResult(fp32, read_manifest(fp32)),
-                          precision_args(calib=str(vtest), calib_frames=8, val_frames=12, keep_float="none"))
+                          precision_args(calib=str(vtest), calib_frames=16, val_frames=12, keep_float="none"))
     data = json.loads((tmp_path / "yolo11n-det.precision.json").read_text())
     for variant in ("int8", "int8-cpu"):
         # Judged by detections alone (no masks), and the verdict follows the default detection budget
-        # (F1 >= 0.95). With 8 calibration frames the CPU twin sits on that line (F1 0.944-0.96 over
+        # (F1 >= 0.95). With 8 calibration frames both graphs sat on that line (TensorRT graph F1 0.948 with
+        # the stem float; hence 16 here; CPU twin F1 0.944-0.96 over
         # 12 frames, ~115 detections); the budget itself is held in test_int8_holds_the_budget_...
         art = data["artifacts"][variant]
         ev = art["evaluation"]
