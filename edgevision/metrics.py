@@ -158,6 +158,23 @@ def agreement(candidate: Sequence[Detections], reference: Sequence[Detections]) 
     )
 
 
+def pooled_ap(candidate: Sequence[Detections], reference: Sequence[Detections]) -> tuple[float, float]:
+    """(AP50, AP50-95) with one precision-recall curve over *all* detections (class-aware matching,
+    candidates ranked by score across classes), not the mean of per-class curves: every detection
+    weighs the same, so a class seen twice cannot swing the figure. What a user of the whole model feels."""
+    if len(candidate) != len(reference):
+        raise ValueError(f"frame counts differ: {len(candidate)} candidate vs {len(reference)} reference")
+    n_ref = sum(len(r) for r in reference)
+    scores = np.concatenate([c.confidence for c in candidate]) if candidate else np.zeros(0)
+    aps = []
+    for t in IOU_THRESHOLDS:
+        hits = np.concatenate([match(c, r, float(t)) for c, r in zip(candidate, reference)]) if candidate \
+            else np.zeros(0, bool)
+        ap = _average_precision(scores, hits, n_ref)
+        aps.append(float(len(scores) == 0) if np.isnan(ap) else ap)
+    return aps[0], float(np.mean(aps))
+
+
 def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
     """IoU of two bool[H, W] masks (1.0 when both are empty)."""
     union = np.logical_or(a, b).sum()

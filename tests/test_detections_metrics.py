@@ -84,3 +84,21 @@ def test_box_and_mask_iou() -> None:
     b[1:3] = True
     assert mask_iou(a, b) == pytest.approx(1 / 3)
     assert mask_iou(np.zeros((2, 2), bool), np.zeros((2, 2), bool)) == 1.0
+
+
+def test_pooled_ap_weighs_every_detection_not_every_class() -> None:
+    """Nine persons found and the one car missed: the per-class mean halves AP (person 1.0, car 0.0),
+    one curve over all ten detections loses only the missing tenth of recall. A wrong class is a miss."""
+    from edgevision.metrics import pooled_ap
+
+    boxes = [[i * 20, 0, i * 20 + 10, 10] for i in range(10)]
+    ref = [dets(boxes, [0.9] * 10, [0] * 9 + [1])]
+    cand = [dets(boxes[:9], [0.9] * 9, [0] * 9)]
+    per_class = agreement(cand, ref)
+    ap50, ap = pooled_ap(cand, ref)
+    assert per_class.ap50_95 == pytest.approx(0.5)
+    assert ap50 == pytest.approx(ap) and ap == pytest.approx(91 / 101)  # 101-point curve, recall reaches 0.9
+    assert pooled_ap(ref, ref) == (1.0, 1.0)
+    assert pooled_ap([dets(boxes, [0.9] * 10, [1] * 10)], ref)[1] == pytest.approx(11 * 0.1 / 101)  # the car, ranked 10th
+    with pytest.raises(ValueError, match="frame counts differ"):
+        pooled_ap(cand, ref * 2)

@@ -77,6 +77,9 @@ def test_report_shows_frames_layers_and_speed(int8_dir: Path) -> None:
     assert all(e["speed"]["onnxruntime"]["median_ms"] > 0 for e in data["artifacts"].values())
     md = (int8_dir / "yolo11n-seg.precision.md").read_text()
     assert "| int8 |" in md and "| int8-cpu |" in md and "kept in higher precision" in md
+    # validated on vtest's own held-out frames: the report says this overstates other scenes (issue 12)
+    assert "**warning**: validation frames come from the calibration source itself" in md and "AP50-95 pooled" in md
+    assert all(0 < e["evaluation"]["ap50_95_pooled"] <= 1 for e in data["artifacts"].values() if e["evaluation"])
 
 
 def test_trt_graph_has_tensorrt_qdq_placement(int8_dir: Path) -> None:
@@ -106,7 +109,7 @@ def test_protection_keeps_the_worst_groups_float(seg_onnx: Path, vtest_frames: l
     the same blocks float (float weights; only the tensors leaving them are quantized, for their
     quantized consumers)."""
     manifest = read_manifest(seg_onnx)
-    opts = Int8Options(keep_float="auto", tune_frames=2, max_fraction=0.1)
+    opts = Int8Options(keep_float="auto", tune_frames=2, max_fraction=0.1, float_final=False, float_stem=0)
     build = build_int8(seg_onnx, manifest, vtest_frames[:4], tmp_path / "t.onnx", tmp_path / "c.onnx",
                        Budget(1.0, 1.0, 1.0), opts, log=lambda _: None)
     p, reg = build.protection, build.regions
@@ -148,9 +151,10 @@ def test_cpu_twin_runs_integer_kernels(int8_dir: Path, tmp_path: Path) -> None:
     every convolution of TensorRT's int8-symmetric graph in float behind Q/DQ nodes."""
     cpu = optimized_ops(int8_dir / "yolo11n-seg.int8-cpu.onnx", tmp_path)
     trt = optimized_ops(int8_dir / "yolo11n-seg.int8.onnx", tmp_path)
-    # 89 of 99 convolutions (measured): the head's last convolutions, whose outputs the float decode
-    # reads, run DQ -> Conv in float (cpu_int8.float_inputs), and so does the fixed DFL convolution
-    assert cpu.get("QLinearConv", 0) >= 85 and cpu.get("QLinearSigmoid", 0) >= 80
+    # 82 of 99 convolutions (measured): the head's last convolutions, whose outputs the float decode
+    # reads, and the stem (model.0-2) stay float (Int8Options.float_final / float_stem), and so does the
+    # fixed DFL convolution
+    assert cpu.get("QLinearConv", 0) >= 78 and cpu.get("QLinearSigmoid", 0) >= 70
     assert trt.get("QLinearConv", 0) == 0 and trt.get("DequantizeLinear", 0) >= 100
 
 
@@ -169,7 +173,7 @@ def test_cpu_twin_weights_fit_the_build_cpus_kernels(int8_dir: Path) -> None:
     inits = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
     weights = [inits[n.input[0]] for n in model.graph.node if n.op_type == "DequantizeLinear"
                and n.input[0] in inits and inits[n.input[0]].dtype == np.int8 and inits[n.input[0]].ndim == 4]
-    assert len(weights) >= 90
+    assert len(weights) >= 80  # every convolution but the float stem and final layers
     assert max(int(np.abs(w.astype(np.int32)).max()) for w in weights) == (64 if bits == 7 else 127)
 
 
@@ -250,11 +254,12 @@ def test_detector_family_takes_the_same_path(det_onnx: Path, vtest: Path, tmp_pa
     """Nothing here is segmenter-specific: the detector (no masks) goes through the same options."""
     fp32 = Path(shutil.copy(det_onnx, tmp_path / det_onnx.name))
     out = apply_precision(ConvertResult(fp32, read_manifest(fp32)),
-                          precision_args(calib=str(vtest), calib_frames=8, val_frames=12, keep_float="none"))
+                          precision_args(calib=str(vtest), calib_frames=16, val_frames=12, keep_float="none"))
     data = json.loads((tmp_path / "yolo11n-det.precision.json").read_text())
     for variant in ("int8", "int8-cpu"):
         # Judged by detections alone (no masks), and the verdict follows the default detection budget
-        # (F1 >= 0.95). With 8 calibration frames the CPU twin sits on that line (F1 0.944-0.96 over
+        # (F1 >= 0.95). With 8 calibration frames both graphs sat on that line (TensorRT graph F1 0.948 with
+        # the stem float; hence 16 here; CPU twin F1 0.944-0.96 over
         # 12 frames, ~115 detections); the budget itself is held in test_int8_holds_the_budget_...
         art = data["artifacts"][variant]
         ev = art["evaluation"]

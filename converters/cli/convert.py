@@ -99,6 +99,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calib-percentile", type=float, default=None,
                    help="INT8 activation clipping: percentile of |x| per tensor, 100 = min/max (default: 99.999 for "
                         "the TensorRT graph, 99.99 for the CPU twin, measured best for each)")
+    p.add_argument("--calib-method", default=None, choices=["percentile", "max", "mse"],
+                   help="INT8 activation ranges: percentile of |x| (see --calib-percentile), max (min/max), or mse "
+                        "(the range of least int8 error per tensor); default percentile")
+    p.add_argument("--quantize-final", action="store_true",
+                   help="INT8 also for the final layers (box / class / mask-coefficient convolutions), which stay "
+                        "float by default: scenes unlike the calibration clip push their inputs to 3x its range")
     p.add_argument("--tune-frames", type=int, default=12,
                    help="calibration frames the --keep-float auto search scores layers on (default 12)")
     p.add_argument("--speed-rounds", type=int, default=10,

@@ -10,6 +10,8 @@
   threshold (a "kite" at 0.256 in a street video); averaged in, that one detection out of
   ~600 moved AP50-95 from 0.97 to 0.80 (measured, vtest held-out frames). Rarer classes
   still count in F1, and are listed per class; ap50_95_all_classes is the plain mean.
+- ap50_95_pooled: AP50-95 over all detections in one curve (edgevision.metrics.pooled_ap), where every
+  detection weighs the same whatever its class: the headline a user feels (issue 12).
 - For segmenters, the mean mask IoU of matched detection pairs (same class, box IoU >= 0.5).
 - For pose models, the mean OKS (edgevision.metrics.keypoint_oks, COCO's keypoint similarity,
   the measure the conversion tests hold against Ultralytics) of the keypoints of matched pairs.
@@ -26,7 +28,7 @@ import numpy as np
 
 from edgevision.detections import Detections
 from edgevision.manifest import OUT_COEFFS, OUT_PROTOS, Manifest
-from edgevision.metrics import Agreement, agreement, keypoint_oks, mask_iou, pair_iou
+from edgevision.metrics import Agreement, agreement, keypoint_oks, mask_iou, pair_iou, pooled_ap
 from edgevision.preprocess import Geometry
 
 AP_CONF = 0.001  # candidates for AP are scored down to here (COCO's protocol)
@@ -164,6 +166,7 @@ class Evaluation:
     per_class: dict[str, tuple[int, float]] = field(default_factory=dict)
     keypoint_oks: float | None = None  # pose: mean OKS of matched pairs' keypoints
     keypoint_pairs: int = 0
+    ap50_95_pooled: float = float("nan")  # one PR curve over all detections (metrics.pooled_ap)
 
     def summary(self) -> str:
         mask = f", mask IoU {self.mask_iou:.4f}" if self.mask_iou is not None else ""
@@ -173,7 +176,7 @@ class Evaluation:
         note = f"; classes seen < {MIN_SUPPORT} times: {', '.join(rare)}" if rare else ""
         return (
             f"F1@0.5 {self.f1:.4f} (P {self.precision:.4f}, R {self.recall:.4f}), AP50-95 {self.ap50_95:.4f}, "
-            f"AP50 {self.ap50:.4f}{mask} over {self.frames} frames "
+            f"AP50 {self.ap50:.4f}, pooled AP50-95 {self.ap50_95_pooled:.4f}{mask} over {self.frames} frames "
             f"({self.candidate_detections} vs {self.reference_detections} FP32 detections{note})"
         )
 
@@ -208,6 +211,7 @@ def compare(cand: Sequence[FrameResult], ref: Sequence[FrameResult], segment: bo
         ap50_95_all_classes=every.ap50_95, ap50_95_at_threshold=at_t.ap50_95, mask_iou=miou, mask_pairs=pairs,
         frames=at_t.frames, reference_detections=at_t.reference_detections,
         candidate_detections=at_t.candidate_detections, per_class=per_class, keypoint_oks=oks, keypoint_pairs=kpairs,
+        ap50_95_pooled=pooled_ap(low, ref_t)[1],
     )
 
 

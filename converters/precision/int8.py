@@ -5,7 +5,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ from edgevision.errors import EdgeVisionError
 from edgevision.manifest import Manifest
 
 from .budget import Budget
-from .calibration import Ranges, collect_ranges_multi, float_tensors, graph_feeds
+from .calibration import Ranges, collect_ranges_mse, collect_ranges_multi, float_tensors, graph_feeds
 from .cpu_int8 import build_cpu_int8, default_weight_bits
 from .evaluate import AP_CONF, Prepared, prepare
 from .judge import evaluate, loss, results
@@ -36,7 +36,11 @@ class Int8Options:
     0.950) and kept it at 99.999 (-0.006, F1 0.971); the CPU twin, which also quantizes conv
     outputs and SiLU, gained score at 99.999 (precision 0.955) and balanced at 99.99 (F1 0.972).
     tune_frames: calibration frames
-    the protection search scores on. max_fraction: most layers protection may keep float."""
+    the protection search scores on. max_fraction: most layers protection may keep float.
+    calibration: "percentile" (the above), "max" or "mse" (calibration.collect_ranges_mse): on scenes
+    calibration never saw none won everywhere (benchmarks/results/int8_diagnosis.json).
+    float_final / float_stem: layers kept float before any search, for scenes unlike the calibration
+    clip (report.INT8_GENERALISATION has the measurements)."""
 
     keep_float: str = "auto"
     percentile: float = 99.999
@@ -46,6 +50,9 @@ class Int8Options:
     max_fraction: float = 0.5
     cpu_variant: bool = True
     cpu_weight_bits: int | None = None  # the CPU twin's weights: 7 or 8; None: cpu_int8.default_weight_bits()
+    calibration: str = "percentile"  # how activation ranges are set: "percentile" (of |x|), "max", "mse"
+    float_final: bool = True  # keep final_layers() float (box / class / mask-coefficient convolutions)
+    float_stem: int = 3  # keep the first N layer groups float (stem_layers(); 0: none)
 
 
 @dataclass
@@ -90,28 +97,33 @@ def build_int8(
         raise EdgeVisionError(f"{fp32_path}: found no Conv / MatMul layers to quantize")
     t0 = time.perf_counter()
     tensors = float_tensors(model, regions.network_nodes)
-    log(f"calibrating {len(tensors)} tensors on {len(calib)} frames (percentiles {opts.percentile}, "
-        f"{opts.cpu_percentile} of |x|)")
-    by_pct = collect_ranges_multi(fp32_path, manifest, tensors, calib, (opts.percentile, opts.cpu_percentile))
-    ranges, cpu_ranges = by_pct[opts.percentile], by_pct[opts.cpu_percentile]
+    ranges, cpu_ranges = calibrate(fp32_path, manifest, tensors, calib, opts, log)
     seconds = {"calibration": time.perf_counter() - t0}
 
     t0 = time.perf_counter()
     protection = None
     tune: Prepared | None = None
     mode = opts.keep_float.strip()
+    final = final_layers(model, regions) if opts.float_final else []
+    stem = stem_layers(regions, opts.float_stem)
+    if final or stem:
+        log(f"keeping {len(final)} final layers (their outputs go straight to the float decode) and the "
+            f"{len(stem)} layers of the first {opts.float_stem} layer groups float")
+    final = list(dict.fromkeys(stem + final))
     if mode == "auto":
         tune = prepare(fp32_path, evenly(calib, opts.tune_frames))
-        protection = protect(model, regions, ranges, manifest, tune, budget, opts.margin, opts.max_fraction, log)
-        kept = [name for g in protection.protected for name in regions.groups[g]]
+        searched = _without(regions, set(final))
+        protection = protect(model, searched, ranges, manifest, tune, budget, opts.margin, opts.max_fraction, log)
+        kept = final + [name for g in protection.protected for name in searched.groups[g]]
     elif mode in ("none", ""):
-        kept = []
+        kept = list(final)
     else:
         patterns = [re.compile(p) for p in mode.split(",") if p]
         kept = [layer.name for layer in regions.layers if any(p.search(layer.name) for p in patterns)]
         if not kept:
             names = ", ".join(sorted(regions.groups)[:6])
             raise EdgeVisionError(f"--keep-float {mode!r} matches no layer (layer groups: {names}, ...)")
+        kept = list(dict.fromkeys(final + kept))
     seconds["protection"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -131,6 +143,73 @@ def build_int8(
         )
         seconds["cpu twin"] = time.perf_counter() - t0
     return build
+
+
+def _without(regions: Regions, names: set[str]) -> Regions:
+    """regions with the layers in `names` taken out (they stay float; the search does not score them)."""
+    if not names:
+        return regions
+    groups = {g: [n for n in members if n not in names] for g, members in regions.groups.items()}
+    return replace(regions, layers=[layer for layer in regions.layers if layer.name not in names],
+                   groups={g: members for g, members in groups.items() if members})
+
+
+def stem_layers(regions: Regions, groups: int) -> list[str]:
+    """The layers of the first `groups` layer groups in graph order (a YOLO's model.0-2: the
+    full-resolution convolutions). Measured (benchmarks/results/int8_diagnosis.json, yolo11n-seg
+    calibrated on vtest): the groups that hurt most when quantized alone on scenes calibration never
+    saw, and cheap to keep float (few channels: ~6% of the multiply-adds)."""
+    order = list(dict.fromkeys(layer.group for layer in regions.layers))[:max(groups, 0)]
+    return [name for g in order for name in regions.groups[g]]
+
+
+def final_layers(model: Any, regions: Regions) -> list[str]:
+    """The layers whose outputs reach no other layer, only the float region: a detector's box,
+    class and mask-coefficient convolutions, a classifier's last Linear. Found from the graph,
+    walking forward through the network's own ops (Reshape, Concat, ...) until a layer or the
+    float region."""
+    readers: dict[str, list[Any]] = {}
+    for n in model.graph.node:
+        for i in n.input:
+            readers.setdefault(i, []).append(n)
+    names = {layer.name for layer in regions.layers}
+    nodes = {n.name: n for n in model.graph.node}
+    out = []
+    for layer in regions.layers:
+        stack = [r for o in nodes[layer.name].output for r in readers.get(o, [])]
+        seen: set[str] = set()
+        feeds_layer = False
+        while stack and not feeds_layer:
+            r = stack.pop()
+            if r.name in seen:
+                continue
+            seen.add(r.name)
+            feeds_layer = r.name in names
+            if r.name in regions.network_nodes:
+                stack += [x for o in r.output for x in readers.get(o, [])]
+        if not feeds_layer:
+            out.append(layer.name)
+    return out
+
+
+CALIBRATIONS = ("percentile", "max", "mse")
+
+
+def calibrate(
+    fp32_path: Path, manifest: Manifest, tensors: list[str], calib: Sequence[np.ndarray], opts: Int8Options,
+    log: Callable[[str], None],
+) -> tuple[Ranges, Ranges]:
+    """(ranges of the TensorRT graph, ranges of the CPU twin) by opts.calibration."""
+    if opts.calibration not in CALIBRATIONS:
+        raise EdgeVisionError(f"calibration {opts.calibration!r}: choose one of {', '.join(CALIBRATIONS)}")
+    if opts.calibration == "mse":
+        log(f"calibrating {len(tensors)} tensors on {len(calib)} frames (least-squares range per tensor)")
+        ranges = collect_ranges_mse(fp32_path, manifest, tensors, calib)
+        return ranges, ranges
+    pcts = (100.0,) if opts.calibration == "max" else (opts.percentile, opts.cpu_percentile)
+    log(f"calibrating {len(tensors)} tensors on {len(calib)} frames (percentiles {', '.join(map(str, pcts))} of |x|)")
+    by_pct = collect_ranges_multi(fp32_path, manifest, tensors, calib, pcts)
+    return by_pct[pcts[0]], by_pct[pcts[-1]]
 
 
 def _scope_nodes(regions: Regions, groups: Sequence[str], model: Any) -> set[str]:

@@ -222,10 +222,17 @@ def run_int8(fp32: Path, manifest: Manifest, args: argparse.Namespace, budget: B
     split = split_frames(source, args.calib_frames, args.val, args.val_frames)
     log(f"{len(split.calib)} calibration frames, {len(split.val)} validation frames "
         f"({'held out of' if not args.val else 'from'} {split.val_source})")
+    warning = report.same_clip_warning(split.describe())
+    if warning:
+        log(f"warning: {warning}")
     opts = Int8Options(
         keep_float=str(getattr(args, "keep_float", "auto") or "auto"),
         tune_frames=int(getattr(args, "tune_frames", 12) or 12),
     )
+    if getattr(args, "calib_method", None):
+        opts.calibration = str(args.calib_method)
+    if getattr(args, "quantize_final", False):
+        opts.float_final = False
     if getattr(args, "calib_percentile", None):  # given: one clipping point for both graphs
         opts.percentile = opts.cpu_percentile = float(args.calib_percentile)
     folder, stem = fp32.parent, fp32.stem
