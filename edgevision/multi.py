@@ -36,6 +36,7 @@ from typing import Any, Literal, Protocol
 from .detections import Detections
 from .draw import annotate
 from .errors import EdgeVisionError
+from .frame_queue import put_newest, put_until_stopped
 from .health import EventKind, SourceEvent, SourceState
 from .manifest import IN_IMAGES
 from .model import Model
@@ -249,18 +250,9 @@ class MultiPipeline:
                 item = (frame, (now - t0) * 1e3, time.perf_counter())
                 count += 1
                 if lane.policy == "latest":
-                    while True:  # newest wins: drop the stalest queued frame
-                        try:
-                            q.put_nowait(item)
-                            break
-                        except queue.Full:
-                            try:
-                                q.get_nowait()
-                                st.dropped += 1
-                            except queue.Empty:
-                                pass
+                    st.dropped += put_newest(q, item)  # newest wins: the stalest queued frame goes
                 else:
-                    self._put(q, item)
+                    put_until_stopped(q, item, self._stop)
                 st.queue = q.qsize()
                 self._arrived.set()
         except Exception as exc:  # noqa: BLE001 - one source failing must not stop the others
@@ -272,25 +264,8 @@ class MultiPipeline:
             log.warning("source %d (%s) stopped: %s", st.index, st.uri, exc)
         finally:
             st.state, st.reconnects = src.state, src.reconnects
-            self._put(q, _END, force=True)
+            put_until_stopped(q, _END, self._stop, force=True)
             self._arrived.set()
-
-    def _put(self, q: queue.Queue[Any], item: Any, force: bool = False) -> None:
-        """Blocking put that gives up once the run is stopping; `force` (an end marker)
-        then makes room instead, because nobody may be left to consume the queue."""
-        while True:
-            try:
-                q.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                if not self._stop.is_set():
-                    continue
-                if not force:
-                    return
-                try:
-                    q.get_nowait()
-                except queue.Empty:
-                    pass
 
     def _gather(self) -> list[tuple[_Lane, Any]]:
         """Up to max_batch queued frames, round-robin from where the last batch stopped (so
@@ -398,7 +373,7 @@ class MultiPipeline:
                 if not batch:
                     break
                 for result in self._infer(batch):
-                    self._put(self._out, result)
+                    put_until_stopped(self._out, result, self._stop)
                     if self.on_result is not None:
                         self.on_result(result)
                     yield result

@@ -25,6 +25,7 @@ from .detections import Detections
 from .results import Result as TaskResult
 from .draw import annotate
 from .errors import EdgeVisionError
+from .frame_queue import put_newest, put_until_stopped
 from .health import SourceEvent, SourceState
 from .model import Model
 from .reconnect import ReconnectingSource
@@ -123,7 +124,7 @@ class Pipeline:
 
     def _sync_source(self) -> None:
         s = self._source_stats
-        s.state, s.reconnects, s.queue = self.source.state.value, self.source.reconnects, self._in.qsize()
+        s.state, s.reconnects, s.queue = self.source.state, self.source.reconnects, self._in.qsize()
 
     # -- threads ---------------------------------------------------------------------------
     def _read(self) -> None:
@@ -141,42 +142,17 @@ class Pipeline:
                 item = (frame, (time.perf_counter() - t0) * 1e3, time.perf_counter())
                 count += 1
                 if self.source.live:
-                    while True:  # newest wins: drop the stalest queued frame
-                        try:
-                            self._in.put_nowait(item)
-                            break
-                        except queue.Full:
-                            try:
-                                self._in.get_nowait()
-                                self.stats.dropped += 1
-                                self._source_stats.dropped += 1
-                            except queue.Empty:
-                                pass
+                    dropped = put_newest(self._in, item)  # newest wins: the stalest queued frame goes
+                    self.stats.dropped += dropped
+                    self._source_stats.dropped += dropped
                 else:
-                    self._put(self._in, item)
+                    put_until_stopped(self._in, item, self._stop)
         except EdgeVisionError as exc:  # SourceLost among them: the run ends cleanly, error kept
             self.error = exc
         except BaseException as exc:  # noqa: BLE001 - e.g. the user's on_event raised: surfaced in the caller's thread
             self._reader_error = exc
         finally:
-            self._put(self._in, _END, force=True)
-
-    def _put(self, q: queue.Queue[Any], item: Any, force: bool = False) -> None:
-        """Blocking put that gives up once the run is stopping; `force` (the end marker)
-        then makes room instead, because nobody may be left to consume the queue."""
-        while True:
-            try:
-                q.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                if not self._stop.is_set():
-                    continue
-                if not force:
-                    return
-                try:
-                    q.get_nowait()
-                except queue.Empty:
-                    pass
+            put_until_stopped(self._in, _END, self._stop, force=True)
 
     def _write(self) -> None:
         try:
@@ -237,7 +213,7 @@ class Pipeline:
                     out = self.tracker.update(out)
                     timings = {**timings, "track": (time.perf_counter() - t0) * 1e3}
                 result = Result(frame, out, {"decode": decode_ms, "wait": waited, **timings})
-                self._put(self._out, result)
+                put_until_stopped(self._out, result, self._stop)
                 yield result
         finally:
             self._stop.set()
