@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +21,11 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     config.addinivalue_line("markers", "slow: converts a model or takes more than ~30 s on a 2-core machine; "
                             "pytest -m 'not slow' is the fast tier")
+    # A shell that starts `make test` in the background (`make test &`, nohup) hands it SIGINT
+    # ignored, and every child inherits that: the CLI tests' Ctrl-C would then never arrive.
+    # A handled signal is reset to the default at exec, so the children get a real Ctrl-C again.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 # Fixtures that convert a model: a test using any of them (directly or through another
