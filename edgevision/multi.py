@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from .detections import Detections
-from .draw import annotate
+from .delivery import deliver, raise_writer_error
 from .errors import EdgeVisionError
 from .frame_queue import put_newest, put_until_stopped
 from .health import EventKind, SourceEvent, SourceState
@@ -42,7 +42,7 @@ from .manifest import IN_IMAGES
 from .model import Model
 from .pipeline import Result
 from .results import Result as TaskResult
-from .sinks import DisplaySink, Sink, open_sink
+from .sinks import Sink, open_sink
 from .sources import Frame, Source, open_source
 from .stats import RunStats, SourceStats
 
@@ -315,22 +315,8 @@ class MultiPipeline:
             while (item := self._out.get()) is not _END:
                 result: Result = item
                 lane = self._lanes[result.frame.source]
-                sinks = [*self.sinks, *lane.sinks]
-                t0 = time.perf_counter()
-                drawn = annotate(result.frame.image, result.detections) if any(s.needs_annotated for s in sinks) else None
-                t1 = time.perf_counter()
-                for sink in sinks:
-                    sink.write(result.frame, result.detections, drawn)
-                    if isinstance(sink, DisplaySink) and sink.stop_requested:
-                        self._stop.set()
-                t2 = time.perf_counter()
-                result.timings["annotate"] = (t1 - t0) * 1e3
-                result.timings["write"] = (t2 - t1) * 1e3
-                result.timings["latency"] = (t2 - result.frame.timestamp) * 1e3
-                dets = result.detections
-                limits = dets.frame_data.get("nms_limits", 0) if isinstance(dets, Detections) else 0
-                self.stats.add(result.timings, dets.count_names(), int(limits))
-                lane.stats.frame_done(t2)
+                lane.stats.frame_done(deliver(result.frame, result.detections, result.timings,
+                                              [*self.sinks, *lane.sinks], self.stats, self._stop))
         except BaseException as exc:  # noqa: BLE001 - surfaced in the caller's thread
             self._writer_error = exc
             self._stop.set()
@@ -383,10 +369,7 @@ class MultiPipeline:
             writer.join()
             self.close()
             self.stats.finish()
-        if self._writer_error is not None:
-            if isinstance(self._writer_error, EdgeVisionError):
-                raise self._writer_error
-            raise EdgeVisionError(f"writing results failed: {self._writer_error}") from self._writer_error
+        raise_writer_error(self._writer_error)
 
     def run(self) -> RunStats:
         """Process every source to its end (or until stopped) and return the statistics."""

@@ -23,13 +23,13 @@ from typing import Any, Protocol
 
 from .detections import Detections
 from .results import Result as TaskResult
-from .draw import annotate
 from .errors import EdgeVisionError
+from .delivery import deliver, raise_writer_error
 from .frame_queue import put_newest, put_until_stopped
 from .health import SourceEvent, SourceState
 from .model import Model
 from .reconnect import ReconnectingSource
-from .sinks import DisplaySink, Sink, open_sink
+from .sinks import Sink, open_sink
 from .sources import Frame, Source, SourceLost, open_source
 from .stats import RunStats
 
@@ -107,7 +107,6 @@ class Pipeline:
         self._out: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
         self._stop = threading.Event()
         self._writer_error: BaseException | None = None
-        self._annotate = any(s.needs_annotated for s in self.sinks)
         self._source_stats = self.stats.source(self.source.index, self.source.uri)
         self._reader_error: BaseException | None = None
         self._their_on_event = self.source.on_event  # whoever listened before keeps listening
@@ -158,20 +157,8 @@ class Pipeline:
         try:
             while (item := self._out.get()) is not _END:
                 result: Result = item
-                t0 = time.perf_counter()
-                drawn = annotate(result.frame.image, result.detections) if self._annotate else None
-                t1 = time.perf_counter()
-                for sink in self.sinks:
-                    sink.write(result.frame, result.detections, drawn)
-                    if isinstance(sink, DisplaySink) and sink.stop_requested:
-                        self._stop.set()
-                t2 = time.perf_counter()
-                result.timings["annotate"] = (t1 - t0) * 1e3
-                result.timings["write"] = (t2 - t1) * 1e3
-                result.timings["latency"] = (t2 - result.frame.timestamp) * 1e3
-                dets = result.detections
-                limits = dets.frame_data.get("nms_limits", 0) if isinstance(dets, Detections) else 0
-                self.stats.add(result.timings, dets.count_names(), int(limits), source=result.frame.source)
+                deliver(result.frame, result.detections, result.timings, self.sinks, self.stats, self._stop)
+                self._source_stats.frame_done()
         except BaseException as exc:  # noqa: BLE001 - surfaced in the caller's thread
             self._writer_error = exc
             self._stop.set()
@@ -229,10 +216,7 @@ class Pipeline:
             self.stats.finish()
         if self._reader_error is not None:
             raise EdgeVisionError(f"reading the source failed: {self._reader_error!r}") from self._reader_error
-        if self._writer_error is not None:
-            if isinstance(self._writer_error, EdgeVisionError):
-                raise self._writer_error
-            raise EdgeVisionError(f"writing results failed: {self._writer_error}") from self._writer_error
+        raise_writer_error(self._writer_error)
 
     def run(self) -> RunStats:
         """Process everything (or until stopped / max_frames) and return the statistics."""
