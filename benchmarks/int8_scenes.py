@@ -192,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--qat-steps", type=int, default=None)
     ap.add_argument("--qat-lr", type=float, default=None)
     ap.add_argument("--qat-batch", type=int, default=None)
+    ap.add_argument("--qat-imgsz", type=int, default=None)
     ap.add_argument("--qat-learn-scales", action="store_true")
     ap.add_argument("--qat-feature-weight", type=float, default=None)
     args = ap.parse_args(argv)
@@ -225,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         from converters.precision.qat import QatOptions
 
         qopts = QatOptions()
-        for k in ("minutes", "steps", "lr", "batch", "feature_weight"):
+        for k in ("minutes", "steps", "lr", "batch", "feature_weight", "imgsz"):
             if getattr(args, f"qat_{k}") is not None:
                 setattr(qopts, k, getattr(args, f"qat_{k}"))
         qopts.learn_scales = args.qat_learn_scales

@@ -115,7 +115,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "calibration frames before writing the INT8 graphs (needs the PyTorch checkpoint; a few minutes "
                         "on a CPU; Ctrl-C stops early and keeps the best checkpoint)")
     p.add_argument("--qat-minutes", type=float, default=None,
-                   help="--qat: training time limit in minutes (default 3)")
+                   help="--qat: training time limit in minutes (default 5)")
     p.add_argument("--qat-steps", type=int, default=None,
                    help="--qat: training steps limit (default: until --qat-minutes)")
     p.add_argument("--engine", action="store_true", help="also build a TensorRT engine (needs TensorRT and a GPU)")
