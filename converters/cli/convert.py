@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 from edgevision.errors import EdgeVisionError
 
 if TYPE_CHECKING:
-    from ..export import ExportOptions
     from edgevision.build import BuildResult
 
 HELP = "PyTorch checkpoint or foreign ONNX -> ONNX with decode + NMS in the graph (then an engine)"
@@ -121,36 +120,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--engine", action="store_true", help="also build a TensorRT engine (needs TensorRT and a GPU)")
 
 
-def _names(path: str | None) -> tuple[str, ...] | None:
-    if path is None:
-        return None
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise EdgeVisionError(f"--class-names {path}: {exc.strerror}") from exc
-    names = tuple(line.strip() for line in lines if line.strip())
-    if not names:
-        raise EdgeVisionError(f"--class-names {path} lists no names")
-    return names
-
-
-def export_options(args: argparse.Namespace) -> ExportOptions:
-    """The ExportOptions `edgevision convert`'s arguments ask for (--qat exports the fine-tuned
-    model with the same ones); options a caller's Namespace lacks take their defaults."""
-    from ..export import ExportOptions
-
-    a = {k: getattr(args, k, None) for k in (
-        "imgsz", "max_det", "pre_nms_topk", "nms_iters", "conf", "iou", "arch", "task", "num_classes", "min_size",
-        "max_size", "head", "describe", "proposals", "roi_align")}
-    return ExportOptions(**a, opset=getattr(args, "opset", None) or 17, trust=bool(getattr(args, "trust_checkpoint", False)),
-                         class_names=_names(getattr(args, "class_names", None)),
-                         accept_unverified=bool(getattr(args, "accept_unverified", False)))
-
-
 def main(args: argparse.Namespace) -> int:
     from edgevision.sources import sample_frames
 
     from ..export import convert
+    from ..export_args import export_options
 
     model = Path(args.model)
     out = Path(args.output) if args.output else Path("runs/convert") / model.stem

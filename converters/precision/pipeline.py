@@ -300,7 +300,7 @@ def _qat(fp32: Path, manifest: Manifest, args: argparse.Namespace, build: Any, c
          opts: Any) -> Any:
     """--qat: distil the checkpoint with the INT8 placement just decided and rewrite both INT8 graphs
     from the fine-tuned weights (qat_int8.qat_int8); returns its QatResult."""
-    from converters.cli.convert import export_options
+    from converters.export_args import export_options
 
     from .qat import QatOptions, check_qat_source
     from .qat_int8 import qat_int8
