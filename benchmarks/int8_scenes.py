@@ -13,6 +13,11 @@ against FP32 on ONNX Runtime's CPU provider. Results: benchmarks/results/int8_sc
 
     .venv/bin/python benchmarks/int8_scenes.py [--calib-frames 64] [--val-frames 64] [--imgsz 640]
         [--keep-float auto] [--calibration percentile|mse] [--tag NAME]
+        [--qat [--qat-minutes M] [--qat-steps N] [--qat-lr LR] [--qat-learn-scales] [--qat-feature-weight W]]
+
+--qat measures both files without QAT (post-training) and with it (the same placement and ranges,
+weights distilled against FP32 on the augmented calibration frames: converters/precision/qat.py)
+side by side in one run: results/int8_scenes_qat.json / .md (or _qat_<tag> when --tag is given).
 """
 from __future__ import annotations
 
@@ -95,7 +100,7 @@ def agreement(fp32: Path, files: dict[str, Path], frames: dict[str, list[np.ndar
     return out
 
 
-def build(fp32: Path, calib: list[np.ndarray], work: Path, opts: Any) -> dict[str, Path]:
+def build(fp32: Path, calib: list[np.ndarray], work: Path, opts: Any) -> tuple[dict[str, Path], Any]:
     from converters.onnx_io import read_manifest
     from converters.precision.budget import DEFAULT_BUDGETS
     from converters.precision.int8 import build_int8
@@ -105,7 +110,28 @@ def build(fp32: Path, calib: list[np.ndarray], work: Path, opts: Any) -> dict[st
     b = build_int8(fp32, manifest, calib, trt, cpu, DEFAULT_BUDGETS["int8"], opts, log=lambda m: print(f"[int8] {m}"))
     print(f"[scenes] kept float: TensorRT {len(b.kept_float)} layers, CPU twin {len(b.cpu_kept_float)}; "
           f"{ {k: round(v, 1) for k, v in b.seconds.items()} }")
-    return {"int8": trt, "int8-cpu": cpu}
+    return {"int8": trt, "int8-cpu": cpu}, b
+
+
+def qat_build(fp32: Path, calib: list[np.ndarray], work: Path, opts: Any, b: Any, qopts: Any) -> tuple[dict[str, Path], Any]:
+    """The post-training files copied to work/ptq-*, then --qat rewrites work/int8*.onnx in place
+    (qat_int8.qat_int8, as `edgevision convert --qat` does) -> ({name: file}, QatResult)."""
+    import shutil
+    from dataclasses import replace
+
+    from converters.export import ExportOptions
+    from converters.onnx_io import read_manifest
+    from converters.precision.qat_int8 import qat_int8
+
+    manifest = read_manifest(fp32)
+    for name in ("int8", "int8-cpu"):
+        shutil.copy(work / f"{name}.onnx", work / f"ptq-{name}.onnx")
+    trt, cpu = work / "qat-int8.onnx", work / "qat-int8-cpu.onnx"
+    b = replace(b, trt_path=trt, cpu_path=cpu)
+    res = qat_int8(demo_checkpoint(), ExportOptions(imgsz=tuple(manifest.input_hw)), fp32, manifest, b, calib, opts,
+                   qopts, log=lambda m: print(f"[qat] {m}", flush=True), progress=lambda p: print(f"[qat] {p.line()}", flush=True))
+    print(f"[qat] {res.summary()}")
+    return {"int8 +qat": trt, "int8-cpu +qat": cpu}, res
 
 
 def to_markdown(data: dict[str, Any]) -> str:
@@ -119,6 +145,15 @@ def to_markdown(data: dict[str, Any]) -> str:
         for name, e in files.items():
             lines.append(f"| {scene} | {name} | {e['f1']:.3f} | {e['ap50_95_pooled']:.3f} | {e['ap50_95_per_class']:.3f} "
                          f"| {e['mask_iou']:.3f} | {e['fp32_detections']} |")
+    if "qat" in data:
+        q = data["qat"]
+        lines += ["", f"--qat: {q['steps']} steps in {q['seconds'] / 60:.1f} min ({q['stopped']}, best step {q['best_step']}), "
+                  f"held-out distillation loss {q['loss_before']:.4f} -> {q['loss_after']:.4f}, {q['train_frames']} "
+                  f"training frames (augmented), {q['held_out_frames']} held out; options {q['options']}"]
+    if "speed" in data:
+        lines += ["", "ONNX Runtime CPU speed vs FP32 (interleaved): " + ", ".join(
+            f"{n} {e['latency_ms']} ms ({e['latency_vs_fp32']}x latency, {e['throughput_vs_fp32']}x throughput)"
+            for n, e in data["speed"].items())]
     lines += ["", "Scenes:", *[f"- {k}: {v}" for k, v in data["sources"].items()], ""]
     return "\n".join(lines)
 
@@ -152,6 +187,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--speed", nargs="*", metavar="NAME=FILE", default=None,
                     help="only time FP32 against these ONNX files, interleaved (e.g. before=.../int8-cpu.onnx)")
     ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--qat", action="store_true", help="also distil (--qat) and compare with and without, side by side")
+    ap.add_argument("--qat-minutes", type=float, default=None)
+    ap.add_argument("--qat-steps", type=int, default=None)
+    ap.add_argument("--qat-lr", type=float, default=None)
+    ap.add_argument("--qat-batch", type=int, default=None)
+    ap.add_argument("--qat-imgsz", type=int, default=None)
+    ap.add_argument("--qat-learn-scales", action="store_true")
+    ap.add_argument("--qat-feature-weight", type=float, default=None)
     args = ap.parse_args(argv)
 
     from converters.precision.int8 import Int8Options
@@ -173,13 +216,30 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     calib, frames, sources = scenes(args.calib_frames, args.val_frames)
     t0 = time.perf_counter()
-    files = build(fp32, calib, work, opts)
+    files, b = build(fp32, calib, work, opts)
     build_s = time.perf_counter() - t0
     data = {"tag": args.tag, "imgsz": args.imgsz, "calib_frames": len(calib), "build_seconds": round(build_s, 1),
             "options": f"keep_float={opts.keep_float}, calibration={opts.calibration}, float_final={opts.float_final}",
-            "sources": sources, "agreement": agreement(fp32, files, frames)}
-    RESULTS.mkdir(exist_ok=True)
+            "sources": sources}
     stem = RESULTS / f"int8_scenes_{args.tag}"
+    if args.qat:
+        from converters.precision.qat import QatOptions
+
+        qopts = QatOptions()
+        for k in ("minutes", "steps", "lr", "batch", "feature_weight", "imgsz"):
+            if getattr(args, f"qat_{k}") is not None:
+                setattr(qopts, k, getattr(args, f"qat_{k}"))
+        qopts.learn_scales = args.qat_learn_scales
+        t0 = time.perf_counter()
+        qfiles, res = qat_build(fp32, calib, work, opts, b, qopts)
+        data["qat"] = {**res.as_dict(), "seconds_with_export": round(time.perf_counter() - t0, 1)}
+        files = {"int8": files["int8"], "int8 +qat": qfiles["int8 +qat"],
+                 "int8-cpu": files["int8-cpu"], "int8-cpu +qat": qfiles["int8-cpu +qat"]}
+        stem = RESULTS / ("int8_scenes_qat" + ("" if args.tag == "current" else f"_{args.tag}"))
+    data["agreement"] = agreement(fp32, files, frames)
+    if args.qat:
+        data["speed"] = speed(fp32, {n: files[n] for n in ("int8-cpu", "int8-cpu +qat")}, args.rounds)
+    RESULTS.mkdir(exist_ok=True)
     stem.with_suffix(".json").write_text(json.dumps(data, indent=1))
     stem.with_suffix(".md").write_text(to_markdown(data))
     print(to_markdown(data))

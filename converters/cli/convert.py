@@ -109,41 +109,37 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="calibration frames the --keep-float auto search scores layers on (default 12)")
     p.add_argument("--speed-rounds", type=int, default=10,
                    help="interleaved timing rounds per artifact and runtime in the precision report (default 10)")
+    p.add_argument("--qat", action="store_true",
+                   help="INT8: fine-tune the fake-quantized model against the FP32 model on the (augmented, unlabeled) "
+                        "calibration frames before writing the INT8 graphs (needs the PyTorch checkpoint; a few minutes "
+                        "on a CPU; Ctrl-C stops early and keeps the best checkpoint)")
+    p.add_argument("--qat-minutes", type=float, default=None,
+                   help="--qat: training time limit in minutes (default 5)")
+    p.add_argument("--qat-steps", type=int, default=None,
+                   help="--qat: training steps limit (default: until --qat-minutes)")
     p.add_argument("--engine", action="store_true", help="also build a TensorRT engine (needs TensorRT and a GPU)")
-
-
-def _names(path: str | None) -> tuple[str, ...] | None:
-    if path is None:
-        return None
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise EdgeVisionError(f"--class-names {path}: {exc.strerror}") from exc
-    names = tuple(line.strip() for line in lines if line.strip())
-    if not names:
-        raise EdgeVisionError(f"--class-names {path} lists no names")
-    return names
 
 
 def main(args: argparse.Namespace) -> int:
     from edgevision.sources import sample_frames
 
-    from ..export import ExportOptions, convert
+    from ..export import convert
+    from ..export_args import export_options
 
     model = Path(args.model)
     out = Path(args.output) if args.output else Path("runs/convert") / model.stem
+    if getattr(args, "qat", False):  # refused before any work
+        from ..precision.qat import check_qat_source
+
+        if args.precision != "int8":
+            raise EdgeVisionError(f"--qat fine-tunes for INT8; add --precision int8 (asked: {args.precision})")
+        check_qat_source(model)
     frames = None
     if args.verify:
         frames, _ = sample_frames(args.verify, args.verify_frames)
         if not frames:
             raise EdgeVisionError(f"--verify {args.verify}: no frames could be read")
-    opts = ExportOptions(
-        imgsz=args.imgsz, max_det=args.max_det, pre_nms_topk=args.pre_nms_topk, nms_iters=args.nms_iters,
-        conf=args.conf, iou=args.iou, opset=args.opset, trust=args.trust_checkpoint,
-        arch=args.arch, task=args.task, num_classes=args.num_classes, class_names=_names(args.class_names),
-        accept_unverified=args.accept_unverified, min_size=args.min_size, max_size=args.max_size, head=args.head,
-        describe=args.describe, proposals=args.proposals, roi_align=args.roi_align,
-    )
+    opts = export_options(args)
     result = convert(model, out, opts, frames)
     print(f"ONNX      {result.onnx_path}  ({result.seconds:.1f} s)")
     if result.verdict and result.verdict.verified:

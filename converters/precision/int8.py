@@ -223,6 +223,19 @@ def _scope_nodes(regions: Regions, groups: Sequence[str], model: Any) -> set[str
     return out
 
 
+def _kept_groups(regions: Regions, kept: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(layer groups entirely kept float, the other kept layer names)."""
+    groups = [g for g in regions.groups if set(regions.groups[g]) <= set(kept)]
+    loose = [name for name in kept if not any(name in regions.groups[g] for g in groups)]
+    return groups, loose
+
+
+def cpu_float_nodes(regions: Regions, kept: Sequence[str], model: Any) -> set[str]:
+    """The nodes the CPU twin keeps float for the kept layer names (whole blocks where a group is kept)."""
+    groups, loose = _kept_groups(regions, kept)
+    return regions.float_nodes | set(loose) | _scope_nodes(regions, groups, model)
+
+
 def _build_cpu_twin(
     fp32_path: Path, manifest: Manifest, model: Any, regions: Regions, ranges: Ranges, out: Path, kept: list[str],
     protection: Protection | None, tune: Prepared | None, budget: Budget, opts: Int8Options,
@@ -232,8 +245,7 @@ def _build_cpu_twin(
     (uint8, conv outputs and SiLU quantized too), so with --keep-float auto it is checked on the
     tuning frames itself and, if short, more blocks stay float in the same worst-first order.
     Returns the layer names it keeps float."""
-    groups = [g for g in regions.groups if set(regions.groups[g]) <= set(kept)]
-    loose = [name for name in kept if not any(name in regions.groups[g] for g in groups)]
+    groups, loose = _kept_groups(regions, kept)
 
     def write(groups: list[str]) -> None:
         build_cpu_int8(fp32_path, out, ranges, regions.float_nodes | set(loose) | _scope_nodes(regions, groups, model),

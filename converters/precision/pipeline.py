@@ -239,6 +239,7 @@ def run_int8(fp32: Path, manifest: Manifest, args: argparse.Namespace, budget: B
     trt = Variant("int8", "int8", folder / f".{stem}.int8.partial.onnx")
     cpu = Variant("int8-cpu", "int8", folder / f".{stem}.int8-cpu.partial.onnx")
     build = build_int8(fp32, manifest, split.calib, trt.tmp, cpu.tmp, budget, opts, log)
+    qat = _qat(fp32, manifest, args, build, split.calib, opts) if getattr(args, "qat", False) else None
     layers = build.layer_summary()
     cpu_ranges = build.cpu_ranges or build.ranges
     calib_info = {"percentile": build.ranges.percentile, "frames": build.ranges.frames, "method": build.ranges.info["method"]}
@@ -267,6 +268,11 @@ def run_int8(fp32: Path, manifest: Manifest, args: argparse.Namespace, budget: B
                   f"{layers['float_region_nodes']} {post_name(manifest.task)} nodes float",
         "seconds": {k: round(s, 1) for k, s in build.seconds.items()},
     }
+    if qat is not None:
+        details["qat"] = qat.summary()
+        for v in (trt, cpu):
+            v.info["qat"] = qat.as_dict()
+            v.info.setdefault("notes", []).append(f"fine-tuned with --qat: {qat.summary()}")
     if build.protection is not None:
         p = build.protection
         details["protection"] = (
@@ -288,6 +294,32 @@ def run_int8(fp32: Path, manifest: Manifest, args: argparse.Namespace, budget: B
             "Try --keep-float auto (the default), more --calib-frames, or a looser --max-drop."
         )
     return trt.final
+
+
+def _qat(fp32: Path, manifest: Manifest, args: argparse.Namespace, build: Any, calib: list[np.ndarray],
+         opts: Any) -> Any:
+    """--qat: distil the checkpoint with the INT8 placement just decided and rewrite both INT8 graphs
+    from the fine-tuned weights (qat_int8.qat_int8); returns its QatResult."""
+    from converters.export_args import export_options
+
+    from .qat import QatOptions, check_qat_source
+    from .qat_int8 import qat_int8
+
+    model = getattr(args, "model", None)
+    if not model:
+        raise EdgeVisionError("--qat needs the PyTorch model the FP32 artifact was converted from")
+    check_qat_source(model)
+    qopts = QatOptions()
+    if getattr(args, "qat_minutes", None):
+        qopts.minutes = float(args.qat_minutes)
+    if getattr(args, "qat_steps", None):
+        qopts.steps = int(args.qat_steps)
+    log(f"--qat: distilling {model} (fake-quantized with this placement) against itself in FP32, "
+        f"up to {qopts.minutes:g} min" + (f" / {qopts.steps} steps" if qopts.steps else "") + "; Ctrl-C keeps the best so far")
+    result = qat_int8(Path(model), export_options(args), fp32, manifest, build, calib, opts, qopts, log,
+                      lambda p: log(p.line()))
+    log(f"--qat: {result.summary()}")
+    return result
 
 
 def run_fp16(fp32: Path, manifest: Manifest, args: argparse.Namespace, budget: Budget) -> Path:
