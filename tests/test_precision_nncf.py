@@ -29,6 +29,10 @@ def _qdq_model(zero_point: np.ndarray, scale: float) -> onnx.ModelProto:
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])],
                               [numpy_helper.from_array(np.array(scale, np.float32), "s"),
                                numpy_helper.from_array(zero_point, "zp")])
+    # NNCF's graphs declare the types of the zero point and the quantized tensor: to_signed must follow
+    zp_type = helper.np_dtype_to_tensor_dtype(zero_point.dtype)
+    graph.value_info.extend([helper.make_tensor_value_info("zp", zp_type, []),
+                             helper.make_tensor_value_info("q", zp_type, [4])])
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
@@ -46,6 +50,7 @@ def test_to_signed_rewrites_symmetric_uint8_only() -> None:
     sym = _qdq_model(np.array(0, np.uint8), 0.01)
     before = _run(sym, x)
     assert not signed_only(sym) and to_signed(sym) == 1 and signed_only(sym)
+    onnx.checker.check_model(sym, full_check=True)  # the declared types follow (what convert checks)
     after = _run(sym, x)
     step = 0.01 * 255 / 127
     assert np.abs(before - x).max() <= 0.005 + 1e-6 and np.abs(after - x).max() <= step / 2 + 1e-6

@@ -100,14 +100,17 @@ def build_int8(
     if not regions.layers:
         raise EdgeVisionError(f"{fp32_path}: found no Conv / MatMul layers to quantize")
     t0 = time.perf_counter()
-    tensors = float_tensors(model, regions.network_nodes)
-    ranges, cpu_ranges = calibrate(fp32_path, manifest, tensors, calib, opts, log)
+    mode = opts.keep_float.strip()
+    if opts.engine == "nncf" and mode != "auto":  # NNCF measures its own ranges; ours would go unused
+        ranges = cpu_ranges = Ranges({}, 0.0, len(calib), {"method": "nncf"})
+    else:  # (with --keep-float auto the layer search scores groups with our ranges, whichever engine writes)
+        tensors = float_tensors(model, regions.network_nodes)
+        ranges, cpu_ranges = calibrate(fp32_path, manifest, tensors, calib, opts, log)
     seconds = {"calibration": time.perf_counter() - t0}
 
     t0 = time.perf_counter()
     protection = None
     tune: Prepared | None = None
-    mode = opts.keep_float.strip()
     final = final_layers(model, regions) if opts.float_final else []
     stem = stem_layers(regions, opts.float_stem)
     if final or stem:

@@ -71,7 +71,7 @@ def quantize_nncf(
         raise EdgeVisionError(f"NNCF preset {opts.preset!r}: choose one of {', '.join(PRESETS)}")
     nncf = lazy_import("nncf")
     onnx = lazy_import("onnx")
-    from nncf.quantization.advanced_parameters import (
+    from nncf.quantization.advanced_parameters import (  # type: ignore[import-untyped]
         AdvancedQuantizationParameters,
         AdvancedSmoothQuantParameters,
     )
@@ -147,8 +147,8 @@ def to_signed(model: Any) -> int:
     # The rewritten quantizers' outputs are int8 now: say so where the graph declares their type.
     q_out = {n.output[0] for n in model.graph.node if n.op_type == "QuantizeLinear" and len(n.input) > 2
              and n.input[2] in done}
-    for vi in model.graph.value_info:
-        if vi.name in q_out:
+    for vi in model.graph.value_info:  # NNCF declares the zero points' types there too
+        if vi.name in q_out or vi.name in done:
             vi.type.tensor_type.elem_type = onnx.TensorProto.INT8
     return len(done)
 

@@ -269,7 +269,8 @@ def run_int8(fp32: Path, manifest: Manifest, args: argparse.Namespace, budget: B
     details: dict[str, Any] = {
         "keep_float mode": opts.keep_float,
         "engine": opts.engine,
-        "calibration": f"{len(build.ranges.tensors)} tensors on {build.ranges.frames} frames; TensorRT graph: "
+        "calibration": f"NNCF's own statistics on {len(split.calib)} frames" if not build.ranges.tensors else
+                       f"{len(build.ranges.tensors)} tensors on {build.ranges.frames} frames; TensorRT graph: "
                        f"{calib_info['method']}; CPU twin: {cpu_calib['method']}",
         "layers": f"{layers['quantized_layers']} of {layers['layers']} Conv/ConvTranspose/MatMul layers in INT8; "
                   f"{layers['float_region_nodes']} {post_name(manifest.task)} nodes float",
