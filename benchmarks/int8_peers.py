@@ -8,6 +8,7 @@ held-out last 20%, Megamind.avi, the stills. Configurations:
 - ultralytics OV FP32: its OpenVINO FP32 export (OpenVINO's default precision on this CPU);
 - edgevision int8 / int8-cpu: the TensorRT Q/DQ file and the CPU twin of `edgevision convert
   --precision int8` (edgevision's own quantizer), on ONNX Runtime, the twin also on OpenVINO;
+- edgevision conv-only int8-cpu: the twin with Q/DQ on Conv alone (Int8Options.cpu_ops);
 - edgevision nncf int8 / nncf int8-cpu: the same files written by `--int8-engine nncf`
   (NNCF's ONNX backend on our FP32 graph: PERFORMANCE preset for the TensorRT file, MIXED for the twin);
 - edgevision fp32: the reference.
@@ -89,16 +90,16 @@ def prepare(work: Path, imgsz: int, calib: list[np.ndarray], keep_float: str) ->
     fp32 = fp32_model(work, imgsz)
     files: dict[str, tuple[Path, int]] = {}
     seconds: dict[str, float] = {}
-    # The previous CPU twin (Q/DQ around every op ORT has a kernel for, 99.99th percentile) beside the new one.
+    # The CPU twin that quantizes Conv alone (99.999th percentile) beside the default one.
     engines = {"": Int8Options(keep_float=keep_float), "nncf ": Int8Options(keep_float=keep_float, engine="nncf"),
-               "previous ": Int8Options(keep_float=keep_float, cpu_ops=None, cpu_percentile=99.99)}
+               "conv-only ": Int8Options(keep_float=keep_float, cpu_ops=("Conv",), cpu_percentile=99.999)}
     for prefix, opts in engines.items():
         t0 = time.perf_counter()
         (work / (prefix.strip() or "edgevision")).mkdir(parents=True, exist_ok=True)
         built = build(fp32, calib, work / (prefix.strip() or "edgevision"), opts)
         seconds[f"edgevision {prefix or 'own '}engine"] = round(time.perf_counter() - t0, 1)
         for variant, path in built.items():
-            if prefix == "previous " and variant == "int8":
+            if prefix == "conv-only " and variant == "int8":
                 continue  # the TensorRT graph is the same as edgevision's
             bits = 8 if opts.engine == "nncf" or variant == "int8" else _weight_bits()
             stamp(path, variant, bits)

@@ -148,14 +148,13 @@ def optimized_ops(path: Path, tmp: Path) -> dict[str, int]:
 
 def test_cpu_twin_runs_integer_kernels(int8_dir: Path, tmp_path: Path) -> None:
     """Why two INT8 files: ONNX Runtime on x86 fuses the CPU twin into QLinearConv, but runs
-    every convolution of TensorRT's int8-symmetric graph in float behind Q/DQ nodes. The twin
-    quantizes Conv alone (cpu_int8.CPU_OPS): SiLU stays float, no QLinearSigmoid."""
+    every convolution of TensorRT's int8-symmetric graph in float behind Q/DQ nodes."""
     cpu = optimized_ops(int8_dir / "yolo11n-seg.int8-cpu.onnx", tmp_path)
     trt = optimized_ops(int8_dir / "yolo11n-seg.int8.onnx", tmp_path)
     # 82 of 99 convolutions (measured): the head's last convolutions, whose outputs the float decode
     # reads, and the stem (model.0-2) stay float (Int8Options.float_final / float_stem), and so does the
     # fixed DFL convolution
-    assert cpu.get("QLinearConv", 0) >= 78 and cpu.get("QLinearSigmoid", 0) == 0
+    assert cpu.get("QLinearConv", 0) >= 78 and cpu.get("QLinearSigmoid", 0) >= 70
     assert trt.get("QLinearConv", 0) == 0 and trt.get("DequantizeLinear", 0) >= 100
 
 

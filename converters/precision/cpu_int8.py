@@ -11,13 +11,15 @@ yolo11n-seg 640x640, 2 cores, AVX-512 VNNI, ORT 1.32, kernel time per frame):
 - With TensorRT's placement (no Q on conv outputs), there is no DQ -> Conv -> Q group to fuse
   at all, whatever the activation type.
 This twin uses what ORT's x86 kernels want: uint8 asymmetric activations, int8 symmetric
-per-channel weights, int32 bias. It used to put Q/DQ around every op ORT has an integer kernel for
-(Conv, Sigmoid and Mul of SiLU, Add, Concat, MaxPool, Resize), so whole blocks ran as
+per-channel weights, int32 bias. Q/DQ go around every op ORT has an integer kernel for
+(Conv, Sigmoid and Mul of SiLU, Add, Concat, MaxPool, Resize), so whole blocks run as
 QLinearConv / QLinearSigmoid / QLinearMul: 119 ms vs 173 ms. That rounds every SiLU, Add and
-Concat to uint8 too, which the TensorRT graph does not, and on scenes calibration never saw it fell
-well behind it (F1 vs FP32 on Megamind 0.86 vs 0.96, photos 0.82 vs 0.91). Now only Conv is
-quantized (CPU_OPS): DQ -> Conv -> Q still fuses into QLinearConv, SiLU / Add / Concat run in
-float between the Q/DQ pairs (benchmarks/results/int8_peers.md has the speed and agreement). Made by onnxruntime.quantization
+Concat to uint8 too, which the TensorRT graph does not, and on scenes calibration never saw it
+falls behind it. Quantizing Conv alone (op_types=("Conv",), Int8Options.cpu_ops; DQ -> Conv -> Q
+still fuses into QLinearConv, SiLU / Add / Concat run in float) recovers part of that (F1 / pooled
+AP50-95 vs FP32, Megamind 0.882 / 0.927 vs 0.861 / 0.889, photos 0.865 / 0.890 vs 0.833 / 0.864)
+but costs the speed (1.16x FP32 end to end vs 1.44x on the 2-core AVX2 EPYC, below the 1.3x the
+twin exists for), so it is an option, not the default: benchmarks/results/int8_peers.md. Made by onnxruntime.quantization
 from the same measured ranges; the decode and post-processing stay float exactly as in the
 TensorRT graph. TensorRT cannot use it (uint8 zero points), hence two artifacts.
 
@@ -45,8 +47,8 @@ from edgevision.device import u8s8_saturates
 from .calibration import Ranges, save_ort_cache
 
 
-# The ops the twin quantizes (ORT's op_types_to_quantize). None would be every op ORT has an integer kernel for.
-CPU_OPS: tuple[str, ...] | None = ("Conv",)
+# The ops the twin quantizes (ORT's op_types_to_quantize); None: every op ORT has an integer kernel for.
+CPU_OPS: tuple[str, ...] | None = None
 
 
 @contextmanager

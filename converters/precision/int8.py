@@ -35,8 +35,7 @@ class Int8Options:
     placement (int8 only at conv inputs) lost score at 99.99 (mean matched score -0.039, recall
     0.950) and kept it at 99.999 (-0.006, F1 0.971); the CPU twin, which also quantizes conv
     outputs and SiLU, gained score at 99.999 (precision 0.955) and balanced at 99.99 (F1 0.972).
-    The CPU twin's numbers above were with Q/DQ around every op (cpu_ops=None); since it quantizes
-    Conv alone (cpu_int8.CPU_OPS), 99.999 suits it too (measured: benchmarks/results/int8_peers.md).
+    cpu_ops=("Conv",) with cpu_percentile 99.999: the more accurate, slower twin (cpu_int8's docstring).
     tune_frames: calibration frames
     the protection search scores on. max_fraction: most layers protection may keep float.
     calibration: "percentile" (the above), "max" or "mse" (calibration.collect_ranges_mse): on scenes
@@ -46,7 +45,7 @@ class Int8Options:
 
     keep_float: str = "auto"
     percentile: float = 99.999
-    cpu_percentile: float = 99.999
+    cpu_percentile: float = 99.99
     tune_frames: int = 12
     margin: float = 0.01
     max_fraction: float = 0.5
