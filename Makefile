@@ -36,7 +36,7 @@ $(VENV)/.installed: setup.py | $(VPY)
 # The CUDA 13 generation (desktop drivers) is tested too: cuda-bindings 13 lives apart in
 # .venv/cu13 (one process holds one cuda-bindings), with NVRTC 13 from the venv.
 $(VENV)/.installed-dev: $(VENV)/.installed tools/setup_trt_stubs.py
-	$(PIP) install -e ".[dev,openvino,track]" tensorrt-rtx-cu12 "cuda-bindings==12.*" \
+	$(PIP) install -e ".[dev,openvino,track,nncf]" tensorrt-rtx-cu12 "cuda-bindings==12.*" \
 		"nvidia-cuda-nvrtc-cu12==12.6.*" "nvidia-cuda-runtime-cu12==12.6.*" "nvidia-cuda-nvrtc==13.*"
 	$(PIP) install --no-deps tensorrt-stubs
 	# timm for its classifier family: --no-deps, since its resolution would move torch's

@@ -47,7 +47,7 @@ RESULTS = Path(__file__).parent / "results"
 # -- preparation ------------------------------------------------------------------------
 def prepare(work: Path) -> dict[str, dict[str, Any]]:
     """Every model, converted afresh: name -> how its child process runs it."""
-    from benchmarks.ultralytics_ref import export_ultralytics_onnx, export_ultralytics_openvino
+    from benchmarks.ultralytics_ref import export_ultralytics_onnx, export_ultralytics_openvino, write_calib_images
     from converters.precision.calibration import split_frames
 
     ckpt = demo_checkpoint()
@@ -57,14 +57,7 @@ def prepare(work: Path) -> dict[str, dict[str, Any]]:
     subprocess.run([sys.executable, "-m", "edgevision", "convert", str(ckpt), "-o", str(ev), "--precision", "int8",
                     "--calib", str(VTEST)], check=True)
     split = split_frames(str(VTEST), 256, None, 64)  # the very frames edgevision calibrated on
-    calib_dir = work / "calib" / "images"
-    if calib_dir.parent.exists():
-        shutil.rmtree(calib_dir.parent)
-    calib_dir.mkdir(parents=True)
-    import cv2
-
-    for i, frame in enumerate(split.calib):
-        cv2.imwrite(str(calib_dir / f"{i:04d}.jpg"), frame, [cv2.IMWRITE_JPEG_QUALITY, 98])
+    calib_dir = write_calib_images(split.calib, work / "calib" / "images")
     ul = work / "ultralytics"
     return {
         "edgevision best": {"kind": "edgevision", "path": str(ev)},

@@ -55,6 +55,19 @@ def export_ultralytics_openvino(checkpoint: Path, out_dir: Path, calib_images: P
     return Path(model.export(format="openvino", int8=True, data=str(data), fraction=1.0, imgsz=imgsz, verbose=False))
 
 
+def write_calib_images(frames: list[np.ndarray], folder: Path) -> Path:
+    """Calibration frames (uint8[H, W, 3] BGR) as JPEGs (quality 98) in a fresh `folder`: what
+    Ultralytics' INT8 export reads (export_ultralytics_openvino's calib_images). Returns folder."""
+    import cv2
+
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    for i, frame in enumerate(frames):
+        cv2.imwrite(str(folder / f"{i:04d}.jpg"), frame, [cv2.IMWRITE_JPEG_QUALITY, 98])
+    return folder
+
+
 def load_predictor(onnx_path: Path, task: str = "segment") -> Any:
     from ultralytics import YOLO
 

@@ -26,6 +26,7 @@ _EXTRAS: dict[str, tuple[str, str]] = {
     "tensorrt_rtx": ("tensorrt-rtx-cu12", "building TensorRT-RTX engines"),
     "cuda": ("edgevision[trt] (cuda-python)", "CUDA memory and streams"),
     "scipy": ("edgevision[track]", "tracking (--track: ByteTrack's assignment)"),
+    "nncf": ("edgevision[nncf]", "quantizing with NNCF (--int8-engine nncf)"),
 }
 
 

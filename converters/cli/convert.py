@@ -102,6 +102,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calib-method", default=None, choices=["percentile", "max", "mse"],
                    help="INT8 activation ranges: percentile of |x| (see --calib-percentile), max (min/max), or mse "
                         "(the range of least int8 error per tensor); default percentile")
+    p.add_argument("--int8-engine", default="edgevision", choices=["edgevision", "nncf"],
+                   help="who writes the INT8 graphs: edgevision's own quantizer (default: measured more accurate for "
+                        "the TensorRT graph and faster for the CPU twin, benchmarks/results/int8_peers.md) or NNCF's ONNX "
+                        "post-training quantization (pip install 'edgevision[nncf]'); the gate judges either")
     p.add_argument("--quantize-final", action="store_true",
                    help="INT8 also for the final layers (box / class / mask-coefficient convolutions), which stay "
                         "float by default: scenes unlike the calibration clip push their inputs to 3x its range")

@@ -11,9 +11,15 @@ yolo11n-seg 640x640, 2 cores, AVX-512 VNNI, ORT 1.32, kernel time per frame):
 - With TensorRT's placement (no Q on conv outputs), there is no DQ -> Conv -> Q group to fuse
   at all, whatever the activation type.
 This twin uses what ORT's x86 kernels want: uint8 asymmetric activations, int8 symmetric
-per-channel weights, int32 bias, and Q/DQ around every op ORT has an integer kernel for
+per-channel weights, int32 bias. Q/DQ go around every op ORT has an integer kernel for
 (Conv, Sigmoid and Mul of SiLU, Add, Concat, MaxPool, Resize), so whole blocks run as
-QLinearConv / QLinearSigmoid / QLinearMul: 119 ms vs 173 ms. Made by onnxruntime.quantization
+QLinearConv / QLinearSigmoid / QLinearMul: 119 ms vs 173 ms. That rounds every SiLU, Add and
+Concat to uint8 too, which the TensorRT graph does not, and on scenes calibration never saw it
+falls behind it. Quantizing Conv alone (op_types=("Conv",), Int8Options.cpu_ops; DQ -> Conv -> Q
+still fuses into QLinearConv, SiLU / Add / Concat run in float) recovers part of that (F1 / pooled
+AP50-95 vs FP32, Megamind 0.882 / 0.927 vs 0.861 / 0.889, photos 0.865 / 0.890 vs 0.833 / 0.864)
+but costs the speed (1.16x FP32 end to end vs 1.44x on the 2-core AVX2 EPYC, below the 1.3x the
+twin exists for), so it is an option, not the default: benchmarks/results/int8_peers.md. Made by onnxruntime.quantization
 from the same measured ranges; the decode and post-processing stay float exactly as in the
 TensorRT graph. TensorRT cannot use it (uint8 zero points), hence two artifacts.
 
@@ -30,7 +36,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -39,6 +45,10 @@ from edgevision._lazy import lazy_import
 from edgevision.device import u8s8_saturates
 
 from .calibration import Ranges, save_ort_cache
+
+
+# The ops the twin quantizes (ORT's op_types_to_quantize); None: every op ORT has an integer kernel for.
+CPU_OPS: tuple[str, ...] | None = None
 
 
 @contextmanager
@@ -59,9 +69,11 @@ def default_weight_bits() -> int:
 
 def build_cpu_int8(
     fp32_path: str | Path, out_path: str | Path, ranges: Ranges, keep_float: Iterable[str], weight_bits: int = 8,
+    op_types: Sequence[str] | None = CPU_OPS,
 ) -> Path:
     """Quantize fp32_path for ONNX Runtime on x86/ARM CPUs; nodes in keep_float stay float.
-    weight_bits: 8, or 7 (weights in -64..64: ORT's reduce_range), exact on u8s8 kernels without VNNI."""
+    weight_bits: 8, or 7 (weights in -64..64: ORT's reduce_range), exact on u8s8 kernels without VNNI.
+    op_types: the op types to quantize (None: every one ORT has an integer kernel for)."""
     if weight_bits not in (7, 8):
         raise ValueError(f"weight_bits must be 7 or 8, not {weight_bits}")
     quant = lazy_import("onnxruntime.quantization")
@@ -75,6 +87,7 @@ def build_cpu_int8(
             activation_type=quant.QuantType.QUInt8,
             weight_type=quant.QuantType.QInt8,
             nodes_to_exclude=sorted(keep_float),
+            op_types_to_quantize=list(op_types) if op_types else None,
             calibrate_method=quant.CalibrationMethod.MinMax,  # the cache holds our ranges as (min, max)
             calibration_cache_path=str(cache),
             extra_options={"WeightSymmetric": True, "ActivationSymmetric": False},

@@ -17,7 +17,7 @@ from edgevision.manifest import Manifest
 
 from .budget import Budget
 from .calibration import Ranges, collect_ranges_mse, collect_ranges_multi, float_tensors, graph_feeds
-from .cpu_int8 import build_cpu_int8, default_weight_bits
+from .cpu_int8 import CPU_OPS, build_cpu_int8, default_weight_bits
 from .evaluate import AP_CONF, Prepared, prepare
 from .judge import evaluate, loss, results
 from .qdq import insert_qdq
@@ -35,6 +35,7 @@ class Int8Options:
     placement (int8 only at conv inputs) lost score at 99.99 (mean matched score -0.039, recall
     0.950) and kept it at 99.999 (-0.006, F1 0.971); the CPU twin, which also quantizes conv
     outputs and SiLU, gained score at 99.999 (precision 0.955) and balanced at 99.99 (F1 0.972).
+    cpu_ops=("Conv",) with cpu_percentile 99.999: the more accurate, slower twin (cpu_int8's docstring).
     tune_frames: calibration frames
     the protection search scores on. max_fraction: most layers protection may keep float.
     calibration: "percentile" (the above), "max" or "mse" (calibration.collect_ranges_mse): on scenes
@@ -50,9 +51,11 @@ class Int8Options:
     max_fraction: float = 0.5
     cpu_variant: bool = True
     cpu_weight_bits: int | None = None  # the CPU twin's weights: 7 or 8; None: cpu_int8.default_weight_bits()
+    cpu_ops: tuple[str, ...] | None = CPU_OPS  # ops the CPU twin quantizes (None: every op ORT has a kernel for)
     calibration: str = "percentile"  # how activation ranges are set: "percentile" (of |x|), "max", "mse"
     float_final: bool = True  # keep final_layers() float (box / class / mask-coefficient convolutions)
     float_stem: int = 3  # keep the first N layer groups float (stem_layers(); 0: none)
+    engine: str = "edgevision"  # who writes the graphs: "edgevision" (qdq.py / cpu_int8.py) or "nncf" (nncf_engine.py)
 
 
 @dataclass
@@ -96,14 +99,17 @@ def build_int8(
     if not regions.layers:
         raise EdgeVisionError(f"{fp32_path}: found no Conv / MatMul layers to quantize")
     t0 = time.perf_counter()
-    tensors = float_tensors(model, regions.network_nodes)
-    ranges, cpu_ranges = calibrate(fp32_path, manifest, tensors, calib, opts, log)
+    mode = opts.keep_float.strip()
+    if opts.engine == "nncf" and mode != "auto":  # NNCF measures its own ranges; ours would go unused
+        ranges = cpu_ranges = Ranges({}, 0.0, len(calib), {"method": "nncf"})
+    else:  # (with --keep-float auto the layer search scores groups with our ranges, whichever engine writes)
+        tensors = float_tensors(model, regions.network_nodes)
+        ranges, cpu_ranges = calibrate(fp32_path, manifest, tensors, calib, opts, log)
     seconds = {"calibration": time.perf_counter() - t0}
 
     t0 = time.perf_counter()
     protection = None
     tune: Prepared | None = None
-    mode = opts.keep_float.strip()
     final = final_layers(model, regions) if opts.float_final else []
     stem = stem_layers(regions, opts.float_stem)
     if final or stem:
@@ -127,19 +133,25 @@ def build_int8(
     seconds["protection"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    quantized = [layer for layer in regions.layers if layer.name not in set(kept)]
-    qdq, skipped = insert_qdq(model, quantized, ranges)
-    if skipped:
-        kept += skipped  # no range measured: left float rather than guessed
-    onnx.save(qdq, str(trt_path))
+    if opts.engine == "nncf":  # NNCF places and calibrates its own Q/DQ; it keeps float what we keep float
+        from .nncf_engine import quantize_nncf, trt_options
+
+        quantize_nncf(fp32_path, manifest, calib, trt_path, regions.float_nodes | set(kept), trt_options(), log)
+    else:
+        quantized = [layer for layer in regions.layers if layer.name not in set(kept)]
+        qdq, skipped = insert_qdq(model, quantized, ranges)
+        if skipped:
+            kept += skipped  # no range measured: left float rather than guessed
+        onnx.save(qdq, str(trt_path))
     seconds["graphs"] = time.perf_counter() - t0
     build = Int8Build(trt_path, cpu_path, regions, ranges, kept, protection, seconds, cpu_ranges, list(kept))
-    build.cpu_weight_bits = opts.cpu_weight_bits or default_weight_bits()
+    # NNCF writes 8-bit weights (exact on ORT's u8u8 kernels, which edgevision's sessions pick on CPUs without VNNI)
+    build.cpu_weight_bits = 8 if opts.engine == "nncf" else opts.cpu_weight_bits or default_weight_bits()
     if cpu_path is not None:
         t0 = time.perf_counter()
         build.cpu_kept_float = _build_cpu_twin(
             fp32_path, manifest, model, regions, cpu_ranges, cpu_path, kept, protection,
-            tune if mode == "auto" else None, budget, opts, log,
+            tune if mode == "auto" else None, budget, opts, log, calib,
         )
         seconds["cpu twin"] = time.perf_counter() - t0
     return build
@@ -195,18 +207,23 @@ def final_layers(model: Any, regions: Regions) -> list[str]:
 CALIBRATIONS = ("percentile", "max", "mse")
 
 
+ENGINES = ("edgevision", "nncf")
+
+
 def calibrate(
     fp32_path: Path, manifest: Manifest, tensors: list[str], calib: Sequence[np.ndarray], opts: Int8Options,
     log: Callable[[str], None],
 ) -> tuple[Ranges, Ranges]:
     """(ranges of the TensorRT graph, ranges of the CPU twin) by opts.calibration."""
+    if opts.engine not in ENGINES:
+        raise EdgeVisionError(f"INT8 engine {opts.engine!r}: choose one of {', '.join(ENGINES)}")
     if opts.calibration not in CALIBRATIONS:
         raise EdgeVisionError(f"calibration {opts.calibration!r}: choose one of {', '.join(CALIBRATIONS)}")
     if opts.calibration == "mse":
         log(f"calibrating {len(tensors)} tensors on {len(calib)} frames (least-squares range per tensor)")
         ranges = collect_ranges_mse(fp32_path, manifest, tensors, calib)
         return ranges, ranges
-    pcts = (100.0,) if opts.calibration == "max" else (opts.percentile, opts.cpu_percentile)
+    pcts = (100.0,) if opts.calibration == "max" else tuple(dict.fromkeys((opts.percentile, opts.cpu_percentile)))
     log(f"calibrating {len(tensors)} tensors on {len(calib)} frames (percentiles {', '.join(map(str, pcts))} of |x|)")
     by_pct = collect_ranges_multi(fp32_path, manifest, tensors, calib, pcts)
     return by_pct[pcts[0]], by_pct[pcts[-1]]
@@ -239,7 +256,7 @@ def cpu_float_nodes(regions: Regions, kept: Sequence[str], model: Any) -> set[st
 def _build_cpu_twin(
     fp32_path: Path, manifest: Manifest, model: Any, regions: Regions, ranges: Ranges, out: Path, kept: list[str],
     protection: Protection | None, tune: Prepared | None, budget: Budget, opts: Int8Options,
-    log: Callable[[str], None],
+    log: Callable[[str], None], calib: Sequence[np.ndarray] = (),
 ) -> list[str]:
     """Write the CPU twin, keeping float the blocks the TensorRT graph keeps. Its numerics differ
     (uint8, conv outputs and SiLU quantized too), so with --keep-float auto it is checked on the
@@ -248,8 +265,13 @@ def _build_cpu_twin(
     groups, loose = _kept_groups(regions, kept)
 
     def write(groups: list[str]) -> None:
-        build_cpu_int8(fp32_path, out, ranges, regions.float_nodes | set(loose) | _scope_nodes(regions, groups, model),
-                       opts.cpu_weight_bits or default_weight_bits())
+        keep = regions.float_nodes | set(loose) | _scope_nodes(regions, groups, model)
+        if opts.engine == "nncf":
+            from .nncf_engine import cpu_options, quantize_nncf
+
+            quantize_nncf(fp32_path, manifest, calib, out, keep, cpu_options(), log)
+        else:
+            build_cpu_int8(fp32_path, out, ranges, keep, opts.cpu_weight_bits or default_weight_bits(), opts.cpu_ops)
 
     write(groups)
     if tune is None:

@@ -233,6 +233,7 @@ def run_int8(fp32: Path, manifest: Manifest, args: argparse.Namespace, budget: B
         opts.calibration = str(args.calib_method)
     if getattr(args, "quantize_final", False):
         opts.float_final = False
+    opts.engine = str(getattr(args, "int8_engine", None) or opts.engine)
     if getattr(args, "calib_percentile", None):  # given: one clipping point for both graphs
         opts.percentile = opts.cpu_percentile = float(args.calib_percentile)
     folder, stem = fp32.parent, fp32.stem
@@ -248,7 +249,13 @@ def run_int8(fp32: Path, manifest: Manifest, args: argparse.Namespace, budget: B
                          "Q/DQ on Conv/ConvTranspose/MatMul inputs only (TensorRT placement)", calib_info),
                         (cpu, "uint8 asymmetric activations, int8 symmetric per-channel weights "
                               f"({build.cpu_weight_bits}-bit), int32 bias; "
-                              "Q/DQ around every op ONNX Runtime has an integer kernel for", cpu_calib)):
+                              + ("Q/DQ on " + "/".join(opts.cpu_ops) + " only (fused into QLinearConv)" if opts.cpu_ops else
+                                 "Q/DQ around every op ONNX Runtime has an integer kernel for"), cpu_calib)):
+        if opts.engine == "nncf":
+            how = (f"NNCF {'PERFORMANCE' if v is trt else 'MIXED'} preset (ONNX backend, fast bias correction): "
+                   f"{'int8 symmetric' if v is trt else 'uint8 asymmetric'} per-tensor activations, int8 symmetric "
+                   "per-channel weights, float bias; Q/DQ where NNCF's pattern table puts them")
+            cal = {"method": "nncf", "frames": len(split.calib)}
         v.kept_float = build.kept_float if v is trt else build.cpu_kept_float
         v.info = {"calibration": cal, "quantization": how, "layers": layers,
                   "kept_summary": f"{post_name(manifest.task)} ({layers['float_region_nodes']} nodes) float"}
@@ -262,7 +269,9 @@ def run_int8(fp32: Path, manifest: Manifest, args: argparse.Namespace, budget: B
         "saturate and lose accuracy")
     details: dict[str, Any] = {
         "keep_float mode": opts.keep_float,
-        "calibration": f"{len(build.ranges.tensors)} tensors on {build.ranges.frames} frames; TensorRT graph: "
+        "engine": opts.engine,
+        "calibration": f"NNCF's own statistics on {len(split.calib)} frames" if not build.ranges.tensors else
+                       f"{len(build.ranges.tensors)} tensors on {build.ranges.frames} frames; TensorRT graph: "
                        f"{calib_info['method']}; CPU twin: {cpu_calib['method']}",
         "layers": f"{layers['quantized_layers']} of {layers['layers']} Conv/ConvTranspose/MatMul layers in INT8; "
                   f"{layers['float_region_nodes']} {post_name(manifest.task)} nodes float",

@@ -1,0 +1,165 @@
+"""NNCF's ONNX post-training quantization as an INT8 engine (`--int8-engine nncf`, extra `edgevision[nncf]`).
+
+NNCF (Intel's Neural Network Compression Framework, Apache-2.0) is the quantizer behind
+Ultralytics' OpenVINO INT8 export, the peer a CPU user picks. Here it quantizes our own FP32
+graph, so the output stays one plain ONNX file with explicit Q/DQ and the in-graph
+post-processing, judged by the same gate as any INT8 graph:
+- the TensorRT graph: preset PERFORMANCE (symmetric activations and weights), activations
+  forced signed (int8, zero point 0: TensorRT reads no uint8 Q/DQ), weights int8 per channel,
+  bias float (NNCF's ONNX backend does not quantize it);
+- the CPU twin: preset MIXED (asymmetric uint8 activations, symmetric int8 weights), what ONNX
+  Runtime's x86 integer kernels want.
+Both keep float what our own builder keeps float: the post-processing region (decode, NMS,
+masks: regions.find_regions) and the layers the caller names (the stem and final layers).
+NNCF places Q/DQ by its own hardware pattern table (inputs of Conv, MatMul, Add, Concat, ...,
+with Conv + SiLU fused), and runs fast bias correction (per layer, a bias shift that undoes
+the mean error quantization adds) and, on request, SmoothQuant.
+
+Its statistics run the model in ONNX Runtime on the calibration frames, after the runtime's own
+pre-processing (calibration.preprocess_batches), batch 1.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgevision._lazy import lazy_import
+from edgevision.errors import EdgeVisionError
+from edgevision.manifest import Manifest
+
+from .calibration import graph_feeds, preprocess_batches
+
+_log = logging.getLogger(__name__)
+
+PRESETS = ("performance", "mixed")
+
+
+@dataclass
+class NncfOptions:
+    """preset: "performance" (symmetric: the TensorRT graph) or "mixed" (asymmetric activations: the
+    CPU twin). fast_bias_correction: NNCF's default bias correction (False: its slower full one).
+    smooth_quant: SmoothQuant alpha for MatMul layers (None: off; convolution-only graphs have none).
+    signed_activations: force int8 activations (TensorRT needs them; MIXED's uint8 ones are ORT's)."""
+
+    preset: str = "performance"
+    fast_bias_correction: bool = True
+    smooth_quant: float | None = None
+    signed_activations: bool = True
+    target_device: str = "ANY"
+
+
+def trt_options() -> NncfOptions:
+    return NncfOptions(preset="performance", signed_activations=True)
+
+
+def cpu_options() -> NncfOptions:
+    return NncfOptions(preset="mixed", signed_activations=False)
+
+
+def quantize_nncf(
+    fp32_path: str | Path, manifest: Manifest, calib: Sequence[np.ndarray], out_path: str | Path,
+    keep_float: Iterable[str], opts: NncfOptions, log: Callable[[str], None] = _log.info,
+) -> Path:
+    """Quantize fp32_path with NNCF on `calib` frames (uint8[H, W, 3] BGR), nodes in keep_float left
+    float; write out_path. Returns out_path."""
+    if opts.preset not in PRESETS:
+        raise EdgeVisionError(f"NNCF preset {opts.preset!r}: choose one of {', '.join(PRESETS)}")
+    nncf = lazy_import("nncf")
+    onnx = lazy_import("onnx")
+    from nncf.quantization.advanced_parameters import (  # type: ignore[import-untyped]
+        AdvancedQuantizationParameters,
+        AdvancedSmoothQuantParameters,
+    )
+
+    model = onnx.load(str(fp32_path))
+    names = {n.name for n in model.graph.node}
+    ignored = sorted(set(keep_float) & names)
+    inputs = [i.name for i in model.graph.input]
+    feeds = [graph_feeds(manifest, x, inputs) for x in preprocess_batches(fp32_path, calib, batch=1)]
+    if not feeds:
+        raise EdgeVisionError(f"{fp32_path}: no calibration frames for NNCF")
+    sq = opts.smooth_quant
+    # NNCF's own signedness_to_force clashes with its hardware table (Add inputs, measured): it
+    # quantizes non-negative tensors (after SiLU) to uint8 with zero point 0, and to_signed() then
+    # rewrites those as int8 (what TensorRT reads), one bit coarser, as TensorRT's own int8 would be.
+    advanced = AdvancedQuantizationParameters(
+        smooth_quant_alphas=AdvancedSmoothQuantParameters(matmul=sq if sq is not None else -1.0),
+    )
+    log(f"NNCF {opts.preset} on {len(feeds)} frames, {len(ignored)} nodes float "
+        f"({'fast' if opts.fast_bias_correction else 'full'} bias correction"
+        f"{f', SmoothQuant {sq}' if sq is not None else ''})")
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)  # NNCF logs every ignored node and a progress bar per pass
+    try:
+        quantized = nncf.quantize(
+            model, nncf.Dataset(feeds), preset=nncf.QuantizationPreset(opts.preset),
+            subset_size=len(feeds), fast_bias_correction=opts.fast_bias_correction,
+            ignored_scope=nncf.IgnoredScope(names=ignored, validate=False), advanced_parameters=advanced,
+            target_device=nncf.TargetDevice(opts.target_device),
+        )
+    finally:
+        logging.disable(previous)
+    _keep_metadata(quantized, model)
+    if opts.signed_activations:
+        changed = to_signed(quantized)
+        log(f"NNCF: {changed} uint8 symmetric quantizers rewritten as int8 (TensorRT reads no uint8)")
+    onnx.save(quantized, str(out_path))
+    return Path(out_path)
+
+
+def _keep_metadata(quantized: Any, model: Any) -> None:
+    """Keep the FP32 graph's manifest (metadata_props) on the quantized copy: NNCF's ONNX backend
+    rebuilds the model and may drop or extend them."""
+    del quantized.metadata_props[:]
+    quantized.metadata_props.extend(model.metadata_props)
+
+
+def to_signed(model: Any) -> int:
+    """Rewrite every uint8 quantizer with zero point 0 (range [0, 255 * s]) as int8 with zero point
+    0 and scale 255 * s / 127 (the same range, [-127, 127] levels), in place. Q and DQ share their
+    scale / zero-point initializers in NNCF's graphs, so the pair stays consistent. Asymmetric uint8
+    quantizers (zero point != 0, preset MIXED) are left alone. Returns how many were rewritten."""
+    onnx = lazy_import("onnx")
+    from onnx import numpy_helper
+
+    inits = {i.name: i for i in model.graph.initializer}
+    done: set[str] = set()  # zero points rewritten
+    scaled: set[str] = set()  # scales rewritten (a scale shared by two zero points is scaled once)
+    for n in model.graph.node:
+        if n.op_type not in ("QuantizeLinear", "DequantizeLinear") or len(n.input) < 3:
+            continue
+        scale, zp = inits.get(n.input[1]), inits.get(n.input[2])
+        if scale is None or zp is None or zp.name in done or zp.data_type != onnx.TensorProto.UINT8:
+            continue
+        if numpy_helper.to_array(zp).any():
+            continue
+        if scale.name not in scaled:
+            new_scale = numpy_helper.to_array(scale).astype(np.float32) * np.float32(255.0 / 127.0)
+            scale.CopyFrom(numpy_helper.from_array(new_scale, scale.name))
+            scaled.add(scale.name)
+        zp.CopyFrom(numpy_helper.from_array(np.zeros_like(numpy_helper.to_array(zp), np.int8), zp.name))
+        done.add(zp.name)
+    # The rewritten quantizers' outputs are int8 now: say so where the graph declares their type.
+    q_out = {n.output[0] for n in model.graph.node if n.op_type == "QuantizeLinear" and len(n.input) > 2
+             and n.input[2] in done}
+    for vi in model.graph.value_info:  # NNCF declares the zero points' types there too
+        if vi.name in q_out or vi.name in done:
+            vi.type.tensor_type.elem_type = onnx.TensorProto.INT8
+    return len(done)
+
+
+def signed_only(model: Any) -> bool:
+    """True when every QuantizeLinear in `model` has an int8 zero point (TensorRT reads no uint8)."""
+    onnx = lazy_import("onnx")
+    inits = {i.name: i for i in model.graph.initializer}
+    for n in model.graph.node:
+        if n.op_type == "QuantizeLinear" and len(n.input) > 2:
+            zp = inits.get(n.input[2])
+            if zp is not None and zp.data_type != onnx.TensorProto.INT8:
+                return False
+    return True
