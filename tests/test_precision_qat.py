@@ -202,3 +202,14 @@ def test_qat_on_an_onnx_input_is_refused(vtest: Path, tmp_path: Path, capsys: py
     assert not out.exists()  # refused before any work
     assert cli(["convert", str(src), "-o", str(out), "--qat"]) == 1
     assert "add --precision int8" in capsys.readouterr().err
+
+
+def test_qat_with_the_nncf_engine_is_refused(seg_checkpoint: Path, vtest: Path, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """QAT trains against edgevision's own Q/DQ placement and scales; NNCF places its own, so the
+    pair is refused before any conversion."""
+    out = tmp_path / "out"
+    assert cli(["convert", str(seg_checkpoint), "-o", str(out), "--precision", "int8", "--qat",
+                "--int8-engine", "nncf", "--calib", str(vtest)]) == 1
+    assert "drop --int8-engine nncf" in capsys.readouterr().err
+    assert not out.exists()

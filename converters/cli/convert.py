@@ -137,6 +137,9 @@ def main(args: argparse.Namespace) -> int:
 
         if args.precision != "int8":
             raise EdgeVisionError(f"--qat fine-tunes for INT8; add --precision int8 (asked: {args.precision})")
+        if getattr(args, "int8_engine", "edgevision") != "edgevision":
+            # QAT trains against edgevision's own placement and scales; NNCF places and scales its own
+            raise EdgeVisionError(f"--qat trains for edgevision's INT8 placement; drop --int8-engine {args.int8_engine}")
         check_qat_source(model)
     frames = None
     if args.verify:
