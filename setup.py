@@ -14,10 +14,10 @@ EXTRAS = {
     "trt": ["cuda-python>=12.6.1,<13", "onnx>=1.16"],
     # build side
     "convert": ["torch>=2.4", "torchvision>=0.19", "onnx>=1.16", "onnxsim>=0.4", "onnxruntime>=1.17", "pyyaml>=6"],
-    "yolo": ["ultralytics>=8.3"],
+    "yolo": ["ultralytics>=8.3"],  # AGPL-3.0: only to unpickle Ultralytics checkpoints
     # --int8-engine nncf (Apache-2.0; 8 MB, pulls scikit-learn, rich, pydot, ninja, safetensors: ~70 MB in all).
     # Ultralytics' OpenVINO INT8 export uses it too (benchmarks/int8_peers.py, bench_cpu.py).
-    "nncf": ["nncf>=3.4"],  # AGPL-3.0: only to unpickle Ultralytics checkpoints
+    "nncf": ["nncf>=3.4"],
     "timm": ["timm>=1.0"],  # Apache-2.0: timm classifiers (--arch timm:NAME)
     # websocket-client drives headless Chromium (DevTools protocol) in the web view test;
     # prometheus_client's parser reads /metrics back
