@@ -213,3 +213,49 @@ def test_qat_with_the_nncf_engine_is_refused(seg_checkpoint: Path, vtest: Path, 
                 "--int8-engine", "nncf", "--calib", str(vtest)]) == 1
     assert "drop --int8-engine nncf" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_fake_quant_learns_scales_and_quantizes_linear_weights_per_output_channel(tmp_path: Path) -> None:
+    """On a real torch export with a Conv and an nn.Linear on 3-D input (ONNX MatMul, weight stored
+    [in, out]): learned activation scales get gradients and are read back as amax; the Linear's
+    weight is fake-quantized per OUTPUT channel (torch's axis 0, the graph's axis 1), as the Q/DQ
+    graph quantizes it; removing the hooks leaves plain float weights."""
+    from converters.precision.calibration import Ranges, TensorRange
+    from converters.precision.qat import FakeQuant
+    from converters.precision.regions import find_regions
+
+    class Net(torch.nn.Module):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+            self.fc = torch.nn.Linear(8, 5)
+
+        def forward(self, x: Any) -> Any:
+            y = self.conv(x).flatten(2).transpose(1, 2)  # [B, HW, 8]
+            return self.fc(y)
+
+    torch.manual_seed(0)
+    net = Net().eval()
+    with torch.no_grad():  # output channels of very different size: per-channel vs per-input scales differ
+        net.fc.weight.mul_(torch.tensor([0.01, 0.1, 1.0, 10.0, 100.0]).reshape(5, 1))
+    path = tmp_path / "net.onnx"
+    torch.onnx.export(net, (torch.rand(1, 3, 6, 6),), str(path), dynamo=False)
+    model = onnx.load(str(path))
+    layers = find_regions(model).layers
+    assert sorted(la.op_type for la in layers) == ["Conv", "MatMul"]
+    nodes = {n.name: n for n in model.graph.node}
+    inputs = {la.name: nodes[la.name].input[la.activations[0]] for la in layers}
+    ranges = Ranges({t: TensorRange(-2.0, 2.0, 2.0) for t in inputs.values()}, 100.0, 1)
+    w = net.fc.weight.detach().clone()
+
+    fq = FakeQuant(net, layers, inputs, ranges, learn=True)
+    x = torch.rand(2, 3, 6, 6) * 3
+    net(x).square().sum().backward()
+    assert all(s.grad is not None and torch.isfinite(s.grad).all() for s in fq.scales.values())
+    assert sorted(fq.amax().values()) == pytest.approx([2.0, 2.0], rel=1e-5)
+    q = net.fc.weight.detach()  # the parametrized (fake-quantized) weight
+    step = w.abs().amax(dim=1, keepdim=True) / 127  # per output channel
+    assert torch.allclose(q, torch.round(w / step) * step, rtol=1e-5, atol=1e-9)
+    assert torch.count_nonzero(q[0]) > 0  # a per-input-channel scale would round the 0.01 row to zero
+    fq.remove()
+    assert torch.equal(net.fc.weight.detach(), w) and not hasattr(net.fc, "parametrizations")

@@ -141,6 +141,10 @@ def main(args: argparse.Namespace) -> int:
             # QAT trains against edgevision's own placement and scales; NNCF places and scales its own
             raise EdgeVisionError(f"--qat trains for edgevision's INT8 placement; drop --int8-engine {args.int8_engine}")
         check_qat_source(model)
+    if getattr(args, "int8_engine", "edgevision") == "nncf" and (getattr(args, "calib_method", None)
+                                                                  or getattr(args, "calib_percentile", None)):
+        raise EdgeVisionError("--calib-method / --calib-percentile set edgevision's own ranges; the NNCF engine "
+                              "measures its own: drop them or --int8-engine nncf")
     frames = None
     if args.verify:
         frames, _ = sample_frames(args.verify, args.verify_frames)

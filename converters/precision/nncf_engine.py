@@ -123,27 +123,30 @@ def to_signed(model: Any) -> int:
     """Rewrite every uint8 quantizer with zero point 0 (range [0, 255 * s]) as int8 with zero point
     0 and scale 255 * s / 127 (the same range, [-127, 127] levels), in place. Q and DQ share their
     scale / zero-point initializers in NNCF's graphs, so the pair stays consistent. Asymmetric uint8
-    quantizers (zero point != 0, preset MIXED) are left alone. Returns how many were rewritten."""
+    quantizers (zero point != 0, preset MIXED) are left alone. Returns how many zero points were rewritten."""
     onnx = lazy_import("onnx")
     from onnx import numpy_helper
 
     inits = {i.name: i for i in model.graph.initializer}
-    done: set[str] = set()  # zero points rewritten
-    scaled: set[str] = set()  # scales rewritten (a scale shared by two zero points is scaled once)
-    for n in model.graph.node:
-        if n.op_type not in ("QuantizeLinear", "DequantizeLinear") or len(n.input) < 3:
-            continue
-        scale, zp = inits.get(n.input[1]), inits.get(n.input[2])
-        if scale is None or zp is None or zp.name in done or zp.data_type != onnx.TensorProto.UINT8:
-            continue
-        if numpy_helper.to_array(zp).any():
-            continue
-        if scale.name not in scaled:
-            new_scale = numpy_helper.to_array(scale).astype(np.float32) * np.float32(255.0 / 127.0)
-            scale.CopyFrom(numpy_helper.from_array(new_scale, scale.name))
-            scaled.add(scale.name)
+    quantizers: list[tuple[Any, Any]] = [
+        (inits[n.input[1]], inits[n.input[2]]) for n in model.graph.node
+        if n.op_type in ("QuantizeLinear", "DequantizeLinear") and len(n.input) >= 3
+        and n.input[1] in inits and n.input[2] in inits]
+    done = {z.name for _, z in quantizers
+            if z.data_type == onnx.TensorProto.UINT8 and not numpy_helper.to_array(z).any()}
+    # Every quantizer reading a rewritten zero point gets its scale rewritten once, whether Q and DQ
+    # share the scale initializer or not; a scale also read by a quantizer left alone cannot change.
+    scales = {s.name: s for s, z in quantizers if z.name in done}
+    shared = set(scales) & {s.name for s, z in quantizers if z.name not in done}
+    if shared:
+        raise EdgeVisionError(f"NNCF graph: scale(s) {sorted(shared)[:3]} serve both a symmetric uint8 quantizer "
+                              "(rewritten as int8) and another one: cannot rewrite one without the other")
+    for scale in scales.values():
+        new_scale = numpy_helper.to_array(scale).astype(np.float32) * np.float32(255.0 / 127.0)
+        scale.CopyFrom(numpy_helper.from_array(new_scale, scale.name))
+    for name in done:
+        zp = inits[name]
         zp.CopyFrom(numpy_helper.from_array(np.zeros_like(numpy_helper.to_array(zp), np.int8), zp.name))
-        done.add(zp.name)
     # The rewritten quantizers' outputs are int8 now: say so where the graph declares their type.
     q_out = {n.output[0] for n in model.graph.node if n.op_type == "QuantizeLinear" and len(n.input) > 2
              and n.input[2] in done}

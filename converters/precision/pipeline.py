@@ -234,6 +234,9 @@ def run_int8(fp32: Path, manifest: Manifest, args: argparse.Namespace, budget: B
     if getattr(args, "quantize_final", False):
         opts.float_final = False
     opts.engine = str(getattr(args, "int8_engine", None) or opts.engine)
+    if getattr(args, "qat", False) and opts.engine != "edgevision":
+        # QAT trains against edgevision's placement and ranges; NNCF places and scales its own
+        raise EdgeVisionError(f"--qat trains for edgevision's INT8 placement; drop --int8-engine {opts.engine}")
     if getattr(args, "calib_percentile", None):  # given: one clipping point for both graphs
         opts.percentile = opts.cpu_percentile = float(args.calib_percentile)
     folder, stem = fp32.parent, fp32.stem
@@ -294,8 +297,9 @@ def run_int8(fp32: Path, manifest: Manifest, args: argparse.Namespace, budget: B
     _print([trt, cpu], data)
     assert trt.result is not None and trt.final is not None
     if not trt.result.accepted:
-        worst = explain(fp32, manifest, build, evenly(split.calib, opts.tune_frames))
-        hurt = ", ".join(f"{g} ({loss:.3f})" for g, loss in worst) or "n/a"
+        # the NNCF engine without the layer search measured no ranges of ours to explain with
+        worst = explain(fp32, manifest, build, evenly(split.calib, opts.tune_frames)) if build.ranges.tensors else []
+        hurt = ", ".join(f"{g} ({loss:.3f})" for g, loss in worst) or "not measured (NNCF engine; --keep-float auto measures them)"
         raise EdgeVisionError(
             f"INT8 misses the accuracy budget vs FP32 ({'; '.join(trt.result.failures)}); "
             f"layer groups that hurt most when quantized alone: {hurt}. "

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -50,7 +51,8 @@ class QatOptions:
     that score checkpoints. eval_every: steps between held-out scores. learn_scales: activation
     scales trained LSQ-style (else fixed at the calibration's). feature_weight: weight of an extra
     loss on the quantized layers' inputs (intermediate features; 0: outputs only). threads: torch
-    CPU threads. imgsz: the side frames are letterboxed to for training when smaller than the
+    CPU threads while training (0: every core; the caller's setting is restored after). opset: of
+    the fine-tuned export (the FP32 artifact's, so node names match). imgsz: the side frames are letterboxed to for training when smaller than the
     artifact's input (4x fewer pixels at 320 than 640: 4x the steps in the same minutes on a CPU);
     the held-out loss is measured there too."""
 
@@ -62,7 +64,8 @@ class QatOptions:
     eval_every: int = 10
     learn_scales: bool = False
     feature_weight: float = 0.0
-    threads: int = 2
+    threads: int = 0
+    opset: int = 17
     seed: int = 0
     warmup: int = 10  # steps of linear learning-rate warm-up (Adam's first steps move every weight by lr)
     imgsz: int | None = 320  # training input side (a fully convolutional network's weights serve any size); None: the artifact's
@@ -124,7 +127,7 @@ def module_path(root: Any, node_name: str) -> str | None:
     `model.6.m.0.m.0.cv1.conv` (C3k's Sequential `m`, then its child `m.0`), and
     '/model.23/cv2.0/cv2.0.0/conv/Conv' is `model.23.cv2.0.0.conv`."""
     comps = [p for p in node_name.split("/") if p][:-1]
-    mod, path, prev = root, [], []
+    mod, path, prev = root, list[str](), list[str]()
     for c in comps:
         parts = c.split(".")
         found = _descend(mod, parts)
@@ -203,7 +206,8 @@ class FakeQuant:
             m = mods[path]
             t = inputs[layer.name]
             if t not in self.scales:
-                s = torch.tensor(max(ranges.amax(t), 1e-8) / QMAX, dtype=torch.float32)
+                # one element, not 0-d: the learnable fake-quant kernel indexes its scale
+                s = torch.tensor([max(ranges.amax(t), 1e-8) / QMAX], dtype=torch.float32)
                 self.scales[t] = torch.nn.Parameter(s) if learn else s
             self.handles.append(m.register_forward_pre_hook(self._act_hook(self.scales[t])))
             if layer.weight is not None and m not in self.parametrized:
@@ -212,7 +216,7 @@ class FakeQuant:
 
     def _act_hook(self, scale: Any) -> Callable[..., Any]:
         torch = lazy_import("torch")
-        zp = torch.zeros((), dtype=torch.float32 if self.learn else torch.int32)
+        zp = torch.zeros(1, dtype=torch.float32 if self.learn else torch.int32)
 
         def hook(_m: Any, args: tuple[Any, ...]) -> tuple[Any, ...]:
             x = args[0]
@@ -243,8 +247,13 @@ class FakeQuant:
 
 
 def _torch_axis(module: Any, layer: Layer) -> int:
-    """The per-channel axis of the module's weight: torch stores Conv / Linear weights as ONNX
-    reads them (ConvTranspose [in, out, ...]: axis 1, as regions.WEIGHTED_OPS)."""
+    """The per-channel (output channel) axis of the module's weight as torch stores it. Conv and
+    ConvTranspose keep ONNX's layout (ConvTranspose [in, out, ...]: axis 1, as regions.WEIGHTED_OPS);
+    nn.Linear is always [out, in] in torch, while its ONNX MatMul (or Gemm without transB) holds
+    the transpose [in, out]: axis 0 here whatever the graph's axis."""
+    torch = lazy_import("torch")
+    if isinstance(module, torch.nn.Linear):
+        return 0
     return layer.weight[1] if layer.weight is not None else 0
 
 
@@ -341,7 +350,9 @@ def mosaic(frames: Sequence[np.ndarray]) -> np.ndarray:
 
 def training_view(frames: Sequence[np.ndarray], rng: np.random.Generator) -> np.ndarray:
     """One augmented training frame: a 2x2 mosaic of augmented views one time in three, else one view."""
-    pick = lambda: frames[int(rng.integers(len(frames)))]  # noqa: E731
+    def pick() -> np.ndarray:
+        return frames[int(rng.integers(len(frames)))]
+
     if rng.random() < 1 / 3:
         return mosaic([augment(pick(), rng) for _ in range(4)])
     return augment(pick(), rng)
@@ -359,6 +370,24 @@ def run_qat(
     ranges: Ranges, frames: Sequence[np.ndarray], out_path: Path, opts: QatOptions,
     progress: Callable[[QatProgress], None] | None = None, log: Callable[[str], None] = print,
 ) -> QatResult:
+    """_distil with torch's thread count and random state set for it, then given back as they were
+    (convert runs in the user's process: QAT must not leave its settings behind)."""
+    torch = lazy_import("torch")
+    threads, rng_state = torch.get_num_threads(), torch.get_rng_state()
+    try:
+        torch.set_num_threads(opts.threads if opts.threads > 0 else (os.cpu_count() or 1))
+        torch.manual_seed(opts.seed)
+        return _distil(ex, manifest, layers, inputs, final, ranges, frames, out_path, opts, progress, log)
+    finally:
+        torch.set_num_threads(threads)
+        torch.set_rng_state(rng_state)
+
+
+def _distil(
+    ex: Any, manifest: Manifest, layers: Sequence[Layer], inputs: dict[str, str], final: Sequence[str],
+    ranges: Ranges, frames: Sequence[np.ndarray], out_path: Path, opts: QatOptions,
+    progress: Callable[[QatProgress], None] | None, log: Callable[[str], None],
+) -> QatResult:
     """Distil ex.module (fake-quantized on `layers`) against a frozen copy of itself on `frames`,
     keep the checkpoint of least held-out loss, export it to out_path (FP32 ONNX, same names).
 
@@ -370,8 +399,6 @@ def run_qat(
     from converters.export import export_graph
     from edgevision.preprocess import preprocess_batch
 
-    torch.set_num_threads(max(1, opts.threads))
-    torch.manual_seed(opts.seed)
     rng = np.random.default_rng(opts.seed)
     train, held = split_held_out(frames, opts.held_out)
     if not train or not held:
@@ -388,11 +415,11 @@ def run_qat(
     params = [p for p in student.parameters()]
     for p in params:
         p.requires_grad_(True)
-    groups = [{"params": params, "lr": opts.lr}]
+    bases = [opts.lr, opts.lr * 10]  # weights, scales: each group's rate before the warm-up scales it
+    groups = [{"params": params, "lr": bases[0]}]
     if opts.learn_scales:
-        groups.append({"params": list(fq.scales.values()), "lr": opts.lr * 10})
+        groups.append({"params": list(fq.scales.values()), "lr": bases[1]})
     optim = torch.optim.Adam(groups)
-    bases = [g["lr"] for g in groups]
 
     h, w = manifest.input_hw
     if opts.imgsz and opts.imgsz < max(h, w):  # same aspect, multiple of 32
@@ -472,7 +499,7 @@ def run_qat(
     s_cap.remove()
     for p in student.parameters():
         p.requires_grad_(False)
-    export_graph(ex, out_path, 17)
+    export_graph(ex, out_path, opts.opset)
     return QatResult(out_path, step, best_step, seconds, before, best, len(train), len(held), stopped,
                      {k: v for k, v in asdict(opts).items()}, scales)
 
@@ -482,7 +509,10 @@ def _input_recorder(module: Any, layers: Sequence[Layer]) -> list[Any]:
     mods = dict(module.named_modules())
     store: list[Any] = []
     for layer in layers:
-        mods[module_path(module, layer.name) or ""].register_forward_pre_hook(lambda _m, a: store.append(a[0]))
+        path = module_path(module, layer.name)
+        if path is None or path not in mods:  # never the root module by default: features would misalign
+            raise EdgeVisionError(f"--qat: ONNX layer {layer.name} has no torch module {path!r}")
+        mods[path].register_forward_pre_hook(lambda _m, a: store.append(a[0]))
     return store
 
 

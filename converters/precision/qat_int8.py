@@ -45,6 +45,7 @@ def qat_int8(
     ex = qat_exportable(Path(model_path), replace(export_opts, imgsz=tuple(manifest.input_hw)))
     qat_path = fp32.parent / f".{fp32.stem}.qat.onnx"
     try:
+        qopts = replace(qopts, opset=export_opts.opset)  # the FP32 artifact's opset: same node names
         result = run_qat(ex, manifest, quantized, inputs, final, build.ranges, calib, qat_path, qopts, progress, log)
         tuned = onnx.load(str(qat_path))
         # The network's node names match the original's; the float post-processing may be laid
@@ -63,7 +64,7 @@ def qat_int8(
             tensors = float_tensors(tuned, regions.network_nodes)
             _, cpu_ranges = calibrate(qat_path, manifest, tensors, calib, opts, log)
             build_cpu_int8(qat_path, build.cpu_path, cpu_ranges, cpu_float_nodes(regions, build.cpu_kept_float, tuned),
-                           build.cpu_weight_bits)
+                           build.cpu_weight_bits, opts.cpu_ops)
     finally:
         qat_path.unlink(missing_ok=True)  # the FP32 artifact stays the original model
     return result
