@@ -7,7 +7,7 @@ input is refused with a message before any work. The accuracy measurement at 640
 benchmarks/int8_scenes.py --qat (results/int8_scenes_qat.md)."""
 from __future__ import annotations
 
-import copy
+import hashlib
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -79,7 +79,7 @@ def qat_setup(seg_checkpoint: Path, vtest: Path, tmp_path_factory: pytest.TempPa
     opts = Int8Options(keep_float="none")
     build = build_int8(fp32, manifest, calib, folder / "ptq.int8.onnx", folder / "ptq.int8-cpu.onnx",
                        DEFAULT_BUDGETS["int8"], opts, log=lambda _: None)
-    return {"fp32": fp32, "manifest": manifest, "calib": calib, "opts": opts, "build": build, "folder": folder,
+    return {"fp32": fp32, "fp32_sha": hashlib.sha256(fp32.read_bytes()).hexdigest(), "manifest": manifest, "calib": calib, "opts": opts, "build": build, "folder": folder,
             "export": ExportOptions(imgsz=(320, 320)), "ckpt": seg_checkpoint}
 
 
@@ -157,10 +157,10 @@ def test_qat_graph_builds_with_tensorrt_rtx(qat_run: tuple[Any, Any, list[Any]])
 @pytest.mark.slow
 def test_ctrl_c_keeps_the_best_checkpoint(qat_setup: dict[str, Any]) -> None:
     """A KeyboardInterrupt from the progress callback at step 3 (what Ctrl-C raises wherever it
-    lands): training stops, the best checkpoint so far is the one exported, and its held-out loss,
-    measured again on the exported weights, is the best one reported."""
-    from converters.precision import qat as q
-
+    lands): training stops and the best checkpoint so far is the one exported, not the last one.
+    A learning rate 100x the default makes every step worse than the start (Adam moves every
+    weight by lr at once), so the best checkpoint is the post-training one: the exported int8
+    weights must equal the post-training graph's although the last weights trained differ."""
     seen: list[Any] = []
 
     def progress(p: Any) -> None:
@@ -169,20 +169,18 @@ def test_ctrl_c_keeps_the_best_checkpoint(qat_setup: dict[str, Any]) -> None:
             raise KeyboardInterrupt
 
     result, build = _qat(qat_setup, "interrupted", progress=progress, steps=50, batch=1, imgsz=160, eval_every=1,
-                         warmup=1)
+                         warmup=1, lr=1e-3)
     assert result.stopped == "interrupted" and result.steps == 3
-    assert result.loss_after == pytest.approx(min([result.loss_before, *[p.best_held_out_loss for p in seen]]))
+    assert len(seen) == 3 and all(p.held_out_loss > result.loss_before for p in seen), [p.line() for p in seen]
+    assert result.best_step == 0 and result.loss_after == pytest.approx(result.loss_before)
     assert build.trt_path.is_file() and build.cpu_path.is_file()
-    # The exported TensorRT graph's int8 weights are the best checkpoint's: re-quantizing the
-    # int8 graph's dequantized weights gives them back, and they differ from the post-training ones.
     ptq = {i.name: onnx.numpy_helper.to_array(i) for i in onnx.load(str(qat_setup["build"].trt_path)).graph.initializer}
     got = {i.name: onnx.numpy_helper.to_array(i) for i in onnx.load(str(build.trt_path)).graph.initializer}
     w8 = [k for k in ptq if k.endswith(":int8")]
-    if result.best_step == 0:
-        assert all(np.array_equal(got[k], ptq[k]) for k in w8)
-    else:
-        assert any(not np.array_equal(got[k], ptq[k]) for k in w8)
-    assert copy.copy(q.QatProgress(1, None, 0.1, 0.1, 0.1, 3.0)).line().startswith("qat step 1:")
+    assert len(w8) > 50 and all(np.array_equal(got[k], ptq[k]) for k in w8)
+    # the FP32 artifact is still the original model and QAT's temporary export is gone
+    assert hashlib.sha256(qat_setup["fp32"].read_bytes()).hexdigest() == qat_setup["fp32_sha"]
+    assert not list(qat_setup["folder"].glob(".*.qat.onnx"))
 
 
 def test_qat_on_an_onnx_input_is_refused(vtest: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
