@@ -63,7 +63,8 @@ def test_to_signed_rewrites_symmetric_uint8_only() -> None:
 @pytest.fixture(scope="module")
 def nncf_build(seg_onnx: Path, vtest_frames40: list[np.ndarray], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """yolo11n-seg's INT8 graphs written by NNCF (8 calibration frames from the first 80% of the
-    40 test frames, stem and final layers float)."""
+    40 test frames, stem and final layers float; the CPU twin with 7-bit weights, what a build on
+    a CPU without VNNI writes, so the test is the same on every machine)."""
     pytest.importorskip("nncf", reason="NNCF is an optional engine: pip install 'edgevision[nncf]'")
     from converters.precision.budget import DEFAULT_BUDGETS
     from converters.precision.int8 import Int8Options, build_int8
@@ -72,8 +73,8 @@ def nncf_build(seg_onnx: Path, vtest_frames40: list[np.ndarray], tmp_path_factor
     fp32 = Path(shutil.copy(seg_onnx, folder / seg_onnx.name))
     trt, cpu = folder / "int8.onnx", folder / "int8-cpu.onnx"
     build = build_int8(fp32, read_manifest(fp32), vtest_frames40[:32:4], trt, cpu, DEFAULT_BUDGETS["int8"],
-                       Int8Options(keep_float="none", engine="nncf"), log=lambda _: None)
-    assert build.cpu_weight_bits == 8 and len(build.kept_float) >= 10  # stem + final layers
+                       Int8Options(keep_float="none", engine="nncf", cpu_weight_bits=7), log=lambda _: None)
+    assert build.cpu_weight_bits == 7 and len(build.kept_float) >= 10  # stem + final layers
     return {"fp32": fp32, "int8": trt, "int8-cpu": cpu}
 
 
@@ -100,6 +101,32 @@ def test_nncf_graphs_pass_the_gate_on_onnx_runtime(nncf_build: dict[str, Path], 
     assert results["int8"].accepted, results["int8"].failures  # the TensorRT file holds the INT8 budget
 
 
+def _weight_ints(path: Path) -> list[np.ndarray]:
+    """The int8 weights of every DequantizeLinear that reads an initializer (NNCF stores them quantized),
+    depthwise convolutions left out: NNCF's overflow fix does not cover them (its Conv / ConvTranspose /
+    MatMul metatypes), as their kernels do not add u8 x s8 products in pairs."""
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(path))
+    inits = {i.name: i for i in model.graph.initializer}
+    grouped = {i for n in model.graph.node if n.op_type == "Conv"
+               and any(a.name == "group" and helper.get_attribute_value(a) > 1 for a in n.attribute) for i in n.input}
+    return [numpy_helper.to_array(inits[n.input[0]]) for n in model.graph.node
+            if n.op_type == "DequantizeLinear" and n.input[0] in inits and n.output[0] not in grouped
+            and inits[n.input[0]].data_type == onnx.TensorProto.INT8]
+
+
+@pytest.mark.slow
+def test_nncf_cpu_twin_has_7_bit_weights(nncf_build: dict[str, Path]) -> None:
+    """A 7-bit twin keeps every weight in -64..64 (NNCF's overflow fix on all layers), so the fast
+    u8 x s8 kernels of a CPU without VNNI sum them without saturating; the TensorRT graph uses the
+    full int8 range."""
+    twin, trt = _weight_ints(nncf_build["int8-cpu"]), _weight_ints(nncf_build["int8"])
+    assert len(twin) >= 70 and len(trt) == len(twin)
+    assert max(int(np.abs(w.astype(np.int32)).max()) for w in twin) <= 64
+    assert sum(int(np.abs(w.astype(np.int32)).max()) > 64 for w in trt) >= len(trt) // 2
+
+
 @pytest.mark.slow
 def test_nncf_trt_graph_builds_with_tensorrt_rtx(nncf_build: dict[str, Path]) -> None:
     """NNCF's PERFORMANCE graph (after to_signed) parses and builds with TensorRT-RTX, dynamic batch 1..4."""
@@ -122,3 +149,42 @@ def test_nncf_engine_refuses_edgevision_calibration_flags(seg_checkpoint: Path, 
                 "--calib-method", "mse", "--calib", str(vtest)]) == 1
     assert "the NNCF engine measures its own" in capsys.readouterr().err
     assert not out.exists()
+
+
+@pytest.mark.slow
+def test_nncf_engine_writes_a_gated_openvino_ir_that_the_folder_runs(seg_checkpoint: Path, vtest: Path,
+                                                                     tmp_path: Path) -> None:
+    """With OpenVINO installed the NNCF engine also writes <stem>.int8-ov.xml/.bin (NNCF's OpenVINO
+    backend): gated and timed on OpenVINO alone, carrying its manifest like the ONNX files, loadable
+    by path, and picked from the folder when it is the fastest accepted configuration. At 320x320 with
+    16 calibration frames to stay quick; the 640 figures are benchmarks/results/bench_cpu.md."""
+    pytest.importorskip("nncf", reason="NNCF is an optional engine: pip install 'edgevision[nncf]'")
+    pytest.importorskip("openvino")
+    import json
+
+    import edgevision
+    from edgevision.artifacts import resolve
+    from edgevision.cli import main as cli
+    from edgevision.sources import sample_frames
+
+    out = tmp_path / "out"
+    assert cli(["convert", str(seg_checkpoint), "-o", str(out), "--imgsz", "320", "--precision", "int8",
+                "--int8-engine", "nncf", "--calib", str(vtest), "--calib-frames", "16", "--val-frames", "16",
+                "--keep-float", "none", "--speed-rounds", "2"]) == 0
+    report = json.loads((out / "yolo11n-seg.precision.json").read_text())
+    entry = report["artifacts"]["int8-ov"]
+    xml = out / entry["path"]
+    assert xml.suffix == ".xml" and xml.is_file() and xml.with_suffix(".bin").is_file()
+    assert not list(out.glob(".*partial*"))  # no temporary file left behind
+    assert entry["targets"] == ["openvino"] and set(entry["speed"]) == {"openvino"}
+    assert entry["runtimes"]["openvino"]["accepted"] == entry["accepted"]
+    ev = entry["evaluation"]
+    assert ev["reference_detections"] >= 40 and ev["f1"] >= 0.85, ev  # 16 held-out frames, vs FP32
+    model = edgevision.load(xml)  # by suffix: OpenVINO; the manifest came along in the IR
+    assert model.backend.name == "openvino" and model.manifest.extra["precision"]["variant"] == "int8-ov"
+    frames, _ = sample_frames(vtest, 2)
+    assert sum(len(model(f)) for f in frames) > 0
+    picked = resolve(out, ["onnxruntime", "openvino"])
+    best = report["fastest_run"]
+    assert (picked.path.name, picked.config) == (report["artifacts"][best["variant"]]["path"], best["config"])
+    assert "int8-ov" in (out / "yolo11n-seg.precision.md").read_text()

@@ -145,8 +145,7 @@ def build_int8(
         onnx.save(qdq, str(trt_path))
     seconds["graphs"] = time.perf_counter() - t0
     build = Int8Build(trt_path, cpu_path, regions, ranges, kept, protection, seconds, cpu_ranges, list(kept))
-    # NNCF writes 8-bit weights (exact on ORT's u8u8 kernels, which edgevision's sessions pick on CPUs without VNNI)
-    build.cpu_weight_bits = 8 if opts.engine == "nncf" else opts.cpu_weight_bits or default_weight_bits()
+    build.cpu_weight_bits = opts.cpu_weight_bits or default_weight_bits()  # either engine
     if cpu_path is not None:
         t0 = time.perf_counter()
         build.cpu_kept_float = _build_cpu_twin(
@@ -264,14 +263,16 @@ def _build_cpu_twin(
     Returns the layer names it keeps float."""
     groups, loose = _kept_groups(regions, kept)
 
+    bits = opts.cpu_weight_bits or default_weight_bits()
+
     def write(groups: list[str]) -> None:
         keep = regions.float_nodes | set(loose) | _scope_nodes(regions, groups, model)
         if opts.engine == "nncf":
             from .nncf_engine import cpu_options, quantize_nncf
 
-            quantize_nncf(fp32_path, manifest, calib, out, keep, cpu_options(), log)
+            quantize_nncf(fp32_path, manifest, calib, out, keep, cpu_options(bits), log)
         else:
-            build_cpu_int8(fp32_path, out, ranges, keep, opts.cpu_weight_bits or default_weight_bits(), opts.cpu_ops)
+            build_cpu_int8(fp32_path, out, ranges, keep, bits, opts.cpu_ops)
 
     write(groups)
     if tune is None:

@@ -8,7 +8,12 @@ post-processing, judged by the same gate as any INT8 graph:
   forced signed (int8, zero point 0: TensorRT reads no uint8 Q/DQ), weights int8 per channel,
   bias float (NNCF's ONNX backend does not quantize it);
 - the CPU twin: preset MIXED (asymmetric uint8 activations, symmetric int8 weights), what ONNX
-  Runtime's x86 integer kernels want.
+  Runtime's x86 integer kernels want. Built on an x86 CPU without VNNI its weights use half the
+  int8 range (NNCF's overflow fix on every Conv / ConvTranspose / MatMul, -64..63; depthwise
+  convolutions keep the full range, NNCF's choice), so ONNX Runtime's fast u8 x s8 kernels sum them
+  exactly (cpu_int8.default_weight_bits explains why); with 8-bit weights such a CPU runs the file on
+  exact but slower u8u8 kernels. OpenVINO's INT8 transformations miscompute this Q/DQ graph (the
+  gate rejects it there): openvino_int8.py writes the file for OpenVINO.
 Both keep float what our own builder keeps float: the post-processing region (decode, NMS,
 masks: regions.find_regions) and the layers the caller names (the stem and final layers).
 NNCF places Q/DQ by its own hardware pattern table (inputs of Conv, MatMul, Add, Concat, ...,
@@ -44,21 +49,23 @@ class NncfOptions:
     """preset: "performance" (symmetric: the TensorRT graph) or "mixed" (asymmetric activations: the
     CPU twin). fast_bias_correction: NNCF's default bias correction (False: its slower full one).
     smooth_quant: SmoothQuant alpha for MatMul layers (None: off; convolution-only graphs have none).
-    signed_activations: force int8 activations (TensorRT needs them; MIXED's uint8 ones are ORT's)."""
+    signed_activations: force int8 activations (TensorRT needs them; MIXED's uint8 ones are ORT's).
+    weight_bits: 8, or 7 (weights on half the int8 range: NNCF's OverflowFix.ENABLE)."""
 
     preset: str = "performance"
     fast_bias_correction: bool = True
     smooth_quant: float | None = None
     signed_activations: bool = True
     target_device: str = "ANY"
+    weight_bits: int = 8
 
 
 def trt_options() -> NncfOptions:
     return NncfOptions(preset="performance", signed_activations=True)
 
 
-def cpu_options() -> NncfOptions:
-    return NncfOptions(preset="mixed", signed_activations=False)
+def cpu_options(weight_bits: int = 8) -> NncfOptions:
+    return NncfOptions(preset="mixed", signed_activations=False, weight_bits=weight_bits)
 
 
 def quantize_nncf(
@@ -69,11 +76,14 @@ def quantize_nncf(
     float; write out_path. Returns out_path."""
     if opts.preset not in PRESETS:
         raise EdgeVisionError(f"NNCF preset {opts.preset!r}: choose one of {', '.join(PRESETS)}")
+    if opts.weight_bits not in (7, 8):
+        raise EdgeVisionError(f"NNCF weight_bits must be 7 or 8, not {opts.weight_bits}")
     nncf = lazy_import("nncf")
     onnx = lazy_import("onnx")
     from nncf.quantization.advanced_parameters import (  # type: ignore[import-untyped]
         AdvancedQuantizationParameters,
         AdvancedSmoothQuantParameters,
+        OverflowFix,
     )
 
     model = onnx.load(str(fp32_path))
@@ -87,10 +97,12 @@ def quantize_nncf(
     # NNCF's own signedness_to_force clashes with its hardware table (Add inputs, measured): it
     # quantizes non-negative tensors (after SiLU) to uint8 with zero point 0, and to_signed() then
     # rewrites those as int8 (what TensorRT reads), one bit coarser, as TensorRT's own int8 would be.
+    # 7-bit weights: every weight quantizer on half the range (NNCF's default fixes the first layer only).
+    overflow = {"overflow_fix": OverflowFix.ENABLE} if opts.weight_bits == 7 else {}
     advanced = AdvancedQuantizationParameters(
-        smooth_quant_alphas=AdvancedSmoothQuantParameters(matmul=sq if sq is not None else -1.0),
+        smooth_quant_alphas=AdvancedSmoothQuantParameters(matmul=sq if sq is not None else -1.0), **overflow,
     )
-    log(f"NNCF {opts.preset} on {len(feeds)} frames, {len(ignored)} nodes float "
+    log(f"NNCF {opts.preset} on {len(feeds)} frames, {opts.weight_bits}-bit weights, {len(ignored)} nodes float "
         f"({'fast' if opts.fast_bias_correction else 'full'} bias correction"
         f"{f', SmoothQuant {sq}' if sq is not None else ''})")
     previous = logging.root.manager.disable

@@ -5,8 +5,10 @@ the converter exports. Files written beside the FP32 artifact <stem>.onnx:
     <stem>.int8.onnx       explicit Q/DQ for TensorRT 8.6 / 10 / 11 (also runs on ORT)
     <stem>.int8-cpu.onnx   the same calibration laid out for ONNX Runtime's CPU kernels
     <stem>.fp16.onnx       FP16 graph for strongly typed TensorRT
+    <stem>.int8-ov.xml/.bin  OpenVINO IR quantized by NNCF (--int8-engine nncf, OpenVINO installed):
+                           gated and timed on OpenVINO only (openvino_int8.py says why an IR)
     <stem>.precision.json / .md   the report
-A variant that misses the budget is kept as <stem>.<variant>.rejected.onnx with
+A variant that misses the budget is kept as <stem>.<variant>.rejected.onnx (.xml) with
 accepted=false in its manifest and the report.
 """
 from __future__ import annotations
@@ -39,6 +41,7 @@ TARGETS = {
     "int8": ["tensorrt", "onnxruntime"],
     "int8-cpu": ["onnxruntime"],
     "fp16": ["tensorrt", "onnxruntime"],
+    "int8-ov": ["openvino"],
 }
 # Runtime configurations gated and timed beside ONNX Runtime, where their runtime is installed:
 # each is an accuracy decision of its own (OpenVINO's INT8 kernels, bf16 on AMX CPUs).
@@ -80,6 +83,11 @@ class Variant:
     info: dict[str, Any] = field(default_factory=dict)
     result: GateResult | None = None
     final: Path | None = None
+    config: str = "onnxruntime"  # the configuration that gates it first: "openvino" for an OpenVINO IR
+
+    @property
+    def is_ir(self) -> bool:
+        return self.tmp.suffix == ".xml"
 
 
 # What the in-graph post-processing is, per task, in the report's words.
@@ -91,8 +99,8 @@ def post_name(task: str) -> str:
     return POST_NAMES.get(task, "post-processing")
 
 
-def _final_paths(folder: Path, stem: str, name: str) -> tuple[Path, Path]:
-    return folder / f"{stem}.{name}.onnx", folder / f"{stem}.{name}.rejected.onnx"
+def _final_paths(folder: Path, stem: str, name: str, suffix: str = ".onnx") -> tuple[Path, Path]:
+    return folder / f"{stem}.{name}{suffix}", folder / f"{stem}.{name}.rejected{suffix}"
 
 
 def _stamp(v: Variant, manifest: Manifest, fp32: Path, fp32_sha: str, budget: Budget, accepted: bool | None) -> None:
@@ -112,7 +120,12 @@ def _stamp(v: Variant, manifest: Manifest, fp32: Path, fp32_sha: str, budget: Bu
     needs = head_needs(manifest.extra.get("head"), v.precision) if "tensorrt" in TARGETS[v.name] else []
     if needs:
         extra["min_tensorrt"] = needs
-    write_manifest(v.tmp, manifest.replace(precision=v.precision, extra=extra))
+    if v.is_ir:
+        from .openvino_int8 import write_ir_manifest
+
+        write_ir_manifest(v.tmp, manifest.replace(precision=v.precision, extra=extra))
+    else:
+        write_manifest(v.tmp, manifest.replace(precision=v.precision, extra=extra))
 
 
 def finish(
@@ -125,15 +138,21 @@ def finish(
 
     fp32_sha = sha256_file(fp32)
     for v in variants:
-        check_model(v.tmp)
+        if not v.is_ir:
+            check_model(v.tmp)
         _stamp(v, manifest, fp32, fp32_sha, budget, None)  # edgevision.load needs a manifest
     log(f"accuracy gate on {len(val)} validation frames")
     prepared = prepare(fp32, val)
-    results = gate(fp32, {v.name: v.tmp for v in variants}, prepared, budget, backend="onnxruntime")
-    for v in variants:
-        v.result = results[v.name]
-        log(f"{v.name}: {'accepted' if v.result.accepted else 'REJECTED'}: {v.result.evaluation.summary()}")
-    files = {"fp32": fp32, **{v.name: v.tmp for v in variants}}
+    for config in dict.fromkeys(v.config for v in variants):  # each on the runtime it is for
+        mine = [v for v in variants if v.config == config]
+        options = None if config == "onnxruntime" else _options(config)
+        results = gate(fp32, {v.name: v.tmp for v in mine}, prepared, budget, backend=CONFIGS[config][0], options=options)
+        for v in mine:
+            v.result = results[v.name]
+            log(f"{v.name}: {'accepted' if v.result.accepted else 'REJECTED'}: {v.result.evaluation.summary()}")
+    # ONNX files also run on the other configurations here; an IR runs on its own one only.
+    files = {"fp32": fp32, **{v.name: v.tmp for v in variants if not v.is_ir}}
+    own = {v.name: v for v in variants if v.is_ir}
     configs = extra_configs()
     verdicts: dict[str, dict[str, GateResult]] = {}
     for config in list(configs):
@@ -150,17 +169,24 @@ def finish(
     log(f"speed on this CPU ({', '.join(['onnxruntime', *configs])}; batch 1, 1 thread, {rounds} interleaved rounds)")
     runs = {(name, c): (path, CONFIGS[c][0], _options(c)) for name, path in files.items()
             for c in ["onnxruntime", *configs]}
+    runs.update({(name, v.config): (v.tmp, CONFIGS[v.config][0], _options(v.config)) for name, v in own.items()})
     timed = measure_runs({f"{n}@{c}": r for (n, c), r in runs.items()}, prepared.batches[0][:1], rounds=rounds)
     lat = {key: timed[f"{key[0]}@{key[1]}"] for key in runs}
     base = lat[("fp32", "onnxruntime")].median_ms
 
     def speeds(name: str) -> dict[str, dict[str, Any]]:
         return {c: {**lat[(name, c)].as_dict(), "speedup_vs_fp32": round(base / lat[(name, c)].median_ms, 3)}
-                for c in ["onnxruntime", *configs]}
+                for c in ([own[name].config] if name in own else ["onnxruntime", *configs])}
+
+    def verdict(r: GateResult) -> dict[str, Any]:
+        return {"accepted": r.accepted, "evaluation": r.evaluation.as_dict(), "failures": r.failures}
 
     def runtimes(name: str) -> dict[str, dict[str, Any]]:
-        return {c: {"accepted": verdicts[c][name].accepted, "evaluation": verdicts[c][name].evaluation.as_dict(),
-                    "failures": verdicts[c][name].failures} for c in configs}
+        if name in own:  # its own configuration's verdict is the one edgevision.artifacts.accepted_on reads
+            result = own[name].result
+            assert result is not None
+            return {own[name].config: verdict(result)}
+        return {c: verdict(verdicts[c][name]) for c in configs}
 
     folder, stem = fp32.parent, fp32.stem
     json_path, md_path = report.report_paths(folder, stem)
@@ -171,11 +197,17 @@ def finish(
                                     runtimes=runtimes("fp32"))}
     for v in variants:
         assert v.result is not None
-        good, bad = _final_paths(folder, stem, v.name)
+        good, bad = _final_paths(folder, stem, v.name, v.tmp.suffix)
         v.final = good if v.result.accepted else bad
         _stamp(v, manifest, fp32, fp32_sha, budget, v.result.accepted)
-        v.tmp.replace(v.final)
-        (bad if v.result.accepted else good).unlink(missing_ok=True)  # no stale file of the other verdict
+        if v.is_ir:
+            from .openvino_int8 import move_ir, remove_ir
+
+            move_ir(v.tmp, v.final)
+            remove_ir(bad if v.result.accepted else good)
+        else:
+            v.tmp.replace(v.final)
+            (bad if v.result.accepted else good).unlink(missing_ok=True)  # no stale file of the other verdict
         speed = speeds(v.name)
         entries[v.name] = report.Entry(
             v.final.name, v.precision, TARGETS[v.name], v.result.accepted, v.result.evaluation.as_dict(),
@@ -199,11 +231,12 @@ def _rounds(args: argparse.Namespace) -> int:
 def _print(variants: list[Variant], data: dict[str, Any]) -> None:
     for v in variants:
         assert v.result is not None and v.final is not None
-        speed = data["artifacts"][v.name]["speed"]["onnxruntime"]
+        speed = data["artifacts"][v.name]["speed"][v.config]
         verdict = "accepted" if v.result.accepted else "REJECTED (" + "; ".join(v.result.failures) + ")"
+        where = "ORT CPU" if v.config == "onnxruntime" else f"{v.config} CPU"
         print(f"{v.name.upper():<9} {v.final}  {verdict}")
         print(f"          vs FP32: {v.result.evaluation.summary()}")
-        print(f"          ORT CPU {speed['median_ms']} ms ({speed['speedup_vs_fp32']}x FP32)")
+        print(f"          {where} {speed['median_ms']} ms ({speed['speedup_vs_fp32']}x FP32 on ORT)")
     fast = data.get("fastest", {}).get("onnxruntime")
     if fast:
         print(f"ORT pick  {fast} (fastest accepted on ONNX Runtime here)")
@@ -257,7 +290,8 @@ def run_int8(fp32: Path, manifest: Manifest, args: argparse.Namespace, budget: B
         if opts.engine == "nncf":
             how = (f"NNCF {'PERFORMANCE' if v is trt else 'MIXED'} preset (ONNX backend, fast bias correction): "
                    f"{'int8 symmetric' if v is trt else 'uint8 asymmetric'} per-tensor activations, int8 symmetric "
-                   "per-channel weights, float bias; Q/DQ where NNCF's pattern table puts them")
+                   f"per-channel weights{'' if v is trt else f' ({build.cpu_weight_bits}-bit)'}, float bias; "
+                   "Q/DQ where NNCF's pattern table puts them")
             cal = {"method": "nncf", "frames": len(split.calib)}
         v.kept_float = build.kept_float if v is trt else build.cpu_kept_float
         v.info = {"calibration": cal, "quantization": how, "layers": layers,
@@ -293,8 +327,11 @@ def run_int8(fp32: Path, manifest: Manifest, args: argparse.Namespace, budget: B
         )
         if p.group_loss:
             details["most sensitive groups (solo loss)"] = ", ".join(f"{g} {loss:.4f}" for g, loss in p.worst(6))
-    data = finish(fp32, manifest, [trt, cpu], split.describe(), split.val, budget, details, _rounds(args))
-    _print([trt, cpu], data)
+    variants = [trt, cpu]
+    if opts.engine == "nncf" and available("openvino"):
+        variants.append(_openvino_variant(fp32, manifest, build, split.calib, len(split.calib)))
+    data = finish(fp32, manifest, variants, split.describe(), split.val, budget, details, _rounds(args))
+    _print(variants, data)
     assert trt.result is not None and trt.final is not None
     if not trt.result.accepted:
         # the NNCF engine without the layer search measured no ranges of ours to explain with
@@ -307,6 +344,26 @@ def run_int8(fp32: Path, manifest: Manifest, args: argparse.Namespace, budget: B
             "Try --keep-float auto (the default), more --calib-frames, or a looser --max-drop."
         )
     return trt.final
+
+
+def _openvino_variant(fp32: Path, manifest: Manifest, build: Any, calib: list[np.ndarray], frames: int) -> Variant:
+    """The NNCF engine's third file where OpenVINO is installed: an OpenVINO IR quantized by NNCF's
+    OpenVINO backend (openvino_int8.py), the CPU twin's layers float, its weight bits."""
+    from .openvino_int8 import quantize_openvino
+
+    ov = Variant("int8-ov", "int8", fp32.parent / f".{fp32.stem}.int8-ov.partial.xml", config="openvino")
+    quantize_openvino(fp32, manifest, calib, ov.tmp, build.regions.float_nodes | set(build.cpu_kept_float),
+                      build.cpu_weight_bits, log)
+    ov.kept_float = list(build.cpu_kept_float)
+    layers = {**build.layer_summary(), "quantized_layers": len(build.regions.layers) - len(build.cpu_kept_float)}
+    ov.info = {"calibration": {"method": "nncf", "frames": frames},
+               "quantization": "NNCF MIXED preset (OpenVINO backend, after OpenVINO's MOC fusions, fast bias "
+                               "correction): uint8 asymmetric per-tensor activations, int8 symmetric per-channel "
+                               f"weights ({build.cpu_weight_bits}-bit); FakeQuantize where NNCF's pattern table puts them",
+               "layers": layers, "weight_bits": build.cpu_weight_bits,
+               "kept_summary": f"{post_name(manifest.task)} ({layers['float_region_nodes']} nodes) float",
+               "notes": ["an OpenVINO IR: OpenVINO's INT8 transformations miscompute Q/DQ ONNX graphs of this model"]}
+    return ov
 
 
 def _qat(fp32: Path, manifest: Manifest, args: argparse.Namespace, build: Any, calib: list[np.ndarray],

@@ -83,6 +83,11 @@ def _fmt(v: Any, digits: int = 4) -> str:
     return "-" if v is None else (f"{v:.{digits}f}" if isinstance(v, float) else str(v))
 
 
+def _x(speedup: Any) -> str:
+    """A speed-up column: '1.31x', or '-' where the artifact was not timed there (an OpenVINO IR on ONNX Runtime)."""
+    return "-" if speedup is None else f"{_fmt(speedup, 2)}x"
+
+
 # The columns of the report's tables per task: (evaluation key, heading), and what they measure.
 COLUMNS: dict[str, list[tuple[str, str]]] = {
     "detect": [("f1", "F1"), ("ap50_95_pooled", "AP50-95 pooled"), ("ap50_95", "AP50-95"), ("ap50", "AP50"),
@@ -173,7 +178,7 @@ def markdown(data: dict[str, Any]) -> str:
         lines.append(
             f"| {name} | `{e['path']}` | {', '.join(e.get('targets', []))} | {'yes' if e.get('accepted') else '**no**'} "
             + "".join(f"| {_fmt(ev.get(k))} " for k, _ in cols)
-            + f"| {_fmt(sp.get('median_ms'), 1)} | {_fmt(sp.get('speedup_vs_fp32'), 2)}x | {kept_text} |"
+            + f"| {_fmt(sp.get('median_ms'), 1)} | {_x(sp.get('speedup_vs_fp32'))} | {kept_text} |"
         )
     rows = [(name, c, e, e.get("runtimes", {}).get(c)) for name, e in data["artifacts"].items()
             for c in e.get("speed", {}) if c != "onnxruntime"]

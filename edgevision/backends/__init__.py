@@ -36,7 +36,8 @@ BACKENDS: dict[str, BackendEntry] = {
     "onnxruntime": BackendEntry("edgevision.backends.onnxruntime:OnnxRuntimeBackend", (".onnx",), ("onnxruntime",),
                                 lambda threads, n: {"threads": threads}),
     # The same .onnx files on Intel CPUs / GPUs / NPUs; chosen by name, or by a convert folder's speed report.
-    "openvino": BackendEntry("edgevision.backends.openvino:OpenVinoBackend", (".onnx",), ("openvino",),
+    # .xml: the OpenVINO IR `convert --int8-engine nncf` writes (converters/precision/openvino_int8.py).
+    "openvino": BackendEntry("edgevision.backends.openvino:OpenVinoBackend", (".onnx", ".xml"), ("openvino",),
                              lambda threads, n: {"threads": threads, "streams": n}),
 }
 

@@ -112,7 +112,8 @@ def compile_config(precision: str, threads: int | None, streams: int | None, low
 
 
 class OpenVinoBackend(Backend):
-    """A converted ONNX file compiled by OpenVINO.
+    """A converted ONNX file (or the OpenVINO IR .xml that `convert --int8-engine nncf` writes)
+    compiled by OpenVINO.
 
     device: "CPU" (default), "GPU", "NPU", "AUTO", ... as OpenVINO names them. precision:
     "f32" (default: the same numbers as FP32 elsewhere) or "bf16" / "f16" (faster where the
