@@ -11,6 +11,8 @@ held-out last 20%, Megamind.avi, the stills. Configurations:
 - edgevision conv-only int8-cpu: the twin with Q/DQ on Conv alone (Int8Options.cpu_ops);
 - edgevision nncf int8 / nncf int8-cpu: the same files written by `--int8-engine nncf`
   (NNCF's ONNX backend on our FP32 graph: PERFORMANCE preset for the TensorRT file, MIXED for the twin);
+- edgevision nncf int8-ov: the OpenVINO IR `--int8-engine nncf` also writes (NNCF's OpenVINO backend,
+  converters/precision/openvino_int8.py), on OpenVINO;
 - edgevision fp32: the reference.
 Agreement with FP32 (edgevision's FP32 graph on ONNX Runtime, which equals Ultralytics' own ONNX
 path at F1 1.0): F1 at IoU 0.5 (conf 0.25) and AP50-95 pooled over all detections
@@ -20,6 +22,7 @@ decode and instance masks; conf 0.25), one frame at a time with every core (each
 threading), the configurations interleaved frame by frame; median.
 
     .venv/bin/python benchmarks/int8_peers.py [--calib-frames 256] [--val-frames 64] [--imgsz 640]
+        [--engines own,nncf,conv-only] [--tag NAME]
 Results: benchmarks/results/int8_peers.json and .md
 """
 from __future__ import annotations
@@ -44,6 +47,7 @@ from demos.assets import demo_checkpoint  # noqa: E402
 from edgevision.detections import Detections  # noqa: E402
 
 AP_CONF, CONF, IOU = 0.001, 0.25, 0.7
+ENGINES = ("own", "nncf", "conv-only")
 Predict = Callable[[np.ndarray, float], Detections]  # (frame, conf) -> detections in frame pixels
 
 
@@ -82,10 +86,13 @@ def ultralytics_predictor(folder: Path, imgsz: int) -> tuple[Predict, Any]:
     return predict, model
 
 
-def prepare(work: Path, imgsz: int, calib: list[np.ndarray], keep_float: str) -> dict[str, Predict]:
+def prepare(work: Path, imgsz: int, calib: list[np.ndarray], keep_float: str,
+            engines_wanted: tuple[str, ...] = ENGINES) -> dict[str, Predict]:
     """Build every configuration (afresh) and load it: name -> predictor."""
     from benchmarks.ultralytics_ref import export_ultralytics_openvino, write_calib_images
+    from converters.onnx_io import read_manifest
     from converters.precision.int8 import Int8Options
+    from converters.precision.openvino_int8 import quantize_openvino, write_ir_manifest
 
     fp32 = fp32_model(work, imgsz)
     files: dict[str, tuple[Path, int]] = {}
@@ -94,16 +101,27 @@ def prepare(work: Path, imgsz: int, calib: list[np.ndarray], keep_float: str) ->
     engines = {"": Int8Options(keep_float=keep_float), "nncf ": Int8Options(keep_float=keep_float, engine="nncf"),
                "conv-only ": Int8Options(keep_float=keep_float, cpu_ops=("Conv",), cpu_percentile=99.999)}
     for prefix, opts in engines.items():
+        if (prefix.strip() or "own") not in engines_wanted:
+            continue
         t0 = time.perf_counter()
-        (work / (prefix.strip() or "edgevision")).mkdir(parents=True, exist_ok=True)
-        built = build(fp32, calib, work / (prefix.strip() or "edgevision"), opts)
-        seconds[f"edgevision {prefix or 'own '}engine"] = round(time.perf_counter() - t0, 1)
+        folder = work / (prefix.strip() or "edgevision")
+        folder.mkdir(parents=True, exist_ok=True)
+        built, b = build(fp32, calib, folder, opts)
         for variant, path in built.items():
             if prefix == "conv-only " and variant == "int8":
                 continue  # the TensorRT graph is the same as edgevision's
-            bits = 8 if opts.engine == "nncf" or variant == "int8" else _weight_bits()
+            bits = 8 if variant == "int8" else b.cpu_weight_bits
             stamp(path, variant, bits)
             files[f"{prefix}{variant}"] = (path, bits)
+        if opts.engine == "nncf":  # the OpenVINO IR `convert --int8-engine nncf` writes beside them
+            xml = folder / "int8-ov.xml"
+            manifest = read_manifest(fp32)
+            quantize_openvino(fp32, manifest, calib, xml, b.regions.float_nodes | set(b.cpu_kept_float),
+                              b.cpu_weight_bits, log=lambda m: print(f"[int8] {m}"))
+            meta = {"variant": "int8-ov", "accepted": True, "weight_bits": b.cpu_weight_bits, "targets": ["openvino"]}
+            write_ir_manifest(xml, manifest.replace(precision="int8", extra={**manifest.extra, "precision": meta}))
+            files["nncf int8-ov"] = (xml, b.cpu_weight_bits)
+        seconds[f"edgevision {prefix or 'own '}engine"] = round(time.perf_counter() - t0, 1)
     ckpt = demo_checkpoint()
     images = write_calib_images(calib, work / "calib" / "images")
     t0 = time.perf_counter()
@@ -115,6 +133,9 @@ def prepare(work: Path, imgsz: int, calib: list[np.ndarray], keep_float: str) ->
     runs: dict[str, Predict] = {}
     runs["edgevision fp32 (ORT)"] = edgevision_predictor(fp32, "onnxruntime")[0]
     for name, (path, _) in files.items():
+        if path.suffix == ".xml":  # an OpenVINO IR runs on OpenVINO alone
+            runs[f"edgevision {name} (OpenVINO)"] = edgevision_predictor(path, "openvino")[0]
+            continue
         runs[f"edgevision {name} (ORT)"] = edgevision_predictor(path, "onnxruntime")[0]
         if name.endswith("int8-cpu"):
             runs[f"edgevision {name} (OpenVINO)"] = edgevision_predictor(path, "openvino")[0]
@@ -124,12 +145,6 @@ def prepare(work: Path, imgsz: int, calib: list[np.ndarray], keep_float: str) ->
 
 
 PREPARED: dict[str, Any] = {}
-
-
-def _weight_bits() -> int:
-    from converters.precision.cpu_int8 import default_weight_bits
-
-    return default_weight_bits()
 
 
 def agreement(runs: dict[str, Predict], frames: dict[str, list[np.ndarray]]) -> dict[str, dict[str, dict[str, Any]]]:
@@ -200,11 +215,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--work", type=Path, default=Path("/tmp/edgevision-int8-peers"))
     ap.add_argument("--tag", default="", help="suffix of the result files (int8_peers<_tag>.json)")
+    ap.add_argument("--engines", default=",".join(ENGINES), help="edgevision's engines to build: own,nncf,conv-only")
     args = ap.parse_args(argv)
 
     calib, frames, sources = scenes(args.calib_frames, args.val_frames)
     args.work.mkdir(parents=True, exist_ok=True)
-    runs = prepare(args.work, args.imgsz, calib, args.keep_float)
+    engines = tuple(e for e in args.engines.split(",") if e)
+    if set(engines) - set(ENGINES):
+        ap.error(f"--engines: choose from {', '.join(ENGINES)}")
+    runs = prepare(args.work, args.imgsz, calib, args.keep_float, engines)
     data: dict[str, Any] = {
         "imgsz": args.imgsz, "calib_frames": len(calib), "keep_float": args.keep_float, "sources": sources,
         "calib_source": f"vtest.avi, {len(calib)} frames evenly across its first 80% (split_frames)",
