@@ -116,11 +116,11 @@ def prepare(work: Path, imgsz: int, calib: list[np.ndarray], keep_float: str,
         if opts.engine == "nncf":  # the OpenVINO IR `convert --int8-engine nncf` writes beside them
             xml = folder / "int8-ov.xml"
             manifest = read_manifest(fp32)
-            quantize_openvino(fp32, manifest, calib, xml, b.regions.float_nodes | set(b.cpu_kept_float),
-                              b.cpu_weight_bits, log=lambda m: print(f"[int8] {m}"))
-            meta = {"variant": "int8-ov", "accepted": True, "weight_bits": b.cpu_weight_bits, "targets": ["openvino"]}
+            quantize_openvino(fp32, manifest, calib, xml, b.regions.float_nodes | set(b.cpu_kept_float), 8,
+                              log=lambda m: print(f"[int8] {m}"))
+            meta = {"variant": "int8-ov", "accepted": True, "weight_bits": 8, "targets": ["openvino"]}
             write_ir_manifest(xml, manifest.replace(precision="int8", extra={**manifest.extra, "precision": meta}))
-            files["nncf int8-ov"] = (xml, b.cpu_weight_bits)
+            files["nncf int8-ov"] = (xml, 8)
         seconds[f"edgevision {prefix or 'own '}engine"] = round(time.perf_counter() - t0, 1)
     ckpt = demo_checkpoint()
     images = write_calib_images(calib, work / "calib" / "images")

@@ -166,3 +166,5 @@ def test_int8_kernels_only_where_the_cpu_multiplies_exactly(monkeypatch: pytest.
     assert ovb.allows_int8_kernels(cpu, "GPU.0") is True  # type: ignore[arg-type]
     seven = SimpleNamespace(extra={"precision": {"variant": "int8-cpu", "weight_bits": 7}})
     assert ovb.allows_int8_kernels(seven) is True  # type: ignore[arg-type]  # 7-bit weights never saturate
+    ir = SimpleNamespace(extra={"precision": {"variant": "int8-ov", "weight_bits": 8}})
+    assert ovb.allows_int8_kernels(ir) is True  # type: ignore[arg-type]  # NNCF's IR: made and gated for them

@@ -348,19 +348,19 @@ def run_int8(fp32: Path, manifest: Manifest, args: argparse.Namespace, budget: B
 
 def _openvino_variant(fp32: Path, manifest: Manifest, build: Any, calib: list[np.ndarray], frames: int) -> Variant:
     """The NNCF engine's third file where OpenVINO is installed: an OpenVINO IR quantized by NNCF's
-    OpenVINO backend (openvino_int8.py), the CPU twin's layers float, its weight bits."""
+    OpenVINO backend (openvino_int8.py), the CPU twin's layers float, 8-bit weights (measured there)."""
     from .openvino_int8 import quantize_openvino
 
     ov = Variant("int8-ov", "int8", fp32.parent / f".{fp32.stem}.int8-ov.partial.xml", config="openvino")
-    quantize_openvino(fp32, manifest, calib, ov.tmp, build.regions.float_nodes | set(build.cpu_kept_float),
-                      build.cpu_weight_bits, log)
+    quantize_openvino(fp32, manifest, calib, ov.tmp, build.regions.float_nodes | set(build.cpu_kept_float), 8, log)
     ov.kept_float = list(build.cpu_kept_float)
     layers = {**build.layer_summary(), "quantized_layers": len(build.regions.layers) - len(build.cpu_kept_float)}
     ov.info = {"calibration": {"method": "nncf", "frames": frames},
                "quantization": "NNCF MIXED preset (OpenVINO backend, after OpenVINO's MOC fusions, fast bias "
                                "correction): uint8 asymmetric per-tensor activations, int8 symmetric per-channel "
-                               f"weights ({build.cpu_weight_bits}-bit); FakeQuantize where NNCF's pattern table puts them",
-               "layers": layers, "weight_bits": build.cpu_weight_bits,
+                               "weights (8-bit, the first layer on half the range); FakeQuantize where NNCF's pattern "
+                               "table puts them",
+               "layers": layers, "weight_bits": 8,
                "kept_summary": f"{post_name(manifest.task)} ({layers['float_region_nodes']} nodes) float",
                "notes": ["an OpenVINO IR: OpenVINO's INT8 transformations miscompute Q/DQ ONNX graphs of this model"]}
     return ov

@@ -75,11 +75,15 @@ def input_spec(port: Any) -> InputSpec:
 
 def allows_int8_kernels(manifest: Manifest, device: str = "CPU") -> bool:
     """May OpenVINO run this artifact's Q/DQ on its integer kernels? Not the TensorRT placement,
-    and not 8-bit weights on x86 CPUs without VNNI, where those kernels saturate their sums
-    (edgevision.device.u8s8_saturates): the quantization is then emulated in float, exactly."""
+    and not 8-bit weights of our ONNX files on x86 CPUs without VNNI, where those kernels saturate
+    their sums (edgevision.device.u8s8_saturates): the quantization is then emulated in float,
+    exactly. Always the OpenVINO IR (int8-ov): NNCF quantized it for these kernels, its overflow
+    fix included, and it is gated on them (converters/precision/openvino_int8.py has the numbers)."""
     found = manifest.extra.get("precision")
     meta: dict[str, Any] = found if isinstance(found, dict) else {}
     variant = meta.get("variant")
+    if variant == "int8-ov":
+        return True
     if device.split(".")[0] in ("CPU", "AUTO", "MULTI", "HETERO") and u8s8_saturates() and meta.get("weight_bits") != 7:
         return False  # 7-bit weights (built on such a CPU) fit the int16 sums: 255 * 64 * 2 < 32767
     return variant != "int8"
