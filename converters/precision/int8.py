@@ -82,6 +82,17 @@ class Int8Build:
         }
 
 
+def write_trt_graph(model: Any, regions: Regions, kept: Sequence[str], ranges: Ranges, path: Path) -> list[str]:
+    """Write the TensorRT Q/DQ graph of `model`: every layer of `regions` not in `kept` quantized at
+    `ranges`. Returns the layers left float because no range was measured for their input (the
+    caller decides what that means: build_int8 reports them kept float, --qat refuses)."""
+    onnx = lazy_import("onnx")
+    quantized = [layer for layer in regions.layers if layer.name not in set(kept)]
+    qdq, skipped = insert_qdq(model, quantized, ranges)
+    onnx.save(qdq, str(path))
+    return list(skipped)
+
+
 def evenly(frames: Sequence[np.ndarray], n: int) -> list[np.ndarray]:
     if n >= len(frames):
         return list(frames)
@@ -138,11 +149,7 @@ def build_int8(
 
         quantize_nncf(fp32_path, manifest, calib, trt_path, regions.float_nodes | set(kept), trt_options(), log)
     else:
-        quantized = [layer for layer in regions.layers if layer.name not in set(kept)]
-        qdq, skipped = insert_qdq(model, quantized, ranges)
-        if skipped:
-            kept += skipped  # no range measured: left float rather than guessed
-        onnx.save(qdq, str(trt_path))
+        kept += write_trt_graph(model, regions, kept, ranges, trt_path)  # no range measured: left float, not guessed
     seconds["graphs"] = time.perf_counter() - t0
     build = Int8Build(trt_path, cpu_path, regions, ranges, kept, protection, seconds, cpu_ranges, list(kept))
     build.cpu_weight_bits = opts.cpu_weight_bits or default_weight_bits()  # either engine

@@ -143,11 +143,11 @@ def module_path(root: Any, node_name: str) -> str | None:
 
 
 def _descend(mod: Any, parts: Sequence[str]) -> Any:
-    for p in parts:
-        mod = getattr(mod, "_modules", {}).get(p)
-        if mod is None:
-            return None
-    return mod
+    """The submodule at mod.<parts...>, or None where there is none."""
+    try:
+        return mod.get_submodule(".".join(parts))
+    except AttributeError:
+        return None
 
 
 def check_qat_source(model_path: str | Path) -> None:

@@ -16,9 +16,8 @@ from edgevision.manifest import Manifest
 
 from .calibration import float_tensors
 from .cpu_int8 import build_cpu_int8
-from .int8 import Int8Build, Int8Options, calibrate, cpu_float_nodes, final_layers
+from .int8 import Int8Build, Int8Options, calibrate, cpu_float_nodes, final_layers, write_trt_graph
 from .qat import QatOptions, QatProgress, QatResult, qat_exportable, qat_ranges, run_qat
-from .qdq import insert_qdq
 from .regions import find_regions
 
 
@@ -55,11 +54,10 @@ def qat_int8(
             raise EdgeVisionError("--qat: the fine-tuned model's ONNX export has other layers than the original")
         regions = tuned_regions
         ranges = qat_ranges(build.ranges, result.scales) if result.scales else build.ranges
-        all_quantized = [la for la in regions.layers if la.name not in kept]
-        qdq, skipped = insert_qdq(tuned, all_quantized, ranges)
+        # build_int8 already kept float every layer without a range: one missing now is an error
+        skipped = write_trt_graph(tuned, regions, build.kept_float, ranges, build.trt_path)
         if skipped:
             raise EdgeVisionError(f"--qat: no range for {skipped}")
-        onnx.save(qdq, str(build.trt_path))
         if build.cpu_path is not None:
             tensors = float_tensors(tuned, regions.network_nodes)
             _, cpu_ranges = calibrate(qat_path, manifest, tensors, calib, opts, log)
