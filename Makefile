@@ -91,9 +91,13 @@ demo: assets
 	$(EV) info "$$artifact"; \
 	$(EV) run "$$artifact" --source "$$source" --save $(OUT)/annotated.mp4 --jsonl $(OUT)/detections.jsonl
 
+# Two pytest workers (pytest-xdist), each test file on one worker (module fixtures built once):
+# most of the suite is single-threaded Python (exports, graph surgery, NNCF), so two workers on
+# the 2-core CI machine roughly halve the wall time. PYTEST_WORKERS=0 runs in one process.
+PYTEST_WORKERS ?= 2
 test: $(VENV)/.installed-dev $(VTEST) .system-test-pkgs
 	$(VPY) -m ruff check --select F,E9 edgevision converters tests benchmarks demos tools
-	$(VPY) -m pytest -q
+	$(VPY) -m pytest -q $(if $(filter-out 0,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS) --dist loadfile) --durations=25
 
 # Everything a GPU machine can prove, in one call (docs/gpu-check.md). Installs nothing: a GPU
 # machine may have no network. Without a GPU: one line, exit 0 (tests/test_gpu_check.py runs it).

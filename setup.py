@@ -21,7 +21,7 @@ EXTRAS = {
     "timm": ["timm>=1.0"],  # Apache-2.0: timm classifiers (--arch timm:NAME)
     # websocket-client drives headless Chromium (DevTools protocol) in the web view test;
     # prometheus_client's parser reads /metrics back
-    "dev": ["pytest>=8", "mypy>=1.10", "ruff>=0.5", "websocket-client>=1.6", "prometheus_client>=0.17"],
+    "dev": ["pytest>=8", "pytest-xdist>=3.5", "mypy>=1.10", "ruff>=0.5", "websocket-client>=1.6", "prometheus_client>=0.17"],
 }
 EXTRAS["all"] = sorted({r for reqs in EXTRAS.values() for r in reqs})
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +27,12 @@ def pytest_configure(config: pytest.Config) -> None:
     # A handled signal is reset to the default at exec, so the children get a real Ctrl-C again.
     if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+    # RF-DETR lives apart in .venv/rfdetr (tests/test_rfdetr.py puts it on a worker's path). Under
+    # pytest-xdist the controller re-imports the module of every warning a worker reports: it must
+    # find rfdetr too, or a warning raised in its code takes the worker down.
+    rfdetr = Path(__file__).resolve().parents[1] / ".venv" / "rfdetr"
+    if rfdetr.is_dir() and str(rfdetr) not in sys.path:
+        sys.path.append(str(rfdetr))
 
 
 # Fixtures that convert a model: a test using any of them (directly or through another
