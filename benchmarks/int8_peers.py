@@ -92,7 +92,8 @@ def prepare(work: Path, imgsz: int, calib: list[np.ndarray], keep_float: str,
     from benchmarks.ultralytics_ref import export_ultralytics_openvino, write_calib_images
     from converters.onnx_io import read_manifest
     from converters.precision.int8 import Int8Options
-    from converters.precision.openvino_int8 import quantize_openvino, write_ir_manifest
+    from converters.precision.artifact_kind import OPENVINO_IR
+    from converters.precision.openvino_int8 import quantize_openvino
 
     fp32 = fp32_model(work, imgsz)
     files: dict[str, tuple[Path, int]] = {}
@@ -116,10 +117,10 @@ def prepare(work: Path, imgsz: int, calib: list[np.ndarray], keep_float: str,
         if opts.engine == "nncf":  # the OpenVINO IR `convert --int8-engine nncf` writes beside them
             xml = folder / "int8-ov.xml"
             manifest = read_manifest(fp32)
-            quantize_openvino(fp32, manifest, calib, xml, b.regions.float_nodes | set(b.cpu_kept_float), 8,
+            quantize_openvino(fp32, manifest, calib, xml, b.regions.float_nodes | set(b.cpu_kept_float),
                               log=lambda m: print(f"[int8] {m}"))
             meta = {"variant": "int8-ov", "accepted": True, "weight_bits": 8, "targets": ["openvino"]}
-            write_ir_manifest(xml, manifest.replace(precision="int8", extra={**manifest.extra, "precision": meta}))
+            OPENVINO_IR.stamp(xml, manifest.replace(precision="int8", extra={**manifest.extra, "precision": meta}))
             files["nncf int8-ov"] = (xml, 8)
         seconds[f"edgevision {prefix or 'own '}engine"] = round(time.perf_counter() - t0, 1)
     ckpt = demo_checkpoint()

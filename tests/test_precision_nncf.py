@@ -177,11 +177,13 @@ def test_nncf_engine_writes_a_gated_openvino_ir_that_the_folder_runs(seg_checkpo
     assert xml.suffix == ".xml" and xml.is_file() and xml.with_suffix(".bin").is_file()
     assert not list(out.glob(".*partial*"))  # no temporary file left behind
     assert entry["targets"] == ["openvino"] and set(entry["speed"]) == {"openvino"}
-    assert entry["runtimes"]["openvino"]["accepted"] == entry["accepted"]
+    assert set(entry["runtimes"]) == {"openvino"}  # judged where it runs; ONNX Runtime cannot read an IR
     ev = entry["evaluation"]
     assert ev["reference_detections"] >= 40 and ev["f1"] >= 0.85, ev  # 16 held-out frames, vs FP32
     model = edgevision.load(xml)  # by suffix: OpenVINO; the manifest came along in the IR
-    assert model.backend.name == "openvino" and model.manifest.extra["precision"]["variant"] == "int8-ov"
+    stamped = model.manifest.extra["precision"]
+    assert model.backend.name == "openvino" and stamped["variant"] == "int8-ov"
+    assert stamped["accepted"] is entry["accepted"]  # re-stamped with the gate's verdict after the gate ran
     frames, _ = sample_frames(vtest, 2)
     assert sum(len(model(f)) for f in frames) > 0
     picked = resolve(out, ["onnxruntime", "openvino"])

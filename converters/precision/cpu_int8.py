@@ -34,10 +34,8 @@ elsewhere; an 8-bit file that meets a CPU without VNNI still runs exactly, on u8
 """
 from __future__ import annotations
 
-import logging
 import tempfile
 from collections.abc import Iterable, Sequence
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -45,21 +43,10 @@ from edgevision._lazy import lazy_import
 from edgevision.device import u8s8_saturates
 
 from .calibration import Ranges, save_ort_cache
-
+from .quiet import quiet_logging
 
 # The ops the twin quantizes (ORT's op_types_to_quantize); None: every op ORT has an integer kernel for.
 CPU_OPS: tuple[str, ...] | None = None
-
-
-@contextmanager
-def _quiet() -> Any:
-    """onnxruntime.quantization logs "consider pre-processing" warnings through the root logger."""
-    previous = logging.root.manager.disable
-    logging.disable(logging.WARNING)
-    try:
-        yield
-    finally:
-        logging.disable(previous)
 
 
 def default_weight_bits() -> int:
@@ -77,7 +64,7 @@ def build_cpu_int8(
     if weight_bits not in (7, 8):
         raise ValueError(f"weight_bits must be 7 or 8, not {weight_bits}")
     quant = lazy_import("onnxruntime.quantization")
-    with tempfile.TemporaryDirectory(prefix="edgevision-int8-") as tmp, _quiet():
+    with tempfile.TemporaryDirectory(prefix="edgevision-int8-") as tmp, quiet_logging():
         cache = save_ort_cache(ranges, Path(tmp) / "ranges.json")
         quant.quantize_static(
             str(fp32_path), str(out_path), None,

@@ -38,6 +38,7 @@ from edgevision.errors import EdgeVisionError
 from edgevision.manifest import Manifest
 
 from .calibration import graph_feeds, preprocess_batches
+from .quiet import quiet_logging
 
 _log = logging.getLogger(__name__)
 
@@ -87,12 +88,8 @@ def quantize_nncf(
     )
 
     model = onnx.load(str(fp32_path))
-    names = {n.name for n in model.graph.node}
-    ignored = sorted(set(keep_float) & names)
-    inputs = [i.name for i in model.graph.input]
-    feeds = [graph_feeds(manifest, x, inputs) for x in preprocess_batches(fp32_path, calib, batch=1)]
-    if not feeds:
-        raise EdgeVisionError(f"{fp32_path}: no calibration frames for NNCF")
+    run = nncf_inputs(fp32_path, manifest, calib, [i.name for i in model.graph.input],
+                      {n.name for n in model.graph.node}, keep_float)
     sq = opts.smooth_quant
     # NNCF's own signedness_to_force clashes with its hardware table (Add inputs, measured): it
     # quantizes non-negative tensors (after SiLU) to uint8 with zero point 0, and to_signed() then
@@ -102,26 +99,46 @@ def quantize_nncf(
     advanced = AdvancedQuantizationParameters(
         smooth_quant_alphas=AdvancedSmoothQuantParameters(matmul=sq if sq is not None else -1.0), **overflow,
     )
-    log(f"NNCF {opts.preset} on {len(feeds)} frames, {opts.weight_bits}-bit weights, {len(ignored)} nodes float "
-        f"({'fast' if opts.fast_bias_correction else 'full'} bias correction"
+    log(f"NNCF {opts.preset} on {len(run.feeds)} frames, {opts.weight_bits}-bit weights, {len(run.ignored)} nodes "
+        f"float ({'fast' if opts.fast_bias_correction else 'full'} bias correction"
         f"{f', SmoothQuant {sq}' if sq is not None else ''})")
-    previous = logging.root.manager.disable
-    logging.disable(logging.WARNING)  # NNCF logs every ignored node and a progress bar per pass
-    try:
+    with quiet_logging():  # NNCF logs every ignored node and a progress bar per pass
         quantized = nncf.quantize(
-            model, nncf.Dataset(feeds), preset=nncf.QuantizationPreset(opts.preset),
-            subset_size=len(feeds), fast_bias_correction=opts.fast_bias_correction,
-            ignored_scope=nncf.IgnoredScope(names=ignored, validate=False), advanced_parameters=advanced,
+            model, nncf.Dataset(run.feeds), preset=nncf.QuantizationPreset(opts.preset),
+            subset_size=len(run.feeds), fast_bias_correction=opts.fast_bias_correction,
+            ignored_scope=run.ignored_scope(), advanced_parameters=advanced,
             target_device=nncf.TargetDevice(opts.target_device),
         )
-    finally:
-        logging.disable(previous)
     _keep_metadata(quantized, model)
     if opts.signed_activations:
         changed = to_signed(quantized)
         log(f"NNCF: {changed} uint8 symmetric quantizers rewritten as int8 (TensorRT reads no uint8)")
     onnx.save(quantized, str(out_path))
     return Path(out_path)
+
+
+@dataclass
+class NncfInputs:
+    """What every nncf.quantize call here takes from our side: the calibration feeds (one dict of
+    input name -> array per frame, batch 1, after the runtime's own pre-processing) and the names
+    of the graph's nodes to leave float."""
+
+    feeds: list[dict[str, np.ndarray]]
+    ignored: list[str]
+
+    def ignored_scope(self) -> Any:
+        # validate=False: a name the graph lacks is not an error (a family without a stem layer).
+        return lazy_import("nncf").IgnoredScope(names=self.ignored, validate=False)
+
+
+def nncf_inputs(fp32_path: str | Path, manifest: Manifest, calib: Sequence[np.ndarray], inputs: list[str],
+                node_names: set[str], keep_float: Iterable[str]) -> NncfInputs:
+    """Feeds for the graph's `inputs` from `calib` frames (uint8[H, W, 3] BGR) and the `keep_float`
+    names the graph has (`node_names`: ONNX node names, or OpenVINO friendly names, which keep them)."""
+    feeds = [graph_feeds(manifest, x, inputs) for x in preprocess_batches(fp32_path, calib, batch=1)]
+    if not feeds:
+        raise EdgeVisionError(f"{fp32_path}: no calibration frames for NNCF")
+    return NncfInputs(feeds, sorted(set(keep_float) & node_names))
 
 
 def _keep_metadata(quantized: Any, model: Any) -> None:

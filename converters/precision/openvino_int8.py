@@ -32,85 +32,37 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from edgevision._lazy import lazy_import
-from edgevision.errors import EdgeVisionError
-from edgevision.manifest import METADATA_KEY, Manifest
+from edgevision.manifest import Manifest
 
-from .calibration import graph_feeds, preprocess_batches
+from .nncf_engine import nncf_inputs
+from .quiet import quiet_logging
 
 _log = logging.getLogger(__name__)
 
 
-def ir_files(xml: Path) -> tuple[Path, Path]:
-    """An IR is two files: the graph (.xml) and its weights (.bin, same stem, found by OpenVINO by name)."""
-    return xml, xml.with_suffix(".bin")
-
-
 def quantize_openvino(
     fp32_path: str | Path, manifest: Manifest, calib: Sequence[np.ndarray], out_xml: str | Path,
-    keep_float: Iterable[str], weight_bits: int, log: Callable[[str], None] = _log.info,
+    keep_float: Iterable[str], log: Callable[[str], None] = _log.info,
 ) -> Path:
     """Quantize fp32_path (ONNX) with NNCF's OpenVINO backend on `calib` frames (uint8[H, W, 3] BGR),
-    the named ONNX nodes left float; write the IR to out_xml (+ .bin). Returns out_xml.
-    weight_bits: 8 (NNCF's default, what the pipeline writes) or 7 (half range on every layer)."""
-    if weight_bits not in (7, 8):
-        raise EdgeVisionError(f"OpenVINO INT8 weight_bits must be 7 or 8, not {weight_bits}")
+    the named ONNX nodes left float, 8-bit weights; write the IR to out_xml (+ .bin). Returns out_xml."""
     ov = lazy_import("openvino")
     nncf = lazy_import("nncf")
-    from nncf.quantization.advanced_parameters import (  # type: ignore[import-untyped]
-        AdvancedQuantizationParameters,
-        OverflowFix,
-    )
     from openvino._offline_transformations import apply_moc_transformations  # type: ignore[import-untyped]
 
     t0 = time.perf_counter()
     model = ov.Core().read_model(str(fp32_path))
     apply_moc_transformations(model, cf=False)  # Sigmoid * Mul -> Swish (see the module docstring)
-    inputs = [i.get_any_name() for i in model.inputs]
-    feeds = [graph_feeds(manifest, x, inputs) for x in preprocess_batches(fp32_path, calib, batch=1)]
-    if not feeds:
-        raise EdgeVisionError(f"{fp32_path}: no calibration frames for NNCF")
-    names = {op.get_friendly_name() for op in model.get_ordered_ops()}
-    ignored = sorted(set(keep_float) & names)
-    overflow = {"overflow_fix": OverflowFix.ENABLE} if weight_bits == 7 else {}
-    log(f"NNCF mixed (OpenVINO backend) on {len(feeds)} frames, {weight_bits}-bit weights, {len(ignored)} operations float")
-    previous = logging.root.manager.disable
-    logging.disable(logging.WARNING)  # NNCF logs every ignored node
-    try:
-        quantized = nncf.quantize(
-            model, nncf.Dataset(feeds), preset=nncf.QuantizationPreset.MIXED, subset_size=len(feeds),
-            ignored_scope=nncf.IgnoredScope(names=ignored, validate=False),
-            advanced_parameters=AdvancedQuantizationParameters(**overflow),
-        )
-    finally:
-        logging.disable(previous)
+    run = nncf_inputs(fp32_path, manifest, calib, [i.get_any_name() for i in model.inputs],
+                      {op.get_friendly_name() for op in model.get_ordered_ops()}, keep_float)
+    log(f"NNCF mixed (OpenVINO backend) on {len(run.feeds)} frames, {len(run.ignored)} operations float")
+    with quiet_logging():  # NNCF logs every ignored node
+        quantized = nncf.quantize(model, nncf.Dataset(run.feeds), preset=nncf.QuantizationPreset.MIXED,
+                                  subset_size=len(run.feeds), ignored_scope=run.ignored_scope())
     ov.save_model(quantized, str(out_xml), compress_to_fp16=False)
     log(f"OpenVINO INT8 IR written in {time.perf_counter() - t0:.0f} s: {Path(out_xml).name}")
     return Path(out_xml)
-
-
-def write_ir_manifest(xml: str | Path, manifest: Manifest) -> None:
-    """Store `manifest` where OpenVINO keeps an ONNX file's metadata (rt_info["framework"]), which is
-    where edgevision's OpenVINO backend reads it from: the IR carries it like the ONNX files do."""
-    ov = lazy_import("openvino")
-    model: Any = ov.Core().read_model(str(xml))
-    model.set_rt_info(manifest.to_json(), ["framework", METADATA_KEY])
-    tmp = Path(xml).with_name(Path(xml).stem + ".stamp.xml")
-    ov.save_model(model, str(tmp), compress_to_fp16=False)
-    for src, dst in zip(ir_files(tmp), ir_files(Path(xml))):
-        src.replace(dst)
-
-
-def move_ir(src: Path, dst: Path) -> None:
-    """Rename an IR (both files)."""
-    for a, b in zip(ir_files(src), ir_files(dst)):
-        a.replace(b)
-
-
-def remove_ir(xml: Path) -> None:
-    for p in ir_files(xml):
-        p.unlink(missing_ok=True)

@@ -28,6 +28,7 @@ from edgevision.errors import EdgeVisionError
 from edgevision.manifest import Manifest, sha256_file
 
 from . import report
+from .artifact_kind import ArtifactKind, kind_of
 from .budget import Budget, parse_budget
 from .calibration import describe_indices, split_frames
 from .evaluate import prepare
@@ -86,8 +87,8 @@ class Variant:
     config: str = "onnxruntime"  # the configuration that gates it first: "openvino" for an OpenVINO IR
 
     @property
-    def is_ir(self) -> bool:
-        return self.tmp.suffix == ".xml"
+    def kind(self) -> ArtifactKind:
+        return kind_of(self.tmp)
 
 
 # What the in-graph post-processing is, per task, in the report's words.
@@ -106,7 +107,6 @@ def _final_paths(folder: Path, stem: str, name: str, suffix: str = ".onnx") -> t
 def _stamp(v: Variant, manifest: Manifest, fp32: Path, fp32_sha: str, budget: Budget, accepted: bool | None) -> None:
     """Write the variant's manifest: precision, what it is for, whether it passed the gate, and the
     TensorRT version its head is known to need in this precision (read by `edgevision build`)."""
-    from converters.onnx_io import write_manifest
     from edgevision.build.requirements import head_needs
 
     meta = {
@@ -120,12 +120,7 @@ def _stamp(v: Variant, manifest: Manifest, fp32: Path, fp32_sha: str, budget: Bu
     needs = head_needs(manifest.extra.get("head"), v.precision) if "tensorrt" in TARGETS[v.name] else []
     if needs:
         extra["min_tensorrt"] = needs
-    if v.is_ir:
-        from .openvino_int8 import write_ir_manifest
-
-        write_ir_manifest(v.tmp, manifest.replace(precision=v.precision, extra=extra))
-    else:
-        write_manifest(v.tmp, manifest.replace(precision=v.precision, extra=extra))
+    v.kind.stamp(v.tmp, manifest.replace(precision=v.precision, extra=extra))
 
 
 def finish(
@@ -134,12 +129,9 @@ def finish(
 ) -> dict[str, Any]:
     """Gate every variant on `val`, measure speed, rename to accepted / rejected, write the report.
     frames: where the frames came from (FrameSplit.describe() or its "val" part)."""
-    from converters.onnx_io import check_model
-
     fp32_sha = sha256_file(fp32)
     for v in variants:
-        if not v.is_ir:
-            check_model(v.tmp)
+        v.kind.check(v.tmp)
         _stamp(v, manifest, fp32, fp32_sha, budget, None)  # edgevision.load needs a manifest
     log(f"accuracy gate on {len(val)} validation frames")
     prepared = prepare(fp32, val)
@@ -151,8 +143,8 @@ def finish(
             v.result = results[v.name]
             log(f"{v.name}: {'accepted' if v.result.accepted else 'REJECTED'}: {v.result.evaluation.summary()}")
     # ONNX files also run on the other configurations here; an IR runs on its own one only.
-    files = {"fp32": fp32, **{v.name: v.tmp for v in variants if not v.is_ir}}
-    own = {v.name: v for v in variants if v.is_ir}
+    files = {"fp32": fp32, **{v.name: v.tmp for v in variants if v.kind.portable}}
+    own = {v.name: v for v in variants if not v.kind.portable}
     configs = extra_configs()
     verdicts: dict[str, dict[str, GateResult]] = {}
     for config in list(configs):
@@ -200,14 +192,8 @@ def finish(
         good, bad = _final_paths(folder, stem, v.name, v.tmp.suffix)
         v.final = good if v.result.accepted else bad
         _stamp(v, manifest, fp32, fp32_sha, budget, v.result.accepted)
-        if v.is_ir:
-            from .openvino_int8 import move_ir, remove_ir
-
-            move_ir(v.tmp, v.final)
-            remove_ir(bad if v.result.accepted else good)
-        else:
-            v.tmp.replace(v.final)
-            (bad if v.result.accepted else good).unlink(missing_ok=True)  # no stale file of the other verdict
+        v.kind.move(v.tmp, v.final)
+        v.kind.remove(bad if v.result.accepted else good)  # no stale file of the other verdict
         speed = speeds(v.name)
         entries[v.name] = report.Entry(
             v.final.name, v.precision, TARGETS[v.name], v.result.accepted, v.result.evaluation.as_dict(),
@@ -329,7 +315,7 @@ def run_int8(fp32: Path, manifest: Manifest, args: argparse.Namespace, budget: B
             details["most sensitive groups (solo loss)"] = ", ".join(f"{g} {loss:.4f}" for g, loss in p.worst(6))
     variants = [trt, cpu]
     if opts.engine == "nncf" and available("openvino"):
-        variants.append(_openvino_variant(fp32, manifest, build, split.calib, len(split.calib)))
+        variants.append(_openvino_variant(fp32, manifest, build, split.calib))
     data = finish(fp32, manifest, variants, split.describe(), split.val, budget, details, _rounds(args))
     _print(variants, data)
     assert trt.result is not None and trt.final is not None
@@ -346,16 +332,16 @@ def run_int8(fp32: Path, manifest: Manifest, args: argparse.Namespace, budget: B
     return trt.final
 
 
-def _openvino_variant(fp32: Path, manifest: Manifest, build: Any, calib: list[np.ndarray], frames: int) -> Variant:
+def _openvino_variant(fp32: Path, manifest: Manifest, build: Any, calib: list[np.ndarray]) -> Variant:
     """The NNCF engine's third file where OpenVINO is installed: an OpenVINO IR quantized by NNCF's
     OpenVINO backend (openvino_int8.py), the CPU twin's layers float, 8-bit weights (measured there)."""
     from .openvino_int8 import quantize_openvino
 
     ov = Variant("int8-ov", "int8", fp32.parent / f".{fp32.stem}.int8-ov.partial.xml", config="openvino")
-    quantize_openvino(fp32, manifest, calib, ov.tmp, build.regions.float_nodes | set(build.cpu_kept_float), 8, log)
+    quantize_openvino(fp32, manifest, calib, ov.tmp, build.regions.float_nodes | set(build.cpu_kept_float), log)
     ov.kept_float = list(build.cpu_kept_float)
     layers = {**build.layer_summary(), "quantized_layers": len(build.regions.layers) - len(build.cpu_kept_float)}
-    ov.info = {"calibration": {"method": "nncf", "frames": frames},
+    ov.info = {"calibration": {"method": "nncf", "frames": len(calib)},
                "quantization": "NNCF MIXED preset (OpenVINO backend, after OpenVINO's MOC fusions, fast bias "
                                "correction): uint8 asymmetric per-tensor activations, int8 symmetric per-channel "
                                "weights (8-bit, the first layer on half the range); FakeQuantize where NNCF's pattern "
