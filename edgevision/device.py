@@ -1,5 +1,6 @@
 """Is there a usable NVIDIA GPU here? Answered without crashing on machines that have none.
-And does this CPU multiply 8-bit integers exactly (u8s8_saturates)?
+And does this CPU multiply 8-bit integers exactly (u8s8_saturates)? How many cores may this
+process use (usable_cores)?
 
 cuda-python imports without a driver; cudaGetDeviceCount then returns an error code
 (35, insufficient driver / 100, no device), and the driver API raises when libcuda is
@@ -9,6 +10,7 @@ without a GPU can hand back a broken object that segfaults later.
 from __future__ import annotations
 
 import functools
+import os
 import platform
 from dataclasses import dataclass
 
@@ -69,3 +71,22 @@ def u8s8_saturates() -> bool:
     except OSError:
         flags = None
     return flags is None or not any(flag in flags for flag in VNNI_FLAGS)
+
+
+def usable_cores() -> int:
+    """The CPUs this process may run on: its affinity mask (taskset, a container's cpuset, a
+    pinned test worker), not the machine's count. Runtimes left to their defaults size their
+    thread pools by the machine (ONNX Runtime: all physical cores), and on a process pinned to
+    fewer cores the extra threads only take turns and spin (a test file pinned to one core of two:
+    70 s with ONNX Runtime's and torch's default threads, 66 s with one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
+def restricted_threads() -> int | None:
+    """usable_cores() where the process may use fewer cores than the machine has, else None
+    (the runtimes' own defaults stand: they count physical cores, without hyper-threads)."""
+    n = usable_cores()
+    return n if n < (os.cpu_count() or n) else None

@@ -10,7 +10,6 @@ Every Result carries its per-stage timings in milliseconds; RunStats aggregates 
 """
 from __future__ import annotations
 
-import os
 import queue
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .detections import Detections
+from .device import usable_cores
 from .results import Result as TaskResult
 from .errors import EdgeVisionError
 from .delivery import deliver, raise_writer_error
@@ -246,7 +246,7 @@ def plan_workers(live: bool, artifact: str | Path, backend: str | None,
     """
     from .backends import choose_backend, run_options
 
-    cores = os.cpu_count() or 1
+    cores = usable_cores()
     if workers is None:
         workers = 1 if live else max(1, min(cores, 4))
     if workers <= 1:

@@ -33,11 +33,33 @@ def pytest_configure(config: pytest.Config) -> None:
     rfdetr = Path(__file__).resolve().parents[1] / ".venv" / "rfdetr"
     if rfdetr.is_dir() and str(rfdetr) not in sys.path:
         sys.path.append(str(rfdetr))
+    _pin_xdist_worker()
+
+
+def _pin_xdist_worker() -> None:
+    """Under pytest-xdist, each worker on its own share of the cores (2 workers, 2 cores: one each).
+
+    Left unpinned, every worker's ONNX Runtime, OpenVINO and torch size their thread pools by the
+    machine, so two workers on two cores run four busy threads that take turns and spin. Pinned,
+    edgevision's sessions take one thread per core they may use (edgevision.device.restricted_threads)
+    and torch / OpenMP do the same (imported after this, they read OMP_NUM_THREADS). Measured on the
+    2-core CI machine, tests/test_precision_fp16.py alone: 80.8 s unpinned, 65.8 s on one core with
+    one thread. Subprocesses the tests start (the CLI, exports) inherit the pin."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker.startswith("gw") or not hasattr(os, "sched_setaffinity"):
+        return
+    cores = sorted(os.sched_getaffinity(0))
+    count = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+    index = int(worker[2:])
+    mine = cores[index::count] if count <= len(cores) else [cores[index % len(cores)]]
+    os.sched_setaffinity(0, mine)
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(var, str(len(mine)))
 
 
 # Fixtures that convert a model: a test using any of them (directly or through another
 # fixture) is `slow`, so `pytest -m "not slow"` is a fast tier that needs no conversion.
-CONVERTING_FIXTURES = {"seg_onnx", "det_onnx"}
+CONVERTING_FIXTURES = {"seg_onnx", "seg320_onnx", "det_onnx"}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -121,9 +143,10 @@ ARTIFACTS_ENV = "EDGEVISION_TEST_ARTIFACTS"
 
 
 def _artifact(name: str, checkpoint_fixture: str, frames: list[np.ndarray], tmp_path_factory: pytest.TempPathFactory,
-              request: pytest.FixtureRequest) -> Path:
+              request: pytest.FixtureRequest, **opts: object) -> Path:
     """A converted artifact: the one brought in $EDGEVISION_TEST_ARTIFACTS, else converted here
-    from the checkpoint fixture (skipped, with the reason, where torch or ultralytics is missing)."""
+    from the checkpoint fixture (skipped, with the reason, where torch or ultralytics is missing).
+    name: its path under that folder (e.g. "320/yolo11n-seg.onnx"); opts: ExportOptions."""
     import importlib.util
 
     folder = os.environ.get(ARTIFACTS_ENV)
@@ -133,13 +156,23 @@ def _artifact(name: str, checkpoint_fixture: str, frames: list[np.ndarray], tmp_
     if missing:
         pytest.skip(f"{name} must be converted here, which needs {' and '.join(missing)}; or put a converted "
                     f"{name} in ${ARTIFACTS_ENV} (make gpu-check-wheels does)")
-    return _convert(request.getfixturevalue(checkpoint_fixture), tmp_path_factory.mktemp(name.split(".")[0]), frames[:4])
+    work = tmp_path_factory.mktemp(name.replace("/", "-").split(".")[0])
+    return _convert(request.getfixturevalue(checkpoint_fixture), work, frames[:4], **opts)
 
 
 @pytest.fixture(scope="session")
 def seg_onnx(vtest_frames: list[np.ndarray], tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Path:
     """yolo11n-seg converted at 640x640 (verified against PyTorch on vtest frames)."""
     return _artifact("yolo11n-seg.onnx", "seg_checkpoint", vtest_frames, tmp_path_factory, request)
+
+
+@pytest.fixture(scope="session")
+def seg320_onnx(vtest_frames: list[np.ndarray], tmp_path_factory: pytest.TempPathFactory,
+                request: pytest.FixtureRequest) -> Path:
+    """yolo11n-seg converted at 320x320, for tests of machinery that does not depend on the input
+    size (INT8 calibration, layer protection, Q/DQ placement): a quarter of 640's arithmetic."""
+    return _artifact("320/yolo11n-seg.onnx", "seg_checkpoint", vtest_frames, tmp_path_factory, request,
+                     imgsz=(320, 320))
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,11 @@
 runtime sees them, declares what it can do, and ONNX Runtime sessions come from one place."""
 from __future__ import annotations
 
+import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -133,3 +137,30 @@ def test_int8_kernels_are_exact_on_every_cpu() -> None:
         assert (got < exact).all(), "this CPU was taken for one without VNNI, but u8s8 did not saturate"
     else:
         np.testing.assert_array_equal(got, exact)
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or (os.cpu_count() or 1) < 2,
+                    reason="needs Linux and two cores or more")
+def test_a_process_pinned_to_one_core_gets_one_thread_per_inference() -> None:
+    """A process on fewer cores than the machine (taskset, a cpuset, a pinned test worker) gets
+    one runtime thread per core it may use: ONNX Runtime's default counts the machine's physical
+    cores, and on one core its extra threads only take turns and spin. Checked in a real child
+    pinned with sched_setaffinity; unpinned, the runtimes keep their own defaults (None)."""
+    code = (
+        "import os, json\n"
+        "from edgevision.device import restricted_threads, usable_cores\n"
+        "from edgevision.backends.onnxruntime import session_options\n"
+        "from edgevision.backends.openvino import compile_config\n"
+        "before = restricted_threads()\n"
+        "os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})\n"
+        "print(json.dumps({'before': before, 'cores': usable_cores(), 'after': restricted_threads(),\n"
+        "                  'ort': session_options().intra_op_num_threads,\n"
+        "                  'ort_asked': session_options(2).intra_op_num_threads,\n"
+        "                  'ov': compile_config('f32', None, None).get('INFERENCE_NUM_THREADS')}))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    # The child starts on every core (a pinned test worker would otherwise hand it its own pin).
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True,
+                         preexec_fn=lambda: os.sched_setaffinity(0, range(os.cpu_count() or 1)))
+    got = json.loads(run.stdout.strip().splitlines()[-1])
+    assert got == {"before": None, "cores": 1, "after": 1, "ort": 1, "ort_asked": 2, "ov": "1"}

@@ -3,7 +3,6 @@ that disappears mid-run, and per-stage statistics."""
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import numpy as np
 import pytest
 
 import edgevision
+from edgevision.device import usable_cores
 from edgevision.pipeline import Pipeline
 from edgevision.sources import CaptureSource, Frame, SourceLost
 
@@ -112,8 +112,8 @@ def test_several_workers_keep_frame_order_and_results(seg_onnx: Path, vtest: Pat
     (True, "m.onnx", None, None, (1, {})),
     (False, "m.onnx", None, 1, (1, {})),
     (False, "m.engine", "tensorrt", 2, (2, {})),
-    (False, "m.onnx", None, 2, (2, {"threads": max(1, (os.cpu_count() or 1) // 2)})),
-    (False, "m.onnx", "openvino", 2, (2, {"threads": max(1, (os.cpu_count() or 1) // 2), "streams": 2})),
+    (False, "m.onnx", None, 2, (2, {"threads": max(1, usable_cores() // 2)})),
+    (False, "m.onnx", "openvino", 2, (2, {"threads": max(1, usable_cores() // 2), "streams": 2})),
 ])
 def test_worker_plan(live: bool, artifact: str, backend: str | None, workers: int | None, expect: tuple) -> None:
     from edgevision.pipeline import plan_workers

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -34,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from edgevision._lazy import lazy_import
+from edgevision.device import usable_cores
 from edgevision.errors import EdgeVisionError
 from edgevision.manifest import Manifest
 
@@ -51,7 +51,7 @@ class QatOptions:
     that score checkpoints. eval_every: steps between held-out scores. learn_scales: activation
     scales trained LSQ-style (else fixed at the calibration's). feature_weight: weight of an extra
     loss on the quantized layers' inputs (intermediate features; 0: outputs only). threads: torch
-    CPU threads while training (0: every core; the caller's setting is restored after). opset: of
+    CPU threads while training (0: every core it may use; the caller's setting is restored after). opset: of
     the fine-tuned export (the FP32 artifact's, so node names match). imgsz: the side frames are letterboxed to for training when smaller than the
     artifact's input (4x fewer pixels at 320 than 640: 4x the steps in the same minutes on a CPU);
     the held-out loss is measured there too."""
@@ -375,7 +375,7 @@ def run_qat(
     torch = lazy_import("torch")
     threads, rng_state = torch.get_num_threads(), torch.get_rng_state()
     try:
-        torch.set_num_threads(opts.threads if opts.threads > 0 else (os.cpu_count() or 1))
+        torch.set_num_threads(opts.threads if opts.threads > 0 else usable_cores())
         torch.manual_seed(opts.seed)
         return _distil(ex, manifest, layers, inputs, final, ranges, frames, out_path, opts, progress, log)
     finally:

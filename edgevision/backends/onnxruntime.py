@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from .._lazy import lazy_import
-from ..device import u8s8_saturates
+from ..device import restricted_threads, u8s8_saturates
 from ..errors import EdgeVisionError
 from ..manifest import METADATA_KEY, Manifest
 from .base import Backend
@@ -31,6 +31,7 @@ def session_options(threads: int | None = None, profile_prefix: str | None = Non
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3
+    threads = threads or restricted_threads()  # a process on fewer cores than the machine: that many
     if threads:
         opts.intra_op_num_threads = threads
     if profile_prefix is not None:
@@ -55,7 +56,7 @@ def make_session(
     backend, calibration, the layer search, timing) runs a graph the same way.
 
     model: a path, or a serialized ModelProto (graphs edited in memory). threads: intra-op
-    threads (None: ONNX Runtime's choice, all physical cores). providers: best first.
+    threads (None: ONNX Runtime's choice, all physical cores, or the cores the process is pinned to). providers: best first.
     profile_prefix: turn ORT's profiler on, writing `<prefix>_<date>.json`.
     Every graph optimization on; ORT's own warnings off (they repeat what edgevision says);
     on x86 CPUs without VNNI, INT8 runs on exact u8u8 kernels (u8s8_saturates()).

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from .._lazy import lazy_import
-from ..device import u8s8_saturates
+from ..device import restricted_threads, u8s8_saturates
 from ..errors import EdgeVisionError, closest
 from ..manifest import IN_IMAGES, METADATA_KEY, Manifest
 from .base import Backend
@@ -110,6 +110,9 @@ def compile_config(precision: str, threads: int | None, streams: int | None, low
             config["INFERENCE_NUM_THREADS"] = str(threads * n)
     else:
         config["PERFORMANCE_HINT"] = "LATENCY"
+        pinned = restricted_threads()
+        if pinned and cpu:  # a process on fewer cores than the machine: one thread per core it may use
+            config["INFERENCE_NUM_THREADS"] = str(pinned)
     if not low_precision and cpu:
         config["LP_TRANSFORMS_MODE"] = "NO"
     return config
