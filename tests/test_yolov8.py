@@ -40,7 +40,11 @@ def random_v8(kind: str, path: Path) -> Path:
 def with_preds_output(path: Path) -> Path:
     """The same graph, also returning the head's raw predictions (the post-processing's input)."""
     model = onnx.load(str(path))
-    preds = next(n.input[0] for n in model.graph.node if n.name.startswith("/post/") and n.op_type == "Transpose")
+    made_in_post = {o for n in model.graph.node if n.name.startswith("/post/") for o in n.output}
+    # the first tensor the post-processing reads that it did not make itself (and no constant)
+    inits = {i.name for i in model.graph.initializer}
+    preds = next(i for n in model.graph.node if n.name.startswith("/post/") for i in n.input
+                 if i and i not in made_in_post and i not in inits and i not in {g.name for g in model.graph.input})
     model.graph.output.append(onnx.helper.make_empty_tensor_value_info(preds))
     out = path.with_name("with_preds.onnx")
     onnx.save(model, str(out))
