@@ -34,7 +34,7 @@ from edgevision.cli import main as cli  # noqa: E402
 def precision_args(**over: Any) -> argparse.Namespace:
     """The Namespace `edgevision convert` hands apply_precision, with test-sized frame counts."""
     base = dict(precision="int8", calib=None, calib_frames=16, val=None, val_frames=16, max_drop=None,
-                keep_float="auto", calib_percentile=None, tune_frames=4, verify=None)
+                keep_float="auto", calib_percentile=None, tune_frames=4, verify=None, speed_rounds=2)
     return argparse.Namespace(**{**base, **over})
 
 
@@ -102,15 +102,15 @@ def test_trt_graph_has_tensorrt_qdq_placement(int8_dir: Path) -> None:
     assert len(readers) == 111 - len(kept)
 
 
-def test_protection_keeps_the_worst_groups_float(seg_onnx: Path, vtest_frames: list[np.ndarray], tmp_path: Path) -> None:
+def test_protection_keeps_the_worst_groups_float(seg320_onnx: Path, vtest_frames: list[np.ndarray], tmp_path: Path) -> None:
     """With a budget nothing can meet, the search scores every layer group alone, keeps groups
     float worst first, and stops at its cap (here 10% of the layers) instead of un-quantizing the
     network. The TensorRT graph then has no Q/DQ into the kept layers; the CPU twin keeps at least
     the same blocks float (float weights; only the tensors leaving them are quantized, for their
     quantized consumers)."""
-    manifest = read_manifest(seg_onnx)
+    manifest = read_manifest(seg320_onnx)
     opts = Int8Options(keep_float="auto", tune_frames=2, max_fraction=0.1, float_final=False, float_stem=0)
-    build = build_int8(seg_onnx, manifest, vtest_frames[:4], tmp_path / "t.onnx", tmp_path / "c.onnx",
+    build = build_int8(seg320_onnx, manifest, vtest_frames[:4], tmp_path / "t.onnx", tmp_path / "c.onnx",
                        Budget(1.0, 1.0, 1.0), opts, log=lambda _: None)
     p, reg = build.protection, build.regions
     assert p is not None and set(p.group_loss) == set(reg.groups) and all(v >= 0 for v in p.group_loss.values())
@@ -199,9 +199,9 @@ def rejected(seg_checkpoint: Path, vtest: Path, tmp_path_factory: pytest.TempPat
     """`edgevision convert --precision int8` forced over-aggressive: no layer protected and
     activations clipped at their 90th percentile (10% of every tensor saturates)."""
     folder = tmp_path_factory.mktemp("int8_bad")
-    argv = ["convert", str(seg_checkpoint), "-o", str(folder), "--precision", "int8", "--calib", str(vtest),
-            "--calib-frames", "8", "--val-frames", "8", "--keep-float", "none", "--calib-percentile", "90",
-            "--tune-frames", "2"]
+    argv = ["convert", str(seg_checkpoint), "-o", str(folder), "--imgsz", "320", "--precision", "int8",
+            "--calib", str(vtest), "--calib-frames", "8", "--val-frames", "8", "--keep-float", "none",
+            "--calib-percentile", "90", "--tune-frames", "2", "--speed-rounds", "2"]
     err = io.StringIO()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
         code = cli(argv)
