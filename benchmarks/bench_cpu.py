@@ -142,6 +142,9 @@ def main() -> None:
     ap.add_argument("--child")
     ap.add_argument("--out")
     ap.add_argument("--skip-prepare", action="store_true", help="reuse the models already in --work")
+    ap.add_argument("--only", default="", help="comma-separated configurations to run (default: all); the FP32 "
+                    "reference's detections are then read from --work, so run the full benchmark first")
+    ap.add_argument("--tag", default="", help="write results/bench_cpu_TAG.{json,md} instead of bench_cpu.*")
     args = ap.parse_args()
     if args.child:
         child(json.loads(args.child), args.frames, Path(args.out))
@@ -156,7 +159,11 @@ def main() -> None:
     else:
         specs = prepare(work)
         specs_file.write_text(json.dumps(specs, indent=2))
-    names = list(specs)
+    only = [n.strip() for n in args.only.split(",") if n.strip()]
+    unknown = sorted(set(only) - set(specs))
+    if unknown:
+        raise SystemExit(f"--only: no configuration {unknown}; there are {list(specs)}")
+    names = [n for n in specs if not only or n in only]
     rounds: list[dict[str, Any]] = []
     for i in range(args.rounds):
         order = names if i % 2 == 0 else names[::-1]
@@ -184,7 +191,8 @@ def main() -> None:
                                              text=True, cwd=ROOT).stdout.strip()},
     }
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "bench_cpu.json").write_text(json.dumps(result, indent=2) + "\n")
+    stem = f"bench_cpu_{args.tag}" if args.tag else "bench_cpu"
+    (RESULTS / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
     lines = ["# CPU path vs peers (whole process, all of vtest.avi)", "",
              f"{result['what']}; {args.rounds} interleaved rounds, median; agreement vs FP32 on all frames.", "",
              "| configuration | runs | FPS (whole process) | F1 vs FP32 | AP50-95 vs FP32 | detections |",
@@ -194,11 +202,14 @@ def main() -> None:
                      f"{s['ap50_95_vs_fp32']:.4f} | {s['detections']} / {s['fp32_detections']} |")
     lines += [""] + [f"{n} vs the fastest peer ({fastest_peer}): **{x}x** (median of per-round ratios)"
                      for n, x in ratio.items()]
-    (RESULTS / "bench_cpu.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
     # The precision report of the folder edgevision ran: every (artifact, runtime) verdict and speed.
-    for folder, name in (("edgevision", "precision_report_cpu"), ("edgevision-nncf", "precision_report_cpu_nncf")):
+    for folder, name, config in (("edgevision", "precision_report_cpu", "edgevision best"),
+                                 ("edgevision-nncf", "precision_report_cpu_nncf", "edgevision best (nncf engine)")):
+        if config not in names:
+            continue
         for suffix in ("json", "md"):
-            shutil.copy(work / folder / f"yolo11n-seg.precision.{suffix}", RESULTS / f"{name}.{suffix}")
+            shutil.copy(work / folder / f"yolo11n-seg.precision.{suffix}", RESULTS / f"{name}{'_' + args.tag if args.tag else ''}.{suffix}")
     print("\n".join(lines))
 
 

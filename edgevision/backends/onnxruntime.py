@@ -56,7 +56,8 @@ def make_session(
     backend, calibration, the layer search, timing) runs a graph the same way.
 
     model: a path, or a serialized ModelProto (graphs edited in memory). threads: intra-op
-    threads (None: ONNX Runtime's choice, all physical cores, or the cores the process is pinned to). providers: best first.
+    threads (None: ONNX Runtime's choice, all physical cores; in a process pinned to fewer cores,
+    one per core it may use). providers: best first.
     profile_prefix: turn ORT's profiler on, writing `<prefix>_<date>.json`.
     Every graph optimization on; ORT's own warnings off (they repeat what edgevision says);
     on x86 CPUs without VNNI, INT8 runs on exact u8u8 kernels (u8s8_saturates()).
