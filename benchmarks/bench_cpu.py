@@ -169,7 +169,10 @@ def main() -> None:
         order = names if i % 2 == 0 else names[::-1]
         rounds.append({n: timed_run(n, specs[n], args.frames, work / f"{n.replace(' ', '_')}.jsonl") for n in order})
         print(f"round {i + 1}: " + ", ".join(f"{n} {r['fps_whole_process']} FPS" for n, r in rounds[-1].items()), flush=True)
-    ref = _read(work / "edgevision_fp32_ORT.jsonl")
+    ref_file = work / "edgevision_fp32_ORT.jsonl"
+    if not ref_file.is_file():
+        raise SystemExit(f"{ref_file} is missing: agreement is measured against it; run without --only first")
+    ref = _read(ref_file)
     summary = {}
     for n in names:
         a = agreement(_read(work / f"{n.replace(' ', '_')}.jsonl"), ref)

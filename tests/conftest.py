@@ -36,6 +36,10 @@ def pytest_configure(config: pytest.Config) -> None:
     _pin_xdist_worker()
 
 
+# The cores a pinned xdist worker could use before it was pinned ("0,1"); unset when not pinned.
+WORKER_CORES_ENV = "EDGEVISION_TEST_CORES"
+
+
 def _pin_xdist_worker() -> None:
     """Under pytest-xdist, each worker on its own share of the cores (2 workers, 2 cores: one each).
 
@@ -49,6 +53,7 @@ def _pin_xdist_worker() -> None:
     if not worker.startswith("gw") or not hasattr(os, "sched_setaffinity"):
         return
     cores = sorted(os.sched_getaffinity(0))
+    os.environ.setdefault(WORKER_CORES_ENV, ",".join(map(str, cores)))  # before the pin, for tests that undo it
     count = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
     index = int(worker[2:])
     mine = cores[index::count] if count <= len(cores) else [cores[index % len(cores)]]
