@@ -87,7 +87,8 @@ def write_trt_graph(model: Any, regions: Regions, kept: Sequence[str], ranges: R
     `ranges`. Returns the layers left float because no range was measured for their input (the
     caller decides what that means: build_int8 reports them kept float, --qat refuses)."""
     onnx = lazy_import("onnx")
-    quantized = [layer for layer in regions.layers if layer.name not in set(kept)]
+    keep = set(kept)
+    quantized = [layer for layer in regions.layers if layer.name not in keep]
     qdq, skipped = insert_qdq(model, quantized, ranges)
     onnx.save(qdq, str(path))
     return list(skipped)
