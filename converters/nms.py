@@ -74,20 +74,24 @@ class DetectPostprocess(nn.Module):  # type: ignore[misc]
         self.register_buffer("upper", torch.triu(torch.ones(size, size), diagonal=1))  # persistent: the exporter then writes it once, not once per block (4x 256 KiB)
 
     def forward(self, preds: Any, conf: Any, iou: Any) -> tuple[Any, ...]:
-        # Read in the head's own layout, [B, 4+C+M, N]: only the K rows taken are transposed.
-        # Transposing the whole tensor first made this module cost OpenVINO 19.6 ms per frame
-        # instead of 12.1 (yolo11n-seg, 1 thread, real vtest preds; ONNX Runtime 11.8 either way;
-        # the outputs are identical).
+        # Read in the head's own layout, [B, 4+C+M, N]: only the K columns taken are transposed.
+        # Transposing the whole tensor first made this module cost OpenVINO 19.8 ms a frame
+        # instead of 13.7 (wall, yolo11n-seg, 1 thread, real vtest preds; the outputs are identical).
         score, cls = preds[:, 4 : 4 + self.nc].max(1)  # [B, N]: single best class per anchor, as Ultralytics does
         # Anchors above conf, counted before the cap (float: exact below 2^24, and TensorRT
         # reduces float everywhere, int64 not).
         above = (score > conf).to(torch.float32).sum(1)  # [B]
         top_score, idx = score.topk(self.topk, dim=1)  # [B, K], sorted descending, ties: lower index first
         top_cls = cls.gather(1, idx).to(torch.float32)  # float: class ids < 2^24 compare exactly
-        # Whole rows are gathered and sliced afterwards: a GatherElements whose data is a Slice
-        # of a wider tensor is valid ONNX, but OpenVINO folds the Slice away and then rejects
-        # the mismatched widths ([B, 4+C+M, N] data, [B, 4, K] indices).
-        rows = preds.gather(2, idx.unsqueeze(1).expand(-1, preds.shape[1], -1)).transpose(1, 2)  # [B, K, 4+C+M]
+        # Only the rows used later are gathered: the box (4) and the mask coefficients (M), not
+        # the C class scores. Their source is a Concat of slices, never one Slice: OpenVINO
+        # (2026.4) folds a lone Slice (or Split) feeding a GatherElements and then rejects the
+        # widths it mismatched; a Concat of two or more it keeps. Gathering 36 rows, not 116, took
+        # the module from 10.5 / 8.4 to 7.9 / 7.0 ms on OpenVINO and 9.2 / 9.5 to 7.9 / 6.2 ms on
+        # ONNX Runtime (two interleaved runs, yolo11n-seg, 1 thread; the outputs are identical).
+        masks = [preds[:, 4 + self.nc :]] if self.nm else []  # M = 0: no zero-size slice in the graph
+        src = torch.cat([preds[:, :2], preds[:, 2:4], *masks], 1)  # [B, 4+M, N]
+        rows = src.gather(2, idx.unsqueeze(1).expand(-1, src.shape[1], -1)).transpose(1, 2)  # [B, K, 4+M]
         xywh = rows[..., :4]
         xy, half = xywh[..., :2], xywh[..., 2:] / 2
         boxes = torch.cat([xy - half, xy + half], -1)  # [B, K, 4] xyxy
@@ -97,8 +101,8 @@ class DetectPostprocess(nn.Module):  # type: ignore[misc]
         kept = keep.sum(1)  # [B]
         outs = [out_boxes, out_score, out_cls, num]
         if self.nm:
-            kept_rows = rows.gather(1, order.unsqueeze(-1).expand(-1, -1, rows.shape[-1]))  # [B, D, 4+C+M]
-            outs.append(kept_rows[..., 4 + self.nc :])
+            kept_rows = rows.gather(1, order.unsqueeze(-1).expand(-1, -1, rows.shape[-1]))  # [B, D, 4+M]
+            outs.append(kept_rows[..., 4:])
         outs.append(nms_limits(above, self.topk, kept, self.max_det, unconverged))
         return tuple(outs)
 
