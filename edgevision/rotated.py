@@ -29,50 +29,72 @@ def xywhr_bounds(xywhr: np.ndarray) -> np.ndarray:
     return np.concatenate([c.min(1), c.max(1)], 1)
 
 
-def _area(poly: np.ndarray) -> float:
-    """Signed shoelace area of float64[P, 2] (positive: counter-clockwise in x-right, y-up axes)."""
-    x, y = poly[:, 0], poly[:, 1]
-    return 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
+# A convex polygon clipped by the 4 edges of a convex quadrilateral keeps at most 4 + 4 vertices
+# (each half-plane adds at most one).
+_MAX_VERTICES = 8
 
 
-def _clip(subject: np.ndarray, clip: np.ndarray) -> np.ndarray:
-    """Sutherland-Hodgman: the part of convex polygon `subject` inside convex `clip` (both
-    positively oriented float64[P, 2])."""
-    out = subject
-    for a, b in zip(clip, np.roll(clip, -1, 0)):
-        if not len(out):
-            break
+def _areas(poly: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """Signed shoelace areas of P polygons: float64[P, V, 2] whose first count[P] vertices are
+    the polygon -> float64[P] (positive: counter-clockwise in x-right, y-up axes; 0 below 3 vertices)."""
+    v = poly.shape[1]
+    i = np.arange(v)[None, :]
+    nxt = np.take_along_axis(poly, ((i + 1) % np.maximum(count, 1)[:, None])[..., None], 1)  # next vertex, wrapping at count
+    cross = poly[..., 0] * nxt[..., 1] - poly[..., 1] * nxt[..., 0]
+    area = 0.5 * np.where(i < count[:, None], cross, 0.0).sum(1)
+    return np.where(count >= 3, area, 0.0)
+
+
+def _clip(subject: np.ndarray, count: np.ndarray, clip: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sutherland-Hodgman for P pairs at once: the part of each convex polygon float64[P, V, 2]
+    (first count[P] vertices) inside its convex quadrilateral float64[P, 4, 2] (both positively
+    oriented) -> (float64[P, 8, 2] vertices, int[P] counts), in the order the one-pair algorithm
+    makes them: per subject vertex, the vertex if inside, then the crossing point if its edge crosses."""
+    p = len(subject)
+    out = np.zeros((p, _MAX_VERTICES, 2))
+    out[:, : subject.shape[1]] = subject
+    n = count.copy()
+    i = np.arange(_MAX_VERTICES)[None, :]
+    for e in range(4):
+        a, b = clip[:, e], clip[:, (e + 1) % 4]  # [P, 2]
         edge = b - a
-        side = edge[0] * (out[:, 1] - a[1]) - edge[1] * (out[:, 0] - a[0])  # >= 0: left of a->b, inside
-        pts: list[np.ndarray] = []
-        for i in range(len(out)):
-            j = (i + 1) % len(out)
-            if side[i] >= 0:
-                pts.append(out[i])
-            if (side[i] >= 0) != (side[j] >= 0):
-                t = side[i] / (side[i] - side[j])
-                pts.append(out[i] + t * (out[j] - out[i]))
-        out = np.array(pts).reshape(-1, 2)
-    return out
+        side = edge[:, None, 0] * (out[..., 1] - a[:, None, 1]) - edge[:, None, 1] * (out[..., 0] - a[:, None, 0])
+        j = (i + 1) % np.maximum(n, 1)[:, None]  # each vertex's successor, wrapping at the count
+        side_j = np.take_along_axis(side, j, 1)
+        nxt = np.take_along_axis(out, j[..., None], 1)
+        real = i < n[:, None]
+        inside, inside_j = side >= 0, side_j >= 0  # >= 0: left of a->b, inside
+        crosses = real & (inside != inside_j)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = np.where(crosses, side / np.where(crosses, side - side_j, 1.0), 0.0)
+        points = np.stack([out, out + t[..., None] * (nxt - out)], 2).reshape(p, 2 * _MAX_VERTICES, 2)
+        keep = np.stack([real & inside, crosses], 2).reshape(p, 2 * _MAX_VERTICES)
+        order = np.argsort(~keep, axis=1, kind="stable")[:, :_MAX_VERTICES]  # kept candidates first, in order
+        out = np.take_along_axis(points, order[..., None], 1)
+        n = np.minimum(keep.sum(1), _MAX_VERTICES)
+    return out, n
 
 
 def rotated_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """float32[N, 5], float32[M, 5] xywhr -> float32[N, M] exact polygon IoU of the rotated boxes
-    (0 where a union is empty). Pairs whose axis-aligned bounds do not meet are skipped."""
+    (0 where a union is empty). Only pairs whose axis-aligned bounds meet are clipped, all of
+    them at once (a Python loop over pairs cost the OBB agreement tests about a minute each)."""
     ca = xywhr_corners(a).astype(np.float64)
     cb = xywhr_corners(b).astype(np.float64)
-    ca = np.array([c if _area(c) >= 0 else c[::-1] for c in ca]).reshape(-1, 4, 2)
-    cb = np.array([c if _area(c) >= 0 else c[::-1] for c in cb]).reshape(-1, 4, 2)
+    four = np.full(len(ca), 4), np.full(len(cb), 4)
+    ca = np.where((_areas(ca, four[0]) >= 0)[:, None, None], ca, ca[:, ::-1])  # positively oriented
+    cb = np.where((_areas(cb, four[1]) >= 0)[:, None, None], cb, cb[:, ::-1])
     ba = np.concatenate([ca.min(1), ca.max(1)], 1)  # axis-aligned bounds, from the corners already made
     bb = np.concatenate([cb.min(1), cb.max(1)], 1)
-    area_a = np.abs([_area(c) for c in ca])  # each polygon's area once, not once per pair
-    area_b = np.abs([_area(c) for c in cb])
+    area_a, area_b = np.abs(_areas(ca, four[0])), np.abs(_areas(cb, four[1]))
     out = np.zeros((len(a), len(b)), np.float32)
-    for i in range(len(a)):
-        near = ((ba[i, 0] <= bb[:, 2]) & (bb[:, 0] <= ba[i, 2]) & (ba[i, 1] <= bb[:, 3]) & (bb[:, 1] <= ba[i, 3]))
-        for j in np.nonzero(near)[0]:
-            inter = _clip(ca[i], cb[j])
-            area_i = abs(_area(inter)) if len(inter) >= 3 else 0.0
-            union = area_a[i] + area_b[j] - area_i
-            out[i, j] = area_i / union if union > 0 else 0.0
+    near = ((ba[:, None, 0] <= bb[None, :, 2]) & (bb[None, :, 0] <= ba[:, None, 2])
+            & (ba[:, None, 1] <= bb[None, :, 3]) & (bb[None, :, 1] <= ba[:, None, 3]))
+    i, j = np.nonzero(near)
+    if len(i):
+        poly, count = _clip(ca[i], np.full(len(i), 4), cb[j])
+        inter = np.abs(_areas(poly, count))
+        union = area_a[i] + area_b[j] - inter
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out[i, j] = np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
     return out

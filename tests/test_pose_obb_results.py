@@ -64,6 +64,21 @@ def test_rotated_iou_equals_opencv() -> None:
     assert (pairs > 0).all() and (pairs > 0.5).sum() >= 5
 
 
+def test_rotated_iou_on_cases_with_known_answers() -> None:
+    """All pairs are clipped at once: identical boxes (also written as the other parametrisation,
+    w and h swapped and turned 90 degrees), a box inside another, disjoint and touching boxes,
+    and empty inputs."""
+    a = np.array([[50, 50, 40, 20, 0.3], [50, 50, 40, 20, 0.3], [10, 10, 8, 8, 0.0], [0, 0, 2, 2, 0.0]], np.float32)
+    b = np.array([[50, 50, 40, 20, 0.3], [50, 50, 20, 40, 0.3 + np.pi / 2], [10, 10, 4, 4, 0.7], [2, 0, 2, 2, 0.0]],
+                 np.float32)
+    iou = rotated_iou(a, b)
+    assert iou.shape == (4, 4) and iou.dtype == np.float32
+    assert iou[0, 0] == pytest.approx(1.0, abs=1e-6) and iou[1, 1] == pytest.approx(1.0, abs=1e-5)
+    assert iou[2, 2] == pytest.approx(16 / 64, abs=1e-5)  # the small box lies inside: its area over the big one's
+    assert iou[3, 3] == 0.0 and iou[0, 3] == 0.0 and iou[2, 0] == 0.0  # touching along an edge; far apart
+    assert rotated_iou(a[:0], b).shape == (0, 4) and rotated_iou(a, b[:0]).shape == (4, 0)
+
+
 def test_keypoints_and_rotated_boxes_map_to_the_frame_as_ultralytics(vtest_frames: list[np.ndarray]) -> None:
     import torch
     from ultralytics.utils.ops import scale_boxes, scale_coords
