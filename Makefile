@@ -17,7 +17,7 @@ SOURCE ?=
 OUT    := runs/demo
 export YOLO_OFFLINE := 1
 
-.PHONY: demo test install install-dev assets clean typecheck bench gpu-check gpu-check-wheels
+.PHONY: demo test install install-dev assets clean typecheck bench gpu-check gpu-check-wheels test-durations
 .DEFAULT_GOAL := demo
 
 $(VPY):
@@ -94,12 +94,19 @@ demo: assets
 # Two pytest workers (pytest-xdist), each test file on one worker (module fixtures built once):
 # most of the suite is single-threaded Python (exports, graph surgery, NNCF). Each worker is
 # pinned to its share of the cores (tests/conftest.py), so the runtimes' thread pools do not
-# fight over them. On the 2-core CI machine: 33.3 min in one process, 23.4 with two unpinned
-# workers (0.70x). PYTEST_WORKERS=0 runs in one process.
+# fight over them; files go out heaviest first (tests/file_seconds.json), so that neither worker
+# ends on a long file alone. On the 2-core CI machine: 33.3 min in one process, 23.4 with two
+# unpinned workers (0.70x), 20.5-21.7 pinned. PYTEST_WORKERS=0 runs in one process.
 PYTEST_WORKERS ?= 2
 test: $(VENV)/.installed-dev $(VTEST) .system-test-pkgs
 	$(VPY) -m ruff check --select F,E9 edgevision converters tests benchmarks demos tools
-	$(VPY) -m pytest -q $(if $(filter-out 0,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS) --dist loadfile) --durations=25
+	$(VPY) -m pytest -q $(if $(filter-out 0,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS) --dist loadfile) --durations=25 \
+		--junitxml=runs/pytest-junit.xml
+
+# tests/file_seconds.json (the order make test hands files to its workers: heaviest first) from
+# the last make test's JUnit file. Re-run after adding or reshaping a heavy test file.
+test-durations:
+	$(VPY) tools/test_durations.py runs/pytest-junit.xml
 
 # Everything a GPU machine can prove, in one call (docs/gpu-check.md). Installs nothing: a GPU
 # machine may have no network. Without a GPU: one line, exit 0 (tests/test_gpu_check.py runs it).
