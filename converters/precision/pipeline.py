@@ -189,7 +189,7 @@ def finish(
                                     runtimes=runtimes("fp32"))}
     for v in variants:
         assert v.result is not None
-        good, bad = _final_paths(folder, stem, v.name, v.tmp.suffix)
+        good, bad = _final_paths(folder, stem, v.name, v.kind.suffix)
         v.final = good if v.result.accepted else bad
         _stamp(v, manifest, fp32, fp32_sha, budget, v.result.accepted)
         v.kind.move(v.tmp, v.final)
