@@ -96,12 +96,12 @@ demo: assets
 # pinned to its share of the cores (tests/conftest.py), so the runtimes' thread pools do not
 # fight over them; files go out heaviest first (tests/file_seconds.json), so that neither worker
 # ends on a long file alone. On the 2-core CI machine: 33.3 min in one process, 23.4 with two
-# unpinned workers (0.70x), 20.5-21.7 pinned, 17.3 with the files in this order (and a faster
-# rotated-IoU metric). PYTEST_WORKERS=0 runs in one process.
+# unpinned workers (0.70x), 20.5-21.7 pinned, 17.3-18.2 with a faster rotated-IoU metric (the
+# file order measured no gain yet). PYTEST_WORKERS=0 runs in one process.
 PYTEST_WORKERS ?= 2
 test: $(VENV)/.installed-dev $(VTEST) .system-test-pkgs
 	$(VPY) -m ruff check --select F,E9 edgevision converters tests benchmarks demos tools
-	$(VPY) -m pytest -q $(if $(filter-out 0,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS) --dist loadfile) --durations=25 \
+	$(VPY) -m pytest -q $(if $(filter-out 0,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder) --durations=25 \
 		--junitxml=runs/pytest-junit.xml
 
 # tests/file_seconds.json (the order make test hands files to its workers: heaviest first) from

@@ -67,12 +67,11 @@ def _pin_xdist_worker() -> None:
 CONVERTING_FIXTURES = {"seg_onnx", "seg320_onnx", "det_onnx"}
 
 
-@pytest.hookimpl(trylast=True)  # after pytest's own fixture-driven reordering, which the file order keeps
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """One place decides whether `gpu` tests run: a CUDA device must answer, and for
     gpu("tensorrt") tests a TensorRT must import (tools/gpu_check.py reports both).
-    Tests that need a converted artifact are marked slow here. Then the files are ordered
-    heaviest first (_heaviest_files_first)."""
+    Tests that need a converted artifact are marked slow here (before `-m` selects: this
+    hook must not be trylast, or `-m "not slow"` would keep them)."""
     from edgevision.device import gpu_status
 
     status = gpu_status()
@@ -87,15 +86,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.skip(reason=f"gpu test: {status.reason}"))
         elif "tensorrt" in marker.args and no_trt:
             item.add_marker(pytest.mark.skip(reason=f"gpu test: TensorRT not available: {no_trt}"))
-    _heaviest_files_first(items)
 
 
 # Seconds each test file took in a measured `make test` (tests/file_seconds.json, written by
 # tools/test_durations.py from the run's JUnit file). Under `--dist loadfile` a worker takes the
 # next file in collection order when it finishes one, and a worker with nothing left idles while
 # the other finishes its last file (each is pinned to its own core): heaviest first leaves only
-# light files for the end.
+# light files for the end. The Makefile passes --no-loadscope-reorder: by default pytest-xdist
+# re-sorts loadfile's files by their number of tests, which would undo this order.
 FILE_SECONDS = Path(__file__).with_name("file_seconds.json")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's worker sends the collected ids (and the terminal lists them)
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """After selection and pytest's own reordering: the files heaviest first."""
+    _heaviest_files_first(session.items)
 
 
 def _heaviest_files_first(items: list[pytest.Item]) -> None:

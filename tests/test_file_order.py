@@ -47,3 +47,29 @@ def test_items_are_ordered_by_file_weight_and_keep_their_order_within_a_file(
     items = [SimpleNamespace(nodeid=i) for i in ids]
     conftest._heaviest_files_first(items)  # type: ignore[arg-type]
     assert [i.nodeid for i in items] == ids
+
+
+def test_a_real_collection_is_ordered_and_the_fast_tier_still_drops_converting_tests() -> None:
+    """In a real pytest run (not the function alone): `-m "not slow"` still drops the tests that
+    use a converted artifact (conftest marks them before selection), and the files come out
+    heaviest first whatever the command line's order."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    seconds = json.loads(conftest.FILE_SECONDS.read_text())
+    assert seconds["tests/test_cli.py"] > seconds.get("tests/test_file_order.py", 0.0)
+
+    def collect(*args: str) -> list[str]:
+        run = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *args,
+                              "tests/test_file_order.py", "tests/test_cli.py"], cwd=root, capture_output=True,
+                             text=True, timeout=300)
+        assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+        return [line for line in run.stdout.splitlines() if "::" in line]
+
+    every = collect()
+    assert every[0].startswith("tests/test_cli.py::") and every[-1].startswith("tests/test_file_order.py::")
+    converting = [i for i in every if i.startswith("tests/test_cli.py::test_bad_input_gets_one_clear_error")]
+    assert converting  # uses seg_onnx: marked slow by conftest
+    fast = collect("-m", "not slow")
+    assert not set(converting) & set(fast) and len(fast) < len(every)
