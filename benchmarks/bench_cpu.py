@@ -43,6 +43,7 @@ from demos.assets import VTEST, demo_checkpoint  # noqa: E402
 from edgevision.detections import Detections  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
+REFERENCE = "edgevision fp32 ORT"  # agreement is measured against its detections
 
 
 # -- preparation ------------------------------------------------------------------------
@@ -68,7 +69,7 @@ def prepare(work: Path) -> dict[str, dict[str, Any]]:
     return {
         "edgevision best": {"kind": "edgevision", "path": str(ev)},
         "edgevision best (nncf engine)": {"kind": "edgevision", "path": str(ev_nncf)},
-        "edgevision fp32 ORT": {"kind": "edgevision", "path": str(ev / "yolo11n-seg.onnx"), "backend": "onnxruntime"},
+        REFERENCE: {"kind": "edgevision", "path": str(ev / "yolo11n-seg.onnx"), "backend": "onnxruntime"},
         "ultralytics ONNX": {"kind": "ultralytics", "path": str(export_ultralytics_onnx(ckpt, ul / "onnx"))},
         "ultralytics OpenVINO": {"kind": "ultralytics", "path": str(export_ultralytics_openvino(ckpt, ul / "ov"))},
         "ultralytics OpenVINO INT8": {"kind": "ultralytics",
@@ -106,6 +107,11 @@ def child(spec: dict[str, Any], frames: int, out: Path) -> None:
         what = Path(spec["path"]).name
     out.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     print(json.dumps({"frames": len(rows), "loop_s": time.perf_counter() - t0, "what": what}))
+
+
+def _jsonl(work: Path, name: str) -> Path:
+    """Where a configuration's detections (one JSON line per frame) are written."""
+    return work / f"{name.replace(' ', '_')}.jsonl"
 
 
 def _row(d: Detections) -> dict[str, Any]:
@@ -164,18 +170,18 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"--only: no configuration {unknown}; there are {list(specs)}")
     names = [n for n in specs if not only or n in only]
-    ref_file = work / "edgevision_fp32_ORT.jsonl"  # checked before the rounds: --only may leave it out
-    if "edgevision fp32 ORT" not in names and not ref_file.is_file():
+    ref_file = _jsonl(work, REFERENCE)  # checked before the rounds: --only may leave it out
+    if REFERENCE not in names and not ref_file.is_file():
         raise SystemExit(f"{ref_file} is missing: agreement is measured against it; run without --only first")
     rounds: list[dict[str, Any]] = []
     for i in range(args.rounds):
         order = names if i % 2 == 0 else names[::-1]
-        rounds.append({n: timed_run(n, specs[n], args.frames, work / f"{n.replace(' ', '_')}.jsonl") for n in order})
+        rounds.append({n: timed_run(n, specs[n], args.frames, _jsonl(work, n)) for n in order})
         print(f"round {i + 1}: " + ", ".join(f"{n} {r['fps_whole_process']} FPS" for n, r in rounds[-1].items()), flush=True)
     ref = _read(ref_file)
     summary = {}
     for n in names:
-        cand = _read(work / f"{n.replace(' ', '_')}.jsonl")
+        cand = _read(_jsonl(work, n))
         a = agreement(cand, ref)
         fps = float(np.median([r[n]["fps_whole_process"] for r in rounds]))
         summary[n] = {"median_fps_whole_process": round(fps, 2), "what": rounds[-1][n]["what"],
@@ -184,7 +190,7 @@ def main() -> None:
                       "detections": a.candidate_detections, "fp32_detections": a.reference_detections}
     peers = [n for n in names if n.startswith("ultralytics")]
     fastest_peer = max(peers, key=lambda n: summary[n]["median_fps_whole_process"])
-    ours = [n for n in names if n.startswith("edgevision best")]
+    ours = [n for n in names if n.startswith("edgevision")]  # every edgevision row gets its ratio
     ratio = {n: round(float(np.median([r[n]["fps_whole_process"] / r[fastest_peer]["fps_whole_process"]
                                        for r in rounds])), 3) for n in ours}
     result = {

@@ -81,12 +81,12 @@ def rotated_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     them at once (a Python loop over pairs cost the OBB agreement tests about a minute each)."""
     ca = xywhr_corners(a).astype(np.float64)
     cb = xywhr_corners(b).astype(np.float64)
-    four = np.full(len(ca), 4), np.full(len(cb), 4)
-    ca = np.where((_areas(ca, four[0]) >= 0)[:, None, None], ca, ca[:, ::-1])  # positively oriented
-    cb = np.where((_areas(cb, four[1]) >= 0)[:, None, None], cb, cb[:, ::-1])
+    signed_a, signed_b = _areas(ca, np.full(len(ca), 4)), _areas(cb, np.full(len(cb), 4))
+    ca = np.where((signed_a >= 0)[:, None, None], ca, ca[:, ::-1])  # positively oriented
+    cb = np.where((signed_b >= 0)[:, None, None], cb, cb[:, ::-1])
+    area_a, area_b = np.abs(signed_a), np.abs(signed_b)  # reversing the winding only flips the sign
     ba = np.concatenate([ca.min(1), ca.max(1)], 1)  # axis-aligned bounds, from the corners already made
     bb = np.concatenate([cb.min(1), cb.max(1)], 1)
-    area_a, area_b = np.abs(_areas(ca, four[0])), np.abs(_areas(cb, four[1]))
     out = np.zeros((len(a), len(b)), np.float32)
     near = ((ba[:, None, 0] <= bb[None, :, 2]) & (bb[None, :, 0] <= ba[:, None, 2])
             & (ba[:, None, 1] <= bb[None, :, 3]) & (bb[None, :, 1] <= ba[:, None, 3]))

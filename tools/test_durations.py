@@ -41,6 +41,8 @@ def main() -> None:
     ap.add_argument("junit", type=Path)
     ap.add_argument("-o", "--out", type=Path, default=ROOT / "tests" / "file_seconds.json")
     args = ap.parse_args()
+    if not args.junit.is_file():
+        raise SystemExit(f"{args.junit}: no such file; `make test` writes it")
     seconds = file_seconds(args.junit)
     if not seconds:
         raise SystemExit(f"{args.junit}: no test cases with a file here")

@@ -100,7 +100,7 @@ def post_name(task: str) -> str:
     return POST_NAMES.get(task, "post-processing")
 
 
-def _final_paths(folder: Path, stem: str, name: str, suffix: str = ".onnx") -> tuple[Path, Path]:
+def _final_paths(folder: Path, stem: str, name: str, suffix: str) -> tuple[Path, Path]:
     return folder / f"{stem}.{name}{suffix}", folder / f"{stem}.{name}.rejected{suffix}"
 
 
